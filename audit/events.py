@@ -1,0 +1,83 @@
+"""Audit events and their leaves: RFC 8785 (JCS) canonical JSON of the event, UTF-8.
+
+Pseudonyms only: a leaf may be shipped to an auditor anywhere, so it never holds a raw subject
+id, record key or content.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import rfc8785
+
+# Event names (the ``event`` field).
+SUBJECT_REGISTERED = "subject.registered"
+SUBJECT_ERASED = "subject.erased"
+SUBJECT_MOVED_IN = "subject.moved_in"
+SUBJECT_MOVED_OUT = "subject.moved_out"
+RECORD_PUT = "record.put"
+RECORD_DELETED = "record.deleted"
+SCHEMA_MIGRATED = "schema.migrated"
+PLACEMENT_REFUSED = "placement.refused"
+
+
+@dataclass(frozen=True)
+class Actor:
+    """Who asked, and why: carried from the request into every entry it causes."""
+
+    key_id: str | None = None
+    purpose: str | None = None
+    request_id: str | None = None
+
+
+SYSTEM = Actor(key_id="system")
+
+
+@dataclass(frozen=True)
+class LogSite:
+    """Where an entry is written: the log (= shard) and its region."""
+
+    log: str
+    region: str
+    country: str
+
+
+def rfc3339(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+def make_leaf(
+    site: LogSite,
+    event: str,
+    actor: Actor,
+    *,
+    subject: str | None = None,
+    jurisdiction: str | None = None,
+    time: datetime | None = None,
+    **fields: Any,
+) -> bytes:
+    """The exact leaf bytes for one event; ``None`` fields are left out."""
+    body: dict[str, Any] = {
+        "log": site.log,
+        "time": rfc3339(time or datetime.now(UTC)),
+        "event": event,
+        "shard": site.log,
+        "region": site.region,
+        "country": site.country,
+        "subject": subject,
+        "jurisdiction": jurisdiction,
+        "actor": actor.key_id,
+        "purpose": actor.purpose,
+        "request_id": actor.request_id,
+        **fields,
+    }
+    return bytes(rfc8785.dumps({k: v for k, v in body.items() if v is not None}))
+
+
+def decode_leaf(leaf: bytes) -> Mapping[str, Any]:
+    decoded: Mapping[str, Any] = json.loads(leaf)
+    return decoded

@@ -1,0 +1,150 @@
+"""/v1/subjects/{id}/records: conditional writes, reads with residency headers, listing."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from typing import Annotated
+
+import orjson
+from fastapi import APIRouter, Header, Query, Request
+from starlette.responses import Response
+
+from router.api.common import actor_of, parse_if_match, read_json_object
+from router.api.models import RecordList, RecordMeta, RecordOut, errors
+from router.auth import RecordsRead, RecordsWrite
+from router.errors import ApiError
+from router.responses import JSONResponse
+from router.state import runtime_of
+from shards.store import StoredRecord
+
+router = APIRouter(prefix="/v1/subjects/{subject_id}/records", tags=["records"])
+
+_PUT_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {"application/json": {"schema": {"type": "object"}}},
+        "description": "the record: any JSON object, at most the configured size (1 MiB default)",
+    }
+}
+
+
+def _meta(record: StoredRecord) -> bytes:
+    return orjson.dumps(
+        {
+            "subject_id": record.subject_id,
+            "collection": record.collection,
+            "key": record.key,
+            "version": record.version,
+            "jurisdiction": record.jurisdiction,
+            "region": record.region,
+            "shard": record.shard,
+            "content_sha256": record.content_sha256,
+        }
+    )
+
+
+def _with_data(record: StoredRecord) -> bytes:
+    # The stored bytes are already JSON: splice them in rather than decode and re-encode.
+    return _meta(record)[:-1] + b',"data":' + (record.data or b"{}") + b"}"
+
+
+def _headers(record: StoredRecord) -> dict[str, str]:
+    return {
+        "ETag": f'"{record.version}"',
+        "X-Domicile-Region": record.region,
+        "X-Domicile-Shard": record.shard,
+    }
+
+
+@router.put(
+    "/{collection}/{key}",
+    operation_id="put_record",
+    response_model=RecordMeta,
+    openapi_extra=_PUT_BODY,
+    responses=errors(401, 403, 404, 409, 412, 413, 415, 422, 503),
+)
+async def put_record(
+    subject_id: str,
+    collection: str,
+    key: str,
+    request: Request,
+    _: RecordsWrite,
+    if_match: Annotated[str | None, Header()] = None,
+) -> Response:
+    runtime = runtime_of(request)
+    data = await read_json_object(request, runtime.settings.max_record_bytes)
+    record = await runtime.store.put(
+        subject_id, collection, key, data, actor_of(request), if_match=parse_if_match(if_match)
+    )
+    return JSONResponse(_meta(record), headers=_headers(record))
+
+
+@router.get(
+    "/{collection}/{key}",
+    operation_id="get_record",
+    response_model=RecordOut,
+    responses=errors(401, 403, 404, 422, 503),
+)
+async def get_record(
+    subject_id: str, collection: str, key: str, request: Request, _: RecordsRead
+) -> Response:
+    record = await runtime_of(request).store.get(subject_id, collection, key)
+    return JSONResponse(_with_data(record), headers=_headers(record))
+
+
+@router.delete(
+    "/{collection}/{key}",
+    operation_id="delete_record",
+    status_code=204,
+    responses=errors(401, 403, 404, 409, 412, 422, 503),
+)
+async def delete_record(
+    subject_id: str,
+    collection: str,
+    key: str,
+    request: Request,
+    _: RecordsWrite,
+    if_match: Annotated[str | None, Header()] = None,
+) -> Response:
+    await runtime_of(request).store.delete(
+        subject_id, collection, key, actor_of(request), if_match=parse_if_match(if_match)
+    )
+    return Response(status_code=204)
+
+
+def _encode_cursor(position: tuple[str, str]) -> str:
+    return base64.urlsafe_b64encode(orjson.dumps(position)).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str) -> tuple[str, str]:
+    try:
+        value = orjson.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+    except (binascii.Error, ValueError):
+        value = None
+    if not (isinstance(value, list) and len(value) == 2 and all(isinstance(v, str) for v in value)):
+        raise ApiError(422, "invalid_cursor", "cursor is not one this API returned")
+    return value[0], value[1]
+
+
+@router.get(
+    "",
+    operation_id="list_records",
+    response_model=RecordList,
+    responses=errors(401, 403, 404, 422, 503),
+)
+async def list_records(
+    subject_id: str,
+    request: Request,
+    _: RecordsRead,
+    collection: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 50,
+    cursor: str | None = None,
+) -> Response:
+    after = _decode_cursor(cursor) if cursor else None
+    page = await runtime_of(request).store.list(
+        subject_id, collection=collection, limit=limit, after=after
+    )
+    next_cursor = orjson.dumps(_encode_cursor(page.next_cursor) if page.next_cursor else None)
+    body = b'{"items":[' + b",".join(_with_data(r) for r in page.items) + b'],"next_cursor":'
+    return JSONResponse(body + next_cursor + b"}")

@@ -1,0 +1,39 @@
+"""The FastAPI application. Everything stateful is built in the lifespan, not at import."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from router import errors
+from router.api import health, records, shards, subjects
+from router.auth import Authenticator
+from router.config import Settings
+from router.observability import Metrics, Observability
+from router.runtime import bootstrap_admin_key, open_runtime
+
+
+def create_app(settings: Settings) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with open_runtime(settings) as runtime:
+            await bootstrap_admin_key(runtime)
+            app.state.runtime = runtime
+            app.state.authenticator = Authenticator(runtime.catalog)
+            yield
+
+    app = FastAPI(
+        title="domicile",
+        version="0.1.0",
+        summary="Geo-partitioned user-data storage: every record stays where the law says.",
+        lifespan=lifespan,
+    )
+    metrics = Metrics()
+    app.state.metrics = metrics
+    app.add_middleware(Observability, metrics=metrics)
+    errors.install(app)
+    for module in (subjects, records, shards, health):
+        app.include_router(module.router)
+    return app

@@ -1,0 +1,60 @@
+"""Bearer API keys with scopes. Verified keys are cached briefly so the hot path does not hit
+the catalog on every request (a revoked key stops working within ``ttl`` seconds)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from router.errors import ApiError
+from shards.catalog import ApiKey, Catalog, parse_token, secret_matches
+
+
+class Authenticator:
+    def __init__(self, catalog: Catalog, ttl: float = 30.0) -> None:
+        self._catalog = catalog
+        self._ttl = ttl
+        self._verified: dict[str, tuple[float, ApiKey]] = {}
+
+    async def authenticate(self, header: str | None) -> ApiKey:
+        if not header or not header.startswith("Bearer "):
+            raise _unauthorized("missing bearer API key (Authorization: Bearer <key>)")
+        token = header[7:].strip()
+        hit = self._verified.get(token)
+        if hit is not None and hit[0] > time.monotonic():
+            return hit[1]
+        parsed = parse_token(token)
+        key = await self._catalog.get_key(parsed[0]) if parsed else None
+        if key is None or key.revoked or not secret_matches(key, token):
+            raise _unauthorized("invalid API key")
+        if len(self._verified) > 10_000:
+            self._verified.clear()
+        self._verified[token] = (time.monotonic() + self._ttl, key)
+        return key
+
+
+def _unauthorized(message: str) -> ApiError:
+    return ApiError(401, "unauthorized", message, {"WWW-Authenticate": "Bearer"})
+
+
+def require(scope: str) -> Callable[[Request], Awaitable[ApiKey]]:
+    async def dependency(request: Request) -> ApiKey:
+        authenticator: Authenticator = request.app.state.authenticator
+        key = await authenticator.authenticate(request.headers.get("authorization"))
+        if not key.allows(scope):
+            raise ApiError(403, "forbidden", f"API key {key.key_id} lacks the scope {scope}")
+        request.state.key_id = key.key_id
+        return key
+
+    dependency.__name__ = f"require_{scope.replace(':', '_')}"
+    return dependency
+
+
+RecordsRead = Annotated[ApiKey, Depends(require("records:read"))]
+RecordsWrite = Annotated[ApiKey, Depends(require("records:write"))]
+SubjectsWrite = Annotated[ApiKey, Depends(require("subjects:write"))]
+AuditRead = Annotated[ApiKey, Depends(require("audit:read"))]
+Admin = Annotated[ApiKey, Depends(require("admin"))]

@@ -1,0 +1,303 @@
+"""Configuration: ``domicile.toml`` (or the embedded default), validated strictly.
+
+Every problem is reported as one ``ConfigError`` naming the offending key and value, so the CLI
+can print one line and exit 2. The embedded default is expressed as the same document a user
+would write and goes through the same validation.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from shards.policy import (
+    BUILTIN_GROUPS,
+    DEFAULT_RULE,
+    ISO_CODES,
+    Region,
+    Rule,
+    ShardSpec,
+    Topology,
+    group_members,
+)
+
+MIB = 1024 * 1024
+_NAME = r"^[a-z0-9][a-z0-9-]{0,62}$"
+_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+class ConfigError(ValueError):
+    """A configuration problem, phrased as ``<key>: <what is wrong>``."""
+
+
+class Environment(BaseSettings):
+    """The process environment domicile reads (``DOMICILE_*``)."""
+
+    model_config = SettingsConfigDict(env_prefix="DOMICILE_", extra="ignore")
+
+    config: Path | None = None
+    data_dir: Path = Path("domicile-data")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+class RegionModel(_Strict):
+    country: str
+    provider: str | None = None
+    address: str | None = None
+    legal_entity: str | None = None
+
+
+class ShardModel(_Strict):
+    region: str
+    url: str
+    accepts_new_subjects: bool = True
+
+
+class RuleModel(_Strict):
+    store_in: list[str]
+    law: str | None = None
+
+
+class CatalogModel(_Strict):
+    url: str | None = None
+
+
+class RedisModel(_Strict):
+    url: str | None = None
+
+
+class ArchiveModel(_Strict):
+    endpoint: str | None = None
+    #: region name -> bucket in that region
+    buckets: dict[str, str] = Field(default_factory=dict)
+    retention_days: int = Field(default=365, ge=1)
+    local_dir: str | None = None
+    #: entries per archived bundle
+    bundle_size: int = Field(default=1024, ge=1)
+
+
+class AuditModel(_Strict):
+    signing_key: str | None = None
+    archive: ArchiveModel = ArchiveModel()
+
+
+class ApiModel(_Strict):
+    max_record_bytes: int = Field(default=MIB, ge=1)
+
+
+class ConfigFile(_Strict):
+    deployment: str = Field(default="local", pattern=_NAME)
+    data_dir: str | None = None
+    regions: dict[str, RegionModel]
+    shards: dict[str, ShardModel]
+    policy: dict[str, RuleModel]
+    groups: dict[str, list[str]] = Field(default_factory=dict)
+    catalog: CatalogModel = CatalogModel()
+    redis: RedisModel = RedisModel()
+    audit: AuditModel = AuditModel()
+    api: ApiModel = ApiModel()
+
+
+@dataclass(frozen=True)
+class ArchiveSettings:
+    endpoint: str | None
+    buckets: dict[str, str]
+    retention_days: int
+    local_dir: Path
+    bundle_size: int
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything a running domicile needs, resolved to absolute paths and URLs."""
+
+    deployment: str
+    data_dir: Path
+    topology: Topology
+    catalog_url: str
+    redis_url: str | None
+    signing_key_path: Path
+    pseudonym_key_path: Path
+    archive: ArchiveSettings
+    max_record_bytes: int
+    embedded: bool
+
+
+def embedded_document(data_dir: Path) -> dict[str, Any]:
+    """The embedded default topology (see the contract), as a config document."""
+
+    def sqlite(name: str) -> str:
+        return f"sqlite+aiosqlite:///{data_dir / 'shards' / f'{name}.sqlite'}"
+
+    return {
+        "regions": {
+            "ru-msk": {"country": "RU"},
+            "eu-fra": {"country": "DE"},
+            "us-east": {"country": "US"},
+        },
+        "shards": {
+            "ru-msk-1": {"region": "ru-msk", "url": sqlite("ru-msk-1")},
+            "eu-fra-1": {"region": "eu-fra", "url": sqlite("eu-fra-1")},
+            "us-east-1": {"region": "us-east", "url": sqlite("us-east-1")},
+        },
+        "policy": {
+            "RU": {"store_in": ["ru-msk"], "law": "152-FZ art. 18(5) (as amended by 242-FZ)"},
+            "EU": {"store_in": ["eu-fra"], "law": "GDPR chapter V"},
+            "CN": {"store_in": [], "law": "PIPL art. 40"},
+            DEFAULT_RULE: {"store_in": ["us-east"]},
+        },
+    }
+
+
+def load_settings(config: Path | None = None, env: Environment | None = None) -> Settings:
+    """Load ``--config``, else ``$DOMICILE_CONFIG``, else the embedded default."""
+    env = env or Environment()
+    path = config or env.config
+    if path is None:
+        data_dir = env.data_dir.resolve()
+        return _build(embedded_document(data_dir), data_dir, embedded=True)
+    try:
+        document = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} does not exist") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"config file {path} cannot be read: {exc}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+    document = _expand_env(document, "")
+    base = path.resolve().parent
+    raw_dir = document.get("data_dir")
+    data_dir = (base / raw_dir).resolve() if isinstance(raw_dir, str) else env.data_dir.resolve()
+    return _build(document, data_dir, embedded=False)
+
+
+def _expand_env(value: Any, where: str) -> Any:
+    """Substitute ``${VAR}`` in strings, so secrets (passwords in URLs) stay out of the file."""
+    if isinstance(value, dict):
+        return {k: _expand_env(v, f"{where}.{k}" if where else k) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_expand_env(v, f"{where}[{i}]") for i, v in enumerate(value)]
+    if isinstance(value, str):
+
+        def sub(match: re.Match[str]) -> str:
+            name = match.group(1)
+            if name not in os.environ:
+                raise ConfigError(f"{where}: environment variable {name} is not set")
+            return os.environ[name]
+
+        return _ENV_REF.sub(sub, value)
+    return value
+
+
+def _describe(error: ValidationError) -> str:
+    first = error.errors()[0]
+    key = ".".join(str(part) for part in first["loc"])
+    if first["type"] == "extra_forbidden":
+        return f"{key}: unknown key"
+    if first["type"] == "missing":
+        return f"{key}: required key is missing"
+    return f"{key}: {first['msg']} (got {first.get('input')!r})"
+
+
+def _build(document: dict[str, Any], data_dir: Path, *, embedded: bool) -> Settings:
+    try:
+        model = ConfigFile.model_validate(document)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc)) from None
+    topology = _topology(model)
+    archive = model.audit.archive
+    for region in archive.buckets:
+        if region not in model.regions:
+            raise ConfigError(f"audit.archive.buckets.{region}: {region!r} is not a declared region")
+    return Settings(
+        deployment=model.deployment,
+        data_dir=data_dir,
+        topology=topology,
+        catalog_url=model.catalog.url or f"sqlite+aiosqlite:///{data_dir / 'catalog.sqlite'}",
+        redis_url=model.redis.url,
+        signing_key_path=Path(model.audit.signing_key or data_dir / "audit-signing.key"),
+        pseudonym_key_path=data_dir / "pseudonym.key",
+        archive=ArchiveSettings(
+            endpoint=archive.endpoint,
+            buckets=dict(archive.buckets),
+            retention_days=archive.retention_days,
+            local_dir=Path(archive.local_dir) if archive.local_dir else data_dir / "archive",
+            bundle_size=archive.bundle_size,
+        ),
+        max_record_bytes=model.api.max_record_bytes,
+        embedded=embedded,
+    )
+
+
+def _topology(model: ConfigFile) -> Topology:
+    regions: dict[str, Region] = {}
+    for name, region in model.regions.items():
+        if not re.match(_NAME, name):
+            raise ConfigError(f"regions.{name}: region names are lower-case letters, digits, '-'")
+        if region.country not in ISO_CODES:
+            raise ConfigError(
+                f"regions.{name}.country: {region.country!r} is not an ISO 3166-1 alpha-2 code"
+            )
+        regions[name] = Region(name, region.country, region.provider, region.address,
+                               region.legal_entity)
+    if not regions:
+        raise ConfigError("regions: at least one region must be declared")
+
+    shards: dict[str, ShardSpec] = {}
+    for name, shard in model.shards.items():
+        if not re.match(_NAME, name):
+            raise ConfigError(f"shards.{name}: shard names are lower-case letters, digits, '-'")
+        if shard.region not in regions:
+            raise ConfigError(f"shards.{name}.region: {shard.region!r} is not a declared region")
+        if not shard.url.startswith(("postgresql+asyncpg://", "sqlite+aiosqlite://")):
+            raise ConfigError(
+                f"shards.{name}.url: must start with postgresql+asyncpg:// or sqlite+aiosqlite://"
+            )
+        shards[name] = ShardSpec(name, shard.region, shard.url, shard.accepts_new_subjects)
+    if not shards:
+        raise ConfigError("shards: at least one shard must be declared")
+
+    for group, members in model.groups.items():
+        if group in ISO_CODES or group == DEFAULT_RULE or not re.match(r"^[A-Z][A-Z0-9_]+$", group):
+            raise ConfigError(
+                f"groups.{group}: a group name is upper case and not a jurisdiction code"
+            )
+        for code in members:
+            if code not in ISO_CODES:
+                raise ConfigError(
+                    f"groups.{group}: {code!r} is not an ISO 3166-1 alpha-2 code"
+                )
+    groups = group_members(model.groups)
+
+    rules: dict[str, Rule] = {}
+    for key, rule in model.policy.items():
+        if key != DEFAULT_RULE and key not in ISO_CODES and key not in groups:
+            raise ConfigError(
+                f"policy.{key}: {key!r} is not an ISO 3166-1 alpha-2 code, a group or 'default'"
+            )
+        for region in rule.store_in:
+            if region not in regions:
+                raise ConfigError(f"policy.{key}.store_in: {region!r} is not a declared region")
+        rules[key] = Rule(key, tuple(rule.store_in), rule.law)
+
+    # A jurisdiction governed by two group rules would be ambiguous.
+    ruled_groups = [g for g in groups if g in rules]
+    for code in ISO_CODES - rules.keys():
+        owners = [g for g in ruled_groups if code in groups[g]]
+        if len(owners) > 1:
+            raise ConfigError(
+                f"policy: {code} is in groups {', '.join(owners)} which both have rules; "
+                f"add policy.{code} to settle it"
+            )
+    used_groups = {g: m for g, m in groups.items() if g in rules or g in BUILTIN_GROUPS}
+    return Topology(regions=regions, shards=shards, rules=rules, groups=used_groups)

@@ -1,0 +1,82 @@
+"""The assembled service: engines, catalog, cache and store, built once per process (in the
+app's lifespan or a CLI command) and closed at the end."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+from router.config import Settings
+from router.secrets import load_or_create_key, write_private
+from shards.cache import LocalCache, PlacementCache, RedisCache
+from shards.catalog import SCOPES, Catalog
+from shards.directory import Directory
+from shards.errors import ShardUnavailable
+from shards.pseudonym import Pseudonymizer
+from shards.registry import ShardRegistry
+from shards.schema_runner import CATALOG_HISTORY, SHARD_HISTORY, migrate, sync_shard
+from shards.store import RecordStore
+
+log = logging.getLogger("domicile")
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    registry: ShardRegistry
+    catalog: Catalog
+    cache: PlacementCache
+    directory: Directory
+    store: RecordStore
+    pseudonyms: Pseudonymizer
+
+
+async def _prepare_shards(settings: Settings, registry: ShardRegistry) -> None:
+    """Bring the embedded default's shards to head; on every deployment, record each shard's
+    identity and keep its residency guard in step with the policy."""
+    for shard in registry.all():
+        try:
+            if settings.embedded:
+                await migrate(shard.engine, SHARD_HISTORY, "upgrade", "head")
+            await sync_shard(shard, settings.topology.jurisdictions_for_shard(shard.name))
+        except ShardUnavailable:
+            log.warning("shard %s is unavailable at start-up; serving the others", shard.name)
+
+
+@asynccontextmanager
+async def open_runtime(settings: Settings, *, prepare: bool = True) -> AsyncIterator[Runtime]:
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    pseudonyms = Pseudonymizer(load_or_create_key(settings.pseudonym_key_path))
+    catalog = Catalog(settings.catalog_url)
+    registry = ShardRegistry(settings.topology)
+    cache: PlacementCache
+    if settings.redis_url:
+        redis_cache = RedisCache(settings.redis_url, namespace=settings.deployment)
+        await redis_cache.start()
+        cache = redis_cache
+    else:
+        cache = LocalCache()
+    try:
+        if prepare:
+            await migrate(catalog.engine, CATALOG_HISTORY, "upgrade", "head")
+            await _prepare_shards(settings, registry)
+        directory = Directory(catalog, cache)
+        store = RecordStore(settings.topology, registry, directory, pseudonyms)
+        yield Runtime(settings, registry, catalog, cache, directory, store, pseudonyms)
+    finally:
+        await cache.close()
+        await registry.dispose()
+        await catalog.dispose()
+
+
+async def bootstrap_admin_key(runtime: Runtime) -> None:
+    """First start of the embedded default: write an admin key to a 0600 file and say where."""
+    if not runtime.settings.embedded or await runtime.catalog.count_keys() > 0:
+        return
+    path = runtime.settings.data_dir / "admin.key"
+    new = await runtime.catalog.create_key("bootstrap-admin", SCOPES)
+    path.unlink(missing_ok=True)
+    write_private(path, new.secret.encode() + b"\n")
+    log.warning("created an admin API key; its secret is in %s", path)

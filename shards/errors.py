@@ -1,0 +1,122 @@
+"""Domain errors. Each carries a stable snake_case ``code``; the HTTP layer maps them to
+status codes in one place (``router.errors``) and the CLI to exit codes."""
+
+from __future__ import annotations
+
+
+class DomicileError(Exception):
+    code = "domicile_error"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class InvalidInput(DomicileError):
+    code = "invalid_input"
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class NoPermittedRegion(DomicileError):
+    code = "no_permitted_region"
+
+    def __init__(self, jurisdiction: str) -> None:
+        super().__init__(f"the residency policy permits no region for jurisdiction {jurisdiction}")
+        self.jurisdiction = jurisdiction
+
+
+class SubjectNotFound(DomicileError):
+    code = "subject_not_found"
+
+    def __init__(self) -> None:
+        super().__init__("no such subject")
+
+
+class RecordNotFound(DomicileError):
+    code = "record_not_found"
+
+    def __init__(self) -> None:
+        super().__init__("no such record")
+
+
+class JurisdictionConflict(DomicileError):
+    code = "jurisdiction_conflict"
+
+    def __init__(self, registered: str, requested: str) -> None:
+        super().__init__(
+            f"subject is registered with jurisdiction {registered}, not {requested}"
+        )
+
+
+class VersionMismatch(DomicileError):
+    code = "version_mismatch"
+
+    def __init__(self, expected: int, current: int | None) -> None:
+        now = "does not exist" if current is None else f"is at version {current}"
+        super().__init__(f"If-Match expected version {expected} but the record {now}")
+
+
+class PlacementNotPermitted(DomicileError):
+    """The subject's home shard is no longer permitted by the policy: it awaits relocation."""
+
+    code = "relocation_required"
+
+    def __init__(self, jurisdiction: str, shard: str) -> None:
+        super().__init__(
+            f"the policy no longer permits shard {shard} for jurisdiction {jurisdiction}; "
+            "writes resume once `domicile comply` has moved the subject"
+        )
+
+
+class ResidencyGuardViolation(DomicileError):
+    """A shard's own guard refused a row: the router's view and the shard disagree."""
+
+    code = "residency_guard"
+
+    def __init__(self, shard: str) -> None:
+        super().__init__(f"shard {shard} refused a row whose jurisdiction it may not hold")
+
+
+class Unavailable(DomicileError):
+    """Retryable: the caller should try again after ``retry_after`` seconds."""
+
+    code = "unavailable"
+    retry_after = 1
+
+
+class ShardUnavailable(Unavailable):
+    code = "shard_unavailable"
+
+    def __init__(self, shard: str) -> None:
+        super().__init__(f"shard {shard} is unavailable")
+        self.shard = shard
+
+
+class CatalogUnavailable(Unavailable):
+    code = "catalog_unavailable"
+
+    def __init__(self) -> None:
+        super().__init__("the catalog database is unavailable")
+
+
+class SubjectMoving(Unavailable):
+    code = "subject_moving"
+
+    def __init__(self) -> None:
+        super().__init__("the subject is being moved between shards; retry shortly")
+
+
+class NotHome(DomicileError):
+    """The shard is not (or no longer) the subject's home: re-resolve the placement."""
+
+    code = "not_home"
+
+    def __init__(self, shard: str) -> None:
+        super().__init__(f"shard {shard} is not the subject's home")
+        self.shard = shard

@@ -1,0 +1,30 @@
+"""Choose a home shard for a new subject among the shards its policy permits.
+
+Rendezvous (highest-random-weight) hashing of the subject's pseudonym: deterministic, spreads
+subjects evenly, and adding a shard only attracts the share of *new* subjects it wins. The choice
+is then recorded in the directory, so subjects already placed never move implicitly.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+
+from shards.errors import NoPermittedRegion
+from shards.policy import ShardSpec, Topology
+
+
+def _weight(shard: str, pseudonym: str) -> bytes:
+    return hashlib.sha256(f"{shard}\x00{pseudonym}".encode()).digest()
+
+
+def rendezvous(pseudonym: str, candidates: Sequence[ShardSpec]) -> ShardSpec:
+    return max(candidates, key=lambda spec: _weight(spec.name, pseudonym))
+
+
+def choose_home(topology: Topology, jurisdiction: str, pseudonym: str) -> ShardSpec:
+    """The shard a new subject is placed on; raises when the policy permits nowhere."""
+    permitted = [s for s in topology.permitted_shards(jurisdiction) if s.accepts_new_subjects]
+    if not permitted:
+        raise NoPermittedRegion(jurisdiction)
+    return rendezvous(pseudonym, permitted)

@@ -1,0 +1,107 @@
+"""The schema of every shard database (one alembic history, ``migrations/shard``).
+
+Raw subject ids and record contents live only here, on the subject's home shard. The audit
+tables hold pseudonyms only.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    SmallInteger,
+    String,
+    Table,
+    Text,
+)
+
+metadata = MetaData()
+
+#: One row: which shard this database is, so a misconfigured URL is caught on start.
+shard_identity = Table(
+    "shard_identity",
+    metadata,
+    Column("name", String(63), primary_key=True),
+    Column("region", String(63), nullable=False),
+    Column("country", String(2), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+#: The jurisdictions this shard may hold; the residency guard triggers read it.
+shard_jurisdictions = Table(
+    "shard_jurisdictions",
+    metadata,
+    Column("code", String(2), primary_key=True),
+)
+
+#: Subjects homed here, and tombstones (fences) of subjects that moved away.
+subjects = Table(
+    "subjects",
+    metadata,
+    Column("pseudonym", String(64), primary_key=True),
+    Column("subject_id", String(128), nullable=True),  # NULL once the subject has left
+    Column("jurisdiction", String(2), nullable=False),
+    Column("state", String(16), nullable=False),  # home | moving_out | moving_in | gone
+    Column("placement_version", Integer, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+
+records = Table(
+    "records",
+    metadata,
+    Column(
+        "pseudonym",
+        String(64),
+        ForeignKey("subjects.pseudonym", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    Column("collection", String(64), primary_key=True),
+    Column("key", String(256), primary_key=True),
+    Column("data", Text, nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("jurisdiction", String(2), nullable=False),
+    Column("content_sha256", String(64), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+
+#: The residency log: one row per entry, appended in the transaction of its change. ``idx``
+#: (the leaf index) is assigned afterwards by the log's single integrator, in commit order.
+audit_entries = Table(
+    "audit_entries",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True,
+           autoincrement=True),
+    Column("leaf", LargeBinary, nullable=False),
+    Column("subject", String(64), nullable=True),
+    Column("idx", BigInteger, nullable=True, unique=True),
+    Index("ix_audit_entries_subject", "subject"),
+    Index("ix_audit_entries_pending", "id", postgresql_where="idx IS NULL",
+          sqlite_where="idx IS NULL"),
+)
+
+#: Every perfect subtree of the Merkle tree, so proofs cost O(log n) lookups.
+audit_nodes = Table(
+    "audit_nodes",
+    metadata,
+    Column("level", SmallInteger, primary_key=True),
+    Column("idx", BigInteger, primary_key=True),
+    Column("hash", LargeBinary, nullable=False),
+)
+
+#: Signed checkpoints issued, so consistency can be proven between any two.
+audit_checkpoints = Table(
+    "audit_checkpoints",
+    metadata,
+    Column("size", BigInteger, primary_key=True),
+    Column("root", LargeBinary, nullable=False),
+    Column("note", Text, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)

@@ -1,0 +1,488 @@
+"""The record store: the one write path for subjects and records.
+
+Every change of placement or content happens here, inside one transaction on the subject's
+home shard that also (a) checks the shard's own fence for the subject and (b) appends the
+change's audit entry. A change without its entry, or an entry without its change, cannot commit.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+import orjson
+from sqlalchemy import and_, delete, func, insert, select, text, tuple_, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from audit import events
+from audit.events import Actor, LogSite, make_leaf
+from shards.catalog import MOVING, PENDING, Placement
+from shards.directory import Directory
+from shards.errors import (
+    InvalidInput,
+    JurisdictionConflict,
+    NotHome,
+    PlacementNotPermitted,
+    RecordNotFound,
+    SubjectMoving,
+    SubjectNotFound,
+    VersionMismatch,
+)
+from shards.placement import choose_home
+from shards.policy import Topology, is_jurisdiction
+from shards.pseudonym import Pseudonymizer
+from shards.registry import Shard, ShardRegistry
+from shards.schema import audit_entries, records, subjects
+
+T = TypeVar("T")
+
+SUBJECT_ID = re.compile(r"^[A-Za-z0-9._:@-]{1,128}$")
+COLLECTION = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+RECORD_KEY = re.compile(r"^[A-Za-z0-9._:@-]{1,256}$")
+
+# Subject states in a shard's ``subjects`` table (its fence).
+HOME, MOVING_OUT, MOVING_IN, GONE = "home", "moving_out", "moving_in", "gone"
+
+
+def validate_subject_id(subject_id: str) -> None:
+    if not SUBJECT_ID.match(subject_id):
+        raise InvalidInput(
+            "invalid_subject_id", "subject_id must be 1-128 characters of [A-Za-z0-9._:@-]"
+        )
+
+
+def validate_jurisdiction(jurisdiction: str) -> None:
+    if not is_jurisdiction(jurisdiction):
+        raise InvalidInput(
+            "invalid_jurisdiction",
+            f"{jurisdiction!r} is not an ISO 3166-1 alpha-2 country code (upper case)",
+        )
+
+
+def validate_record_address(collection: str, key: str) -> None:
+    if not COLLECTION.match(collection):
+        raise InvalidInput(
+            "invalid_collection", "collection must be 1-64 characters of [A-Za-z0-9._-]"
+        )
+    if not RECORD_KEY.match(key):
+        raise InvalidInput("invalid_key", "record key must be 1-256 characters of [A-Za-z0-9._:@-]")
+
+
+def encode_data(data: dict[str, Any]) -> bytes:
+    """The stored form of a record's content; ``content_sha256`` is the digest of these bytes."""
+    return orjson.dumps(data, option=orjson.OPT_SORT_KEYS)
+
+
+def content_digest(stored: bytes) -> str:
+    return hashlib.sha256(stored).hexdigest()
+
+
+@dataclass(frozen=True)
+class SubjectPlacement:
+    subject_id: str
+    jurisdiction: str
+    region: str
+    country: str
+    shard: str
+
+
+@dataclass(frozen=True)
+class StoredRecord:
+    subject_id: str
+    collection: str
+    key: str
+    version: int
+    jurisdiction: str
+    region: str
+    shard: str
+    content_sha256: str
+    data: bytes | None = None  # stored JSON bytes, when read
+
+
+@dataclass(frozen=True)
+class RecordPage:
+    items: list[StoredRecord]
+    next_cursor: tuple[str, str] | None
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _dialect_insert(conn: AsyncConnection) -> Any:
+    return postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
+
+
+class RecordStore:
+    def __init__(
+        self,
+        topology: Topology,
+        registry: ShardRegistry,
+        directory: Directory,
+        pseudonyms: Pseudonymizer,
+    ) -> None:
+        self.topology = topology
+        self.registry = registry
+        self.directory = directory
+        self.pseudonyms = pseudonyms
+
+    # -- helpers -----------------------------------------------------------------------------
+
+    def _site(self, shard: Shard) -> LogSite:
+        return LogSite(shard.name, shard.region.name, shard.region.country)
+
+    async def _append(
+        self, conn: AsyncConnection, shard: Shard, event: str, actor: Actor, subject: str,
+        jurisdiction: str, **fields: Any
+    ) -> None:
+        leaf = make_leaf(self._site(shard), event, actor, subject=subject,
+                         jurisdiction=jurisdiction, **fields)
+        await conn.execute(insert(audit_entries).values(leaf=leaf, subject=subject))
+
+    async def _fence(self, conn: AsyncConnection, shard: Shard, pseudonym: str) -> None:
+        """Inside the write transaction: this shard must be the subject's home right now.
+
+        On PostgreSQL the row is share-locked, so a move's switch (which updates it) waits for
+        in-flight writes and no write can slip in after it. SQLite writers are serialised.
+        """
+        state = (
+            await conn.execute(
+                select(subjects.c.state)
+                .where(subjects.c.pseudonym == pseudonym)
+                .with_for_update(read=True)
+            )
+        ).scalar_one_or_none()
+        if state == HOME:
+            return
+        if state == MOVING_OUT:
+            raise SubjectMoving()
+        raise NotHome(shard.name)
+
+    def _placement_view(self, subject_id: str, p: Placement) -> SubjectPlacement:
+        shard = self.registry[p.shard]
+        return SubjectPlacement(subject_id, p.jurisdiction, shard.region.name,
+                                shard.region.country, shard.name)
+
+    async def _on_home(
+        self,
+        subject_id: str,
+        operation: Callable[[Placement, Shard], Awaitable[T]],
+        *,
+        writing: bool,
+    ) -> T:
+        """Run ``operation`` against the subject's home; re-resolve once if the shard says it is
+        not home (a stale cache entry after a move or erasure)."""
+        validate_subject_id(subject_id)
+        pseudonym = self.pseudonyms.subject(subject_id)
+        placement = await self.directory.resolve(pseudonym)
+        for attempt in (1, 2):
+            if placement is None or placement.state == PENDING:
+                raise SubjectNotFound()
+            if writing:
+                if placement.state == MOVING:
+                    raise SubjectMoving()
+                if not self.topology.is_permitted(placement.jurisdiction, placement.shard):
+                    raise PlacementNotPermitted(placement.jurisdiction, placement.shard)
+            try:
+                return await operation(placement, self.registry[placement.shard])
+            except NotHome:
+                await self.directory.invalidate(pseudonym)
+                fresh = await self.directory.resolve(pseudonym, fresh=True)
+                if attempt == 2 or fresh == placement:
+                    # The catalog still names this shard but the shard has no such subject:
+                    # an erasure interrupted half-way. The subject no longer exists.
+                    raise SubjectNotFound() from None
+                placement = fresh
+        raise AssertionError("unreachable")
+
+    # -- subjects ----------------------------------------------------------------------------
+
+    async def register(
+        self, subject_id: str, jurisdiction: str, actor: Actor
+    ) -> tuple[SubjectPlacement, bool]:
+        """Register a subject; returns its placement and whether it was created now."""
+        validate_subject_id(subject_id)
+        validate_jurisdiction(jurisdiction)
+        pseudonym = self.pseudonyms.subject(subject_id)
+        existing = await self.directory.resolve(pseudonym, fresh=True)
+        if existing is not None and existing.state != PENDING:
+            if existing.jurisdiction != jurisdiction:
+                raise JurisdictionConflict(existing.jurisdiction, jurisdiction)
+            return self._placement_view(subject_id, existing), False
+        home = choose_home(self.topology, jurisdiction, pseudonym)
+        placement = await self.directory.catalog.reserve(pseudonym, jurisdiction, home.name)
+        if placement.jurisdiction != jurisdiction:
+            raise JurisdictionConflict(placement.jurisdiction, jurisdiction)
+        shard = self.registry[placement.shard]
+        created = await self._create_on_shard(shard, subject_id, pseudonym, jurisdiction, actor)
+        if placement.state == PENDING:
+            await self.directory.catalog.activate(pseudonym)
+        return self._placement_view(subject_id, placement), created or placement.state == PENDING
+
+    async def _create_on_shard(
+        self, shard: Shard, subject_id: str, pseudonym: str, jurisdiction: str, actor: Actor
+    ) -> bool:
+        now = _now()
+        async with shard.write() as conn:
+            stmt = (
+                _dialect_insert(conn)(subjects)
+                .values(
+                    pseudonym=pseudonym,
+                    subject_id=subject_id,
+                    jurisdiction=jurisdiction,
+                    state=HOME,
+                    placement_version=1,
+                    created_at=now,
+                    updated_at=now,
+                )
+                .on_conflict_do_nothing(index_elements=[subjects.c.pseudonym])
+                .returning(subjects.c.pseudonym)
+            )
+            inserted = (await conn.execute(stmt)).first() is not None
+            if inserted:
+                await self._append(conn, shard, events.SUBJECT_REGISTERED, actor, pseudonym,
+                                   jurisdiction)
+        return inserted
+
+    async def placement(self, subject_id: str) -> SubjectPlacement:
+        async def read(p: Placement, shard: Shard) -> SubjectPlacement:
+            return self._placement_view(subject_id, p)
+
+        return await self._on_home(subject_id, read, writing=False)
+
+    async def erase(self, subject_id: str, actor: Actor) -> int:
+        """Right to erasure: every record and the subject itself. Returns records removed."""
+
+        async def erase_on(p: Placement, shard: Shard) -> int:
+            async with shard.write() as conn:
+                await self._fence(conn, shard, p.pseudonym)
+                removed = (
+                    await conn.execute(delete(records).where(records.c.pseudonym == p.pseudonym))
+                ).rowcount
+                await conn.execute(delete(subjects).where(subjects.c.pseudonym == p.pseudonym))
+                await self._append(conn, shard, events.SUBJECT_ERASED, actor, p.pseudonym,
+                                   p.jurisdiction, records=removed)
+            await self.directory.catalog.remove(p.pseudonym)
+            await self.directory.invalidate(p.pseudonym)
+            if shard.dialect == "sqlite":
+                await self._scrub_sqlite(shard)
+            return int(removed)
+
+        return await self._on_home(subject_id, erase_on, writing=False)
+
+    async def _scrub_sqlite(self, shard: Shard) -> None:
+        # secure_delete zeroed the freed pages; a TRUNCATE checkpoint also empties the WAL,
+        # which still holds earlier copies of those pages.
+        async with shard.engine.connect() as conn:
+            await conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+
+    # -- records -----------------------------------------------------------------------------
+
+    def _record(
+        self, subject_id: str, p: Placement, shard: Shard, collection: str, key: str,
+        version: int, digest: str, data: bytes | None = None
+    ) -> StoredRecord:
+        return StoredRecord(subject_id, collection, key, version, p.jurisdiction,
+                            shard.region.name, shard.name, digest, data)
+
+    async def put(
+        self,
+        subject_id: str,
+        collection: str,
+        key: str,
+        data: dict[str, Any],
+        actor: Actor,
+        *,
+        if_match: int | None = None,
+    ) -> StoredRecord:
+        validate_record_address(collection, key)
+        stored = encode_data(data)
+        digest = content_digest(stored)
+        body = stored.decode()
+
+        async def put_on(p: Placement, shard: Shard) -> StoredRecord:
+            now = _now()
+            where = and_(records.c.pseudonym == p.pseudonym, records.c.collection == collection,
+                         records.c.key == key)
+            async with shard.write() as conn:
+                await self._fence(conn, shard, p.pseudonym)
+                if if_match is None:
+                    ins = _dialect_insert(conn)(records).values(
+                        pseudonym=p.pseudonym, collection=collection, key=key, data=body,
+                        version=1, jurisdiction=p.jurisdiction, content_sha256=digest,
+                        created_at=now, updated_at=now,
+                    )
+                    stmt = ins.on_conflict_do_update(
+                        index_elements=[records.c.pseudonym, records.c.collection, records.c.key],
+                        set_={"data": body, "version": records.c.version + 1,
+                              "content_sha256": digest, "updated_at": now},
+                    ).returning(records.c.version)
+                    version = int((await conn.execute(stmt)).scalar_one())
+                else:
+                    row = (
+                        await conn.execute(
+                            update(records)
+                            .where(where, records.c.version == if_match)
+                            .values(data=body, version=if_match + 1, content_sha256=digest,
+                                    updated_at=now)
+                            .returning(records.c.version)
+                        )
+                    ).first()
+                    if row is None:
+                        current = (
+                            await conn.execute(select(records.c.version).where(where))
+                        ).scalar_one_or_none()
+                        raise VersionMismatch(if_match, current)
+                    version = int(row[0])
+                await self._append(
+                    conn, shard, events.RECORD_PUT, actor, p.pseudonym, p.jurisdiction,
+                    record=self.pseudonyms.record(subject_id, collection, key),
+                    content_sha256=digest, version=version,
+                )
+            return self._record(subject_id, p, shard, collection, key, version, digest)
+
+        return await self._on_home(subject_id, put_on, writing=True)
+
+    async def get(self, subject_id: str, collection: str, key: str) -> StoredRecord:
+        validate_record_address(collection, key)
+
+        async def get_on(p: Placement, shard: Shard) -> StoredRecord:
+            stmt = (
+                select(subjects.c.state, records.c.version, records.c.content_sha256,
+                       records.c.data)
+                .select_from(
+                    subjects.outerjoin(
+                        records,
+                        and_(records.c.pseudonym == subjects.c.pseudonym,
+                             records.c.collection == collection, records.c.key == key),
+                    )
+                )
+                .where(subjects.c.pseudonym == p.pseudonym)
+            )
+            async with shard.read() as conn:
+                row = (await conn.execute(stmt)).first()
+            if row is None or row.state not in (HOME, MOVING_OUT):
+                raise NotHome(shard.name)
+            if row.version is None:
+                raise RecordNotFound()
+            return self._record(subject_id, p, shard, collection, key, row.version,
+                                row.content_sha256, row.data.encode())
+
+        return await self._on_home(subject_id, get_on, writing=False)
+
+    async def delete(
+        self, subject_id: str, collection: str, key: str, actor: Actor,
+        *, if_match: int | None = None
+    ) -> None:
+        validate_record_address(collection, key)
+
+        async def delete_on(p: Placement, shard: Shard) -> None:
+            where = and_(records.c.pseudonym == p.pseudonym, records.c.collection == collection,
+                         records.c.key == key)
+            async with shard.write() as conn:
+                await self._fence(conn, shard, p.pseudonym)
+                stmt = delete(records).where(where)
+                if if_match is not None:
+                    stmt = stmt.where(records.c.version == if_match)
+                row = (await conn.execute(stmt.returning(records.c.version))).first()
+                if row is None:
+                    current = (
+                        await conn.execute(select(records.c.version).where(where))
+                    ).scalar_one_or_none()
+                    if current is None:
+                        raise RecordNotFound()
+                    raise VersionMismatch(if_match or 0, current)
+                await self._append(
+                    conn, shard, events.RECORD_DELETED, actor, p.pseudonym, p.jurisdiction,
+                    record=self.pseudonyms.record(subject_id, collection, key),
+                )
+
+        await self._on_home(subject_id, delete_on, writing=False)
+
+    async def list(
+        self,
+        subject_id: str,
+        *,
+        collection: str | None = None,
+        limit: int = 50,
+        after: tuple[str, str] | None = None,
+    ) -> RecordPage:
+        if collection is not None and not COLLECTION.match(collection):
+            raise InvalidInput(
+                "invalid_collection", "collection must be 1-64 characters of [A-Za-z0-9._-]"
+            )
+
+        async def list_on(p: Placement, shard: Shard) -> RecordPage:
+            stmt = (
+                select(records.c.collection, records.c.key, records.c.version,
+                       records.c.content_sha256, records.c.data)
+                .where(records.c.pseudonym == p.pseudonym)
+                .order_by(records.c.collection, records.c.key)
+                .limit(limit + 1)
+            )
+            if collection is not None:
+                stmt = stmt.where(records.c.collection == collection)
+            if after is not None:
+                stmt = stmt.where(tuple_(records.c.collection, records.c.key) > tuple_(*after))
+            async with shard.read() as conn:
+                await self._check_home(conn, shard, p.pseudonym)
+                rows = (await conn.execute(stmt)).all()
+            items = [
+                self._record(subject_id, p, shard, r.collection, r.key, r.version,
+                             r.content_sha256, r.data.encode())
+                for r in rows[:limit]
+            ]
+            more = len(rows) > limit
+            return RecordPage(items, (items[-1].collection, items[-1].key) if more else None)
+
+        return await self._on_home(subject_id, list_on, writing=False)
+
+    async def _check_home(self, conn: AsyncConnection, shard: Shard, pseudonym: str) -> None:
+        state = (
+            await conn.execute(select(subjects.c.state).where(subjects.c.pseudonym == pseudonym))
+        ).scalar_one_or_none()
+        if state not in (HOME, MOVING_OUT):
+            raise NotHome(shard.name)
+
+    async def export(self, subject_id: str) -> tuple[SubjectPlacement, Sequence[StoredRecord]]:
+        """Every record of the subject, read in one snapshot of its home shard."""
+
+        async def export_on(
+            p: Placement, shard: Shard
+        ) -> tuple[SubjectPlacement, Sequence[StoredRecord]]:
+            stmt = (
+                select(records.c.collection, records.c.key, records.c.version,
+                       records.c.content_sha256, records.c.data)
+                .where(records.c.pseudonym == p.pseudonym)
+                .order_by(records.c.collection, records.c.key)
+            )
+            async with shard.read() as conn:
+                if conn.dialect.name == "postgresql":
+                    await conn.execute(text("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ"))
+                await self._check_home(conn, shard, p.pseudonym)
+                rows = (await conn.execute(stmt)).all()
+            return self._placement_view(subject_id, p), [
+                self._record(subject_id, p, shard, r.collection, r.key, r.version,
+                             r.content_sha256, r.data.encode())
+                for r in rows
+            ]
+
+        return await self._on_home(subject_id, export_on, writing=False)
+
+    # -- counts (shards overview, reports) ---------------------------------------------------
+
+    async def shard_counts(self, shard: Shard) -> tuple[int, int]:
+        async with shard.read() as conn:
+            n_subjects = (
+                await conn.execute(
+                    select(func.count()).select_from(subjects).where(subjects.c.state == HOME)
+                )
+            ).scalar_one()
+            n_records = (await conn.execute(select(func.count()).select_from(records))).scalar_one()
+        return int(n_subjects), int(n_records)
+
