@@ -4,7 +4,6 @@ failed, 2 bad usage or input."""
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
 import sys
 from collections.abc import Callable, Coroutine
@@ -59,8 +58,10 @@ def run(coro: Coroutine[Any, Any, int | None]) -> None:
 
 
 def with_runtime(
-    settings: Settings, work: Callable[[Runtime], Coroutine[Any, Any, int | None]],
-    *, prepare: bool = True,
+    settings: Settings,
+    work: Callable[[Runtime], Coroutine[Any, Any, int | None]],
+    *,
+    prepare: bool = True,
 ) -> Coroutine[Any, Any, int | None]:
     async def go() -> int | None:
         async with open_runtime(settings, prepare=prepare) as runtime:
@@ -92,8 +93,7 @@ def serve(config: Path | None, host: str, port: int, access_log: bool) -> None:
     if access_log:
         logging.getLogger("domicile.access").setLevel(logging.INFO)
     # uvicorn's own access log prints raw paths (subject ids): ours prints route templates.
-    uvicorn.run(create_app(settings), host=host, port=port, access_log=False,
-                log_config=None)
+    uvicorn.run(create_app(settings), host=host, port=port, access_log=False, log_config=None)
 
 
 @main.group()
@@ -104,8 +104,14 @@ def keys() -> None:
 @keys.command("create")
 @config_option
 @click.option("--name", required=True, help="who the key is for")
-@click.option("--scope", "scopes", multiple=True, required=True,
-              type=click.Choice(sorted(SCOPES)), help="repeat for several scopes")
+@click.option(
+    "--scope",
+    "scopes",
+    multiple=True,
+    required=True,
+    type=click.Choice(sorted(SCOPES)),
+    help="repeat for several scopes",
+)
 def keys_create(config: Path | None, name: str, scopes: tuple[str, ...]) -> None:
     """Create an API key; the secret is the last line of output."""
 
@@ -138,12 +144,25 @@ def shards_status(config: Path | None, fmt: str) -> None:
 
             click.echo(orjson.dumps({"shards": list(rows)}, option=orjson.OPT_INDENT_2).decode())
         else:
-            table = Table("shard", "region", "country", "health", "revision", "head",
-                          "subjects", "records")
+            table = Table(
+                "shard", "region", "country", "health", "revision", "head", "subjects", "records"
+            )
             for r in rows:
-                table.add_row(*(str("-" if r[k] is None else r[k]) for k in (
-                    "name", "region", "country", "health", "schema_revision", "head_revision",
-                    "subjects", "records")))
+                table.add_row(
+                    *(
+                        str("-" if r[k] is None else r[k])
+                        for k in (
+                            "name",
+                            "region",
+                            "country",
+                            "health",
+                            "schema_revision",
+                            "head_revision",
+                            "subjects",
+                            "records",
+                        )
+                    )
+                )
             console.print(table)
         return 0 if all(r["health"] == "up" for r in rows) else 1
 

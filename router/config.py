@@ -200,7 +200,8 @@ def _expand_env(value: Any, where: str) -> Any:
 
 
 def _describe(error: ValidationError) -> str:
-    first = error.errors()[0]
+    # An unknown key is usually a typo of a missing one: name the typo.
+    first = sorted(error.errors(), key=lambda e: e["type"] != "extra_forbidden")[0]
     key = ".".join(str(part) for part in first["loc"])
     if first["type"] == "extra_forbidden":
         return f"{key}: unknown key"
@@ -218,7 +219,9 @@ def _build(document: dict[str, Any], data_dir: Path, *, embedded: bool) -> Setti
     archive = model.audit.archive
     for region in archive.buckets:
         if region not in model.regions:
-            raise ConfigError(f"audit.archive.buckets.{region}: {region!r} is not a declared region")
+            raise ConfigError(
+                f"audit.archive.buckets.{region}: {region!r} is not a declared region"
+            )
     return Settings(
         deployment=model.deployment,
         data_dir=data_dir,
@@ -248,8 +251,9 @@ def _topology(model: ConfigFile) -> Topology:
             raise ConfigError(
                 f"regions.{name}.country: {region.country!r} is not an ISO 3166-1 alpha-2 code"
             )
-        regions[name] = Region(name, region.country, region.provider, region.address,
-                               region.legal_entity)
+        regions[name] = Region(
+            name, region.country, region.provider, region.address, region.legal_entity
+        )
     if not regions:
         raise ConfigError("regions: at least one region must be declared")
 
@@ -274,9 +278,7 @@ def _topology(model: ConfigFile) -> Topology:
             )
         for code in members:
             if code not in ISO_CODES:
-                raise ConfigError(
-                    f"groups.{group}: {code!r} is not an ISO 3166-1 alpha-2 code"
-                )
+                raise ConfigError(f"groups.{group}: {code!r} is not an ISO 3166-1 alpha-2 code")
     groups = group_members(model.groups)
 
     rules: dict[str, Rule] = {}
@@ -285,9 +287,11 @@ def _topology(model: ConfigFile) -> Topology:
             raise ConfigError(
                 f"policy.{key}: {key!r} is not an ISO 3166-1 alpha-2 code, a group or 'default'"
             )
-        for region in rule.store_in:
-            if region not in regions:
-                raise ConfigError(f"policy.{key}.store_in: {region!r} is not a declared region")
+        for region_name in rule.store_in:
+            if region_name not in regions:
+                raise ConfigError(
+                    f"policy.{key}.store_in: {region_name!r} is not a declared region"
+                )
         rules[key] = Rule(key, tuple(rule.store_in), rule.law)
 
     # A jurisdiction governed by two group rules would be ambiguous.

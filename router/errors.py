@@ -81,7 +81,8 @@ def install(app: FastAPI) -> None:
             media == "application/json" or media.endswith("+json")
         ):
             return error_response(
-                415, "unsupported_media_type",
+                415,
+                "unsupported_media_type",
                 f"the body must be application/json, not {media or 'unspecified'}",
             )
         if first.get("type") == "json_invalid":

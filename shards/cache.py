@@ -131,7 +131,7 @@ class RedisCache:
                 await asyncio.sleep(1.0)
             finally:
                 with contextlib.suppress(Exception):
-                    await pubsub.aclose()
+                    await pubsub.aclose()  # type: ignore[no-untyped-call]
 
     async def get(self, pseudonym: str) -> Placement | None:
         if self._subscribed.is_set():
@@ -146,15 +146,16 @@ class RedisCache:
         self._recovered()
         if raw is None:
             return None
-        placement = _decode(pseudonym, raw)
+        placement = _decode(pseudonym, str(raw))
         self._local.store(placement)
         return placement
 
     async def put(self, placement: Placement) -> None:
         self._local.store(placement)
         try:
-            await self._redis.set(self._prefix + placement.pseudonym, _encode(placement),
-                                  ex=self._ttl)
+            await self._redis.set(
+                self._prefix + placement.pseudonym, _encode(placement), ex=self._ttl
+            )
         except (RedisError, OSError) as exc:
             self._failed(exc)
 

@@ -92,11 +92,12 @@ class Catalog:
             ).first()
         if row is None:
             return None
-        return Placement(row.pseudonym, row.jurisdiction, row.shard, row.placement_version,
-                         row.state)
+        return Placement(
+            row.pseudonym, row.jurisdiction, row.shard, row.placement_version, row.state
+        )
 
     async def reserve(self, pseudonym: str, jurisdiction: str, shard: str) -> Placement:
-        """Insert a pending placement; if one exists (a concurrent or earlier attempt), return it."""
+        """Insert a pending placement, or return the one a concurrent or earlier attempt made."""
         now = _now()
         try:
             async with self._tx(write=True) as conn:
@@ -166,12 +167,19 @@ class Catalog:
             row = (await conn.execute(select(api_keys).where(api_keys.c.key_id == key_id))).first()
         if row is None:
             return None
-        return ApiKey(row.key_id, row.name, frozenset(row.scopes.split()), row.secret_sha256,
-                      row.revoked_at is not None)
+        return ApiKey(
+            row.key_id,
+            row.name,
+            frozenset(row.scopes.split()),
+            row.secret_sha256,
+            row.revoked_at is not None,
+        )
 
     async def count_keys(self) -> int:
         async with self._tx(write=False) as conn:
-            return int((await conn.execute(select(func.count()).select_from(api_keys))).scalar_one())
+            return int(
+                (await conn.execute(select(func.count()).select_from(api_keys))).scalar_one()
+            )
 
 
 def secret_matches(key: ApiKey, token: str) -> bool:

@@ -4,6 +4,7 @@ into domain errors, in one place."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -118,7 +119,5 @@ async def transaction(
             raise unavailable() from exc
         raise
     finally:
-        try:
+        with contextlib.suppress(Exception):  # the connection is being discarded anyway
             await conn.close()
-        except Exception:  # noqa: S110 - the connection is being discarded anyway
-            pass

@@ -49,9 +49,7 @@ class JurisdictionConflict(DomicileError):
     code = "jurisdiction_conflict"
 
     def __init__(self, registered: str, requested: str) -> None:
-        super().__init__(
-            f"subject is registered with jurisdiction {registered}, not {requested}"
-        )
+        super().__init__(f"subject is registered with jurisdiction {registered}, not {requested}")
 
 
 class VersionMismatch(DomicileError):

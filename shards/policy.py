@@ -17,7 +17,35 @@ ISO_CODES: frozenset[str] = frozenset(c.alpha_2 for c in pycountry.countries)
 
 #: The 27 member states of the European Union, available as the group ``EU``.
 EU_MEMBER_STATES: frozenset[str] = frozenset(
-    "AT BE BG HR CY CZ DK EE FI FR DE GR HU IE IT LV LT LU MT NL PL PT RO SK SI ES SE".split()
+    [
+        "AT",
+        "BE",
+        "BG",
+        "HR",
+        "CY",
+        "CZ",
+        "DK",
+        "EE",
+        "FI",
+        "FR",
+        "DE",
+        "GR",
+        "HU",
+        "IE",
+        "IT",
+        "LV",
+        "LT",
+        "LU",
+        "MT",
+        "NL",
+        "PL",
+        "PT",
+        "RO",
+        "SK",
+        "SI",
+        "ES",
+        "SE",
+    ]
 )
 
 BUILTIN_GROUPS: Mapping[str, frozenset[str]] = {"EU": EU_MEMBER_STATES}

@@ -38,11 +38,13 @@ class Shard:
         )
 
     def read(self) -> AbstractAsyncContextManager[AsyncConnection]:
-        return transaction(self.engine, write=False, unavailable=lambda: ShardUnavailable(self.name))
+        return transaction(
+            self.engine, write=False, unavailable=lambda: ShardUnavailable(self.name)
+        )
 
-    async def ping(self, timeout: float = 2.0) -> bool:
+    async def ping(self, within: float = 2.0) -> bool:
         try:
-            async with asyncio.timeout(timeout), self.read() as conn:
+            async with asyncio.timeout(within), self.read() as conn:
                 await conn.execute(text("SELECT 1"))
         except (ShardUnavailable, TimeoutError):
             return False

@@ -77,14 +77,16 @@ records = Table(
 audit_entries = Table(
     "audit_entries",
     metadata,
-    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True,
-           autoincrement=True),
+    Column(
+        "id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    ),
     Column("leaf", LargeBinary, nullable=False),
     Column("subject", String(64), nullable=True),
     Column("idx", BigInteger, nullable=True, unique=True),
     Index("ix_audit_entries_subject", "subject"),
-    Index("ix_audit_entries_pending", "id", postgresql_where="idx IS NULL",
-          sqlite_where="idx IS NULL"),
+    Index(
+        "ix_audit_entries_pending", "id", postgresql_where="idx IS NULL", sqlite_where="idx IS NULL"
+    ),
 )
 
 #: Every perfect subtree of the Merkle tree, so proofs cost O(log n) lookups.

@@ -15,12 +15,13 @@ from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import orjson
-from sqlalchemy import and_, delete, func, insert, select, text, tuple_, update
+from sqlalchemy import and_, delete, func, select, text, tuple_, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from audit import events
-from audit.events import Actor, LogSite, make_leaf
+from audit.events import Actor
+from shards.auditlog import append_entry
 from shards.catalog import MOVING, PENDING, Placement
 from shards.directory import Directory
 from shards.errors import (
@@ -37,7 +38,7 @@ from shards.placement import choose_home
 from shards.policy import Topology, is_jurisdiction
 from shards.pseudonym import Pseudonymizer
 from shards.registry import Shard, ShardRegistry
-from shards.schema import audit_entries, records, subjects
+from shards.schema import records, subjects
 
 T = TypeVar("T")
 
@@ -133,17 +134,6 @@ class RecordStore:
 
     # -- helpers -----------------------------------------------------------------------------
 
-    def _site(self, shard: Shard) -> LogSite:
-        return LogSite(shard.name, shard.region.name, shard.region.country)
-
-    async def _append(
-        self, conn: AsyncConnection, shard: Shard, event: str, actor: Actor, subject: str,
-        jurisdiction: str, **fields: Any
-    ) -> None:
-        leaf = make_leaf(self._site(shard), event, actor, subject=subject,
-                         jurisdiction=jurisdiction, **fields)
-        await conn.execute(insert(audit_entries).values(leaf=leaf, subject=subject))
-
     async def _fence(self, conn: AsyncConnection, shard: Shard, pseudonym: str) -> None:
         """Inside the write transaction: this shard must be the subject's home right now.
 
@@ -165,8 +155,9 @@ class RecordStore:
 
     def _placement_view(self, subject_id: str, p: Placement) -> SubjectPlacement:
         shard = self.registry[p.shard]
-        return SubjectPlacement(subject_id, p.jurisdiction, shard.region.name,
-                                shard.region.country, shard.name)
+        return SubjectPlacement(
+            subject_id, p.jurisdiction, shard.region.name, shard.region.country, shard.name
+        )
 
     async def _on_home(
         self,
@@ -245,8 +236,14 @@ class RecordStore:
             )
             inserted = (await conn.execute(stmt)).first() is not None
             if inserted:
-                await self._append(conn, shard, events.SUBJECT_REGISTERED, actor, pseudonym,
-                                   jurisdiction)
+                await append_entry(
+                    conn,
+                    shard,
+                    events.SUBJECT_REGISTERED,
+                    actor,
+                    subject=pseudonym,
+                    jurisdiction=jurisdiction,
+                )
         return inserted
 
     async def placement(self, subject_id: str) -> SubjectPlacement:
@@ -265,8 +262,15 @@ class RecordStore:
                     await conn.execute(delete(records).where(records.c.pseudonym == p.pseudonym))
                 ).rowcount
                 await conn.execute(delete(subjects).where(subjects.c.pseudonym == p.pseudonym))
-                await self._append(conn, shard, events.SUBJECT_ERASED, actor, p.pseudonym,
-                                   p.jurisdiction, records=removed)
+                await append_entry(
+                    conn,
+                    shard,
+                    events.SUBJECT_ERASED,
+                    actor,
+                    subject=p.pseudonym,
+                    jurisdiction=p.jurisdiction,
+                    records=removed,
+                )
             await self.directory.catalog.remove(p.pseudonym)
             await self.directory.invalidate(p.pseudonym)
             if shard.dialect == "sqlite":
@@ -284,11 +288,27 @@ class RecordStore:
     # -- records -----------------------------------------------------------------------------
 
     def _record(
-        self, subject_id: str, p: Placement, shard: Shard, collection: str, key: str,
-        version: int, digest: str, data: bytes | None = None
+        self,
+        subject_id: str,
+        p: Placement,
+        shard: Shard,
+        collection: str,
+        key: str,
+        version: int,
+        digest: str,
+        data: bytes | None = None,
     ) -> StoredRecord:
-        return StoredRecord(subject_id, collection, key, version, p.jurisdiction,
-                            shard.region.name, shard.name, digest, data)
+        return StoredRecord(
+            subject_id,
+            collection,
+            key,
+            version,
+            p.jurisdiction,
+            shard.region.name,
+            shard.name,
+            digest,
+            data,
+        )
 
     async def put(
         self,
@@ -307,20 +327,33 @@ class RecordStore:
 
         async def put_on(p: Placement, shard: Shard) -> StoredRecord:
             now = _now()
-            where = and_(records.c.pseudonym == p.pseudonym, records.c.collection == collection,
-                         records.c.key == key)
+            where = and_(
+                records.c.pseudonym == p.pseudonym,
+                records.c.collection == collection,
+                records.c.key == key,
+            )
             async with shard.write() as conn:
                 await self._fence(conn, shard, p.pseudonym)
                 if if_match is None:
                     ins = _dialect_insert(conn)(records).values(
-                        pseudonym=p.pseudonym, collection=collection, key=key, data=body,
-                        version=1, jurisdiction=p.jurisdiction, content_sha256=digest,
-                        created_at=now, updated_at=now,
+                        pseudonym=p.pseudonym,
+                        collection=collection,
+                        key=key,
+                        data=body,
+                        version=1,
+                        jurisdiction=p.jurisdiction,
+                        content_sha256=digest,
+                        created_at=now,
+                        updated_at=now,
                     )
                     stmt = ins.on_conflict_do_update(
                         index_elements=[records.c.pseudonym, records.c.collection, records.c.key],
-                        set_={"data": body, "version": records.c.version + 1,
-                              "content_sha256": digest, "updated_at": now},
+                        set_={
+                            "data": body,
+                            "version": records.c.version + 1,
+                            "content_sha256": digest,
+                            "updated_at": now,
+                        },
                     ).returning(records.c.version)
                     version = int((await conn.execute(stmt)).scalar_one())
                 else:
@@ -328,8 +361,12 @@ class RecordStore:
                         await conn.execute(
                             update(records)
                             .where(where, records.c.version == if_match)
-                            .values(data=body, version=if_match + 1, content_sha256=digest,
-                                    updated_at=now)
+                            .values(
+                                data=body,
+                                version=if_match + 1,
+                                content_sha256=digest,
+                                updated_at=now,
+                            )
                             .returning(records.c.version)
                         )
                     ).first()
@@ -339,10 +376,16 @@ class RecordStore:
                         ).scalar_one_or_none()
                         raise VersionMismatch(if_match, current)
                     version = int(row[0])
-                await self._append(
-                    conn, shard, events.RECORD_PUT, actor, p.pseudonym, p.jurisdiction,
+                await append_entry(
+                    conn,
+                    shard,
+                    events.RECORD_PUT,
+                    actor,
+                    subject=p.pseudonym,
+                    jurisdiction=p.jurisdiction,
                     record=self.pseudonyms.record(subject_id, collection, key),
-                    content_sha256=digest, version=version,
+                    content_sha256=digest,
+                    version=version,
                 )
             return self._record(subject_id, p, shard, collection, key, version, digest)
 
@@ -353,13 +396,17 @@ class RecordStore:
 
         async def get_on(p: Placement, shard: Shard) -> StoredRecord:
             stmt = (
-                select(subjects.c.state, records.c.version, records.c.content_sha256,
-                       records.c.data)
+                select(
+                    subjects.c.state, records.c.version, records.c.content_sha256, records.c.data
+                )
                 .select_from(
                     subjects.outerjoin(
                         records,
-                        and_(records.c.pseudonym == subjects.c.pseudonym,
-                             records.c.collection == collection, records.c.key == key),
+                        and_(
+                            records.c.pseudonym == subjects.c.pseudonym,
+                            records.c.collection == collection,
+                            records.c.key == key,
+                        ),
                     )
                 )
                 .where(subjects.c.pseudonym == p.pseudonym)
@@ -370,20 +417,36 @@ class RecordStore:
                 raise NotHome(shard.name)
             if row.version is None:
                 raise RecordNotFound()
-            return self._record(subject_id, p, shard, collection, key, row.version,
-                                row.content_sha256, row.data.encode())
+            return self._record(
+                subject_id,
+                p,
+                shard,
+                collection,
+                key,
+                row.version,
+                row.content_sha256,
+                row.data.encode(),
+            )
 
         return await self._on_home(subject_id, get_on, writing=False)
 
     async def delete(
-        self, subject_id: str, collection: str, key: str, actor: Actor,
-        *, if_match: int | None = None
+        self,
+        subject_id: str,
+        collection: str,
+        key: str,
+        actor: Actor,
+        *,
+        if_match: int | None = None,
     ) -> None:
         validate_record_address(collection, key)
 
         async def delete_on(p: Placement, shard: Shard) -> None:
-            where = and_(records.c.pseudonym == p.pseudonym, records.c.collection == collection,
-                         records.c.key == key)
+            where = and_(
+                records.c.pseudonym == p.pseudonym,
+                records.c.collection == collection,
+                records.c.key == key,
+            )
             async with shard.write() as conn:
                 await self._fence(conn, shard, p.pseudonym)
                 stmt = delete(records).where(where)
@@ -397,8 +460,13 @@ class RecordStore:
                     if current is None:
                         raise RecordNotFound()
                     raise VersionMismatch(if_match or 0, current)
-                await self._append(
-                    conn, shard, events.RECORD_DELETED, actor, p.pseudonym, p.jurisdiction,
+                await append_entry(
+                    conn,
+                    shard,
+                    events.RECORD_DELETED,
+                    actor,
+                    subject=p.pseudonym,
+                    jurisdiction=p.jurisdiction,
                     record=self.pseudonyms.record(subject_id, collection, key),
                 )
 
@@ -419,8 +487,13 @@ class RecordStore:
 
         async def list_on(p: Placement, shard: Shard) -> RecordPage:
             stmt = (
-                select(records.c.collection, records.c.key, records.c.version,
-                       records.c.content_sha256, records.c.data)
+                select(
+                    records.c.collection,
+                    records.c.key,
+                    records.c.version,
+                    records.c.content_sha256,
+                    records.c.data,
+                )
                 .where(records.c.pseudonym == p.pseudonym)
                 .order_by(records.c.collection, records.c.key)
                 .limit(limit + 1)
@@ -433,8 +506,16 @@ class RecordStore:
                 await self._check_home(conn, shard, p.pseudonym)
                 rows = (await conn.execute(stmt)).all()
             items = [
-                self._record(subject_id, p, shard, r.collection, r.key, r.version,
-                             r.content_sha256, r.data.encode())
+                self._record(
+                    subject_id,
+                    p,
+                    shard,
+                    r.collection,
+                    r.key,
+                    r.version,
+                    r.content_sha256,
+                    r.data.encode(),
+                )
                 for r in rows[:limit]
             ]
             more = len(rows) > limit
@@ -456,8 +537,13 @@ class RecordStore:
             p: Placement, shard: Shard
         ) -> tuple[SubjectPlacement, Sequence[StoredRecord]]:
             stmt = (
-                select(records.c.collection, records.c.key, records.c.version,
-                       records.c.content_sha256, records.c.data)
+                select(
+                    records.c.collection,
+                    records.c.key,
+                    records.c.version,
+                    records.c.content_sha256,
+                    records.c.data,
+                )
                 .where(records.c.pseudonym == p.pseudonym)
                 .order_by(records.c.collection, records.c.key)
             )
@@ -467,8 +553,16 @@ class RecordStore:
                 await self._check_home(conn, shard, p.pseudonym)
                 rows = (await conn.execute(stmt)).all()
             return self._placement_view(subject_id, p), [
-                self._record(subject_id, p, shard, r.collection, r.key, r.version,
-                             r.content_sha256, r.data.encode())
+                self._record(
+                    subject_id,
+                    p,
+                    shard,
+                    r.collection,
+                    r.key,
+                    r.version,
+                    r.content_sha256,
+                    r.data.encode(),
+                )
                 for r in rows
             ]
 
@@ -485,4 +579,3 @@ class RecordStore:
             ).scalar_one()
             n_records = (await conn.execute(select(func.count()).select_from(records))).scalar_one()
         return int(n_subjects), int(n_records)
-

@@ -19,7 +19,8 @@ def actor_of(request: Request) -> Actor:
         purpose = purpose.strip()
         if len(purpose) > PURPOSE_MAX or not purpose.isprintable():
             raise ApiError(
-                422, "invalid_purpose",
+                422,
+                "invalid_purpose",
                 f"X-Domicile-Purpose must be at most {PURPOSE_MAX} printable characters",
             )
     return Actor(
@@ -34,7 +35,8 @@ def require_json(request: Request) -> None:
     media = content_type.split(";", 1)[0].strip().lower()
     if media != "application/json" and not media.endswith("+json"):
         raise ApiError(
-            415, "unsupported_media_type",
+            415,
+            "unsupported_media_type",
             f"the body must be application/json, not {media or 'unspecified'}",
         )
 
@@ -53,7 +55,9 @@ async def read_json_object(request: Request, limit: int) -> dict[str, Any]:
     try:
         value = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
-        raise ApiError(422, "malformed_json", f"the request body is not valid JSON: {exc}") from None
+        raise ApiError(
+            422, "malformed_json", f"the request body is not valid JSON: {exc}"
+        ) from None
     if not isinstance(value, dict):
         raise ApiError(
             422, "invalid_body", f"the record must be a JSON object, not {type(value).__name__}"

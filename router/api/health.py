@@ -25,7 +25,7 @@ async def metrics(request: Request) -> Response:
     runtime = runtime_of(request)
     collected: Metrics = request.app.state.metrics
     shards = runtime.registry.all()
-    health = await asyncio.gather(*(shard.ping(timeout=1.0) for shard in shards))
+    health = await asyncio.gather(*(shard.ping(within=1.0) for shard in shards))
     for shard, up in zip(shards, health, strict=True):
         collected.shard_up.labels(shard.name, shard.region.name).set(1 if up else 0)
     return Response(generate_latest(collected.registry), media_type=CONTENT_TYPE_LATEST)

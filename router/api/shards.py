@@ -45,8 +45,7 @@ async def describe_shard(runtime: Runtime, shard: Shard) -> dict[str, object]:
     return info
 
 
-@router.get("", operation_id="list_shards", response_model=ShardList,
-            responses=errors(401, 403))
+@router.get("", operation_id="list_shards", response_model=ShardList, responses=errors(401, 403))
 async def list_shards(request: Request, _: Admin) -> Response:
     runtime = runtime_of(request)
     shards = await asyncio.gather(*(describe_shard(runtime, s) for s in runtime.registry.all()))

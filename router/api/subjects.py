@@ -34,8 +34,10 @@ def placement_json(p: SubjectPlacement) -> dict[str, str]:
     operation_id="register_subject",
     status_code=201,
     response_model=SubjectPlacementOut,
-    responses={200: {"model": SubjectPlacementOut, "description": "already registered"},
-               **errors(401, 403, 409, 415, 422, 503)},
+    responses={
+        200: {"model": SubjectPlacementOut, "description": "already registered"},
+        **errors(401, 403, 409, 415, 422, 503),
+    },
 )
 async def register_subject(body: RegisterSubject, request: Request, _: SubjectsWrite) -> Response:
     require_json(request)
@@ -88,8 +90,6 @@ def _exported(record: StoredRecord) -> bytes:
 )
 async def export_subject(subject_id: str, request: Request, _: RecordsRead) -> Response:
     placement, records = await runtime_of(request).store.export(subject_id)
-    head = orjson.dumps(
-        {**placement_json(placement), "exported_at": rfc3339(datetime.now(UTC))}
-    )
+    head = orjson.dumps({**placement_json(placement), "exported_at": rfc3339(datetime.now(UTC))})
     body = head[:-1] + b',"records":[' + b",".join(_exported(r) for r in records) + b"]}"
     return JSONResponse(body)

@@ -1,0 +1,122 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from router.config import ConfigError, Environment, load_settings
+
+BASE = """
+[regions.ru-msk]
+country = "RU"
+[regions.us-east]
+country = "US"
+[shards.ru-msk-1]
+region = "ru-msk"
+url = "sqlite+aiosqlite:///x.sqlite"
+[shards.us-east-1]
+region = "us-east"
+url = "sqlite+aiosqlite:///y.sqlite"
+[policy.RU]
+store_in = ["ru-msk"]
+[policy.default]
+store_in = ["us-east"]
+"""
+
+
+def load(tmp_path: Path, text: str) -> object:
+    path = tmp_path / "domicile.toml"
+    path.write_text(text)
+    return load_settings(path)
+
+
+def test_embedded_default_topology(tmp_path: Path) -> None:
+    settings = load_settings(env=Environment(config=None, data_dir=tmp_path))
+    topo = settings.topology
+    assert settings.embedded
+    assert [s.name for s in topo.permitted_shards("RU")] == ["ru-msk-1"]
+    assert [s.name for s in topo.permitted_shards("FR")] == ["eu-fra-1"]
+    assert [s.name for s in topo.permitted_shards("BR")] == ["us-east-1"]
+    assert topo.permitted_shards("CN") == ()
+    assert "RU" not in topo.jurisdictions_for_shard("us-east-1")
+    assert "CN" not in topo.jurisdictions_for_shard("us-east-1")
+    assert "DE" in topo.jurisdictions_for_shard("eu-fra-1")
+    assert str(tmp_path) in settings.topology.shards["ru-msk-1"].url
+
+
+def test_minimal_file_is_complete(tmp_path: Path) -> None:
+    settings = load(tmp_path, BASE)
+    assert settings.deployment == "local"  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (BASE + "\n[api]\nmax_bytes = 3\n", "api.max_bytes: unknown key"),
+        (BASE.replace('country = "RU"', 'contry = "RU"'), "regions.ru-msk.contry: unknown key"),
+        (BASE + '\n[policy.DE]\nstore_in = ["eu-fra"]\n', "policy.DE.store_in: 'eu-fra'"),
+        (
+            BASE.replace('region = "ru-msk"', 'region = "ru-spb"'),
+            "shards.ru-msk-1.region: 'ru-spb' is not a declared region",
+        ),
+        (BASE + '\n[policy.XX]\nstore_in = ["us-east"]\n', "policy.XX: 'XX' is not an ISO"),
+        (BASE + '\n[policy.ru]\nstore_in = ["us-east"]\n', "policy.ru: 'ru' is not an ISO"),
+        (BASE.replace('country = "US"', 'country = "USA"'), "regions.us-east.country: 'USA'"),
+        (BASE + '\n[groups]\nNORDIC = ["SE", "NOPE"]\n', "groups.NORDIC: 'NOPE'"),
+        ("[regions", "not valid TOML"),
+        (
+            BASE.replace('url = "sqlite+aiosqlite:///x.sqlite"', 'url = "mysql://x"'),
+            "shards.ru-msk-1.url",
+        ),
+        ("deployment = 5\n" + BASE, "deployment: Input should be a valid string (got 5)"),
+        ("deployment = 'Bad Name'\n" + BASE, "deployment: String should match pattern"),
+    ],
+)
+def test_invalid_configs_name_the_key(tmp_path: Path, edit: str, message: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load(tmp_path, edit)
+    assert message in str(caught.value)
+    assert "\n" not in str(caught.value)
+
+
+def test_groups_and_precedence(tmp_path: Path) -> None:
+    text = (
+        BASE
+        + """
+[regions.eu-fra]
+country = "DE"
+[shards.eu-fra-1]
+region = "eu-fra"
+url = "sqlite+aiosqlite:///z.sqlite"
+[groups]
+NORDIC = ["NO", "IS"]
+[policy.EU]
+store_in = ["eu-fra"]
+[policy.NORDIC]
+store_in = ["eu-fra"]
+[policy.FR]
+store_in = ["us-east"]
+"""
+    )
+    topo = load(tmp_path, text).topology  # type: ignore[attr-defined]
+    assert topo.permitted_regions("DE") == ("eu-fra",)
+    assert topo.permitted_regions("NO") == ("eu-fra",)
+    assert topo.permitted_regions("FR") == ("us-east",)  # own rule beats its group
+    assert topo.permitted_regions("JP") == ("us-east",)
+
+
+def test_environment_expansion(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SHARD_PASSWORD", "s3cret")
+    text = BASE.replace(
+        "sqlite+aiosqlite:///x.sqlite", "postgresql+asyncpg://u:${SHARD_PASSWORD}@db/ru"
+    )
+    settings = load(tmp_path, text)
+    assert "s3cret" in settings.topology.shards["ru-msk-1"].url  # type: ignore[attr-defined]
+    monkeypatch.delenv("SHARD_PASSWORD")
+    with pytest.raises(ConfigError, match=r"shards\.ru-msk-1\.url: environment variable"):
+        load(tmp_path, text)
+
+
+def test_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_settings(tmp_path / "nope.toml")
