@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from router import errors
-from router.api import health, records, shards, subjects
+from router.api import audit, health, moves, records, shards, subjects
 from router.auth import Authenticator
 from router.config import Settings
 from router.observability import Metrics, Observability
@@ -34,6 +34,6 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.metrics = metrics
     app.add_middleware(Observability, metrics=metrics)
     errors.install(app)
-    for module in (subjects, records, shards, health):
+    for module in (subjects, records, shards, moves, audit, health):
         app.include_router(module.router)
     return app

@@ -200,5 +200,17 @@ def shards_upgrade(config: Path | None, revision: str, only: tuple[str, ...]) ->
     run(with_runtime(settings, work))
 
 
+def _register_groups() -> None:
+    from router import cli_ops
+    from router.cli_audit import audit
+
+    main.add_command(audit)
+    for command in vars(cli_ops).values():
+        if isinstance(command, click.Command):
+            main.add_command(command)
+
+
+_register_groups()
+
 if __name__ == "__main__":
     main()

@@ -1,0 +1,3 @@
+"""SRE operations: online moves, ``comply``, topology changes."""
+
+from __future__ import annotations
