@@ -8,7 +8,10 @@ real lifespan.
 
 from __future__ import annotations
 
+import asyncio
 import os
+import shutil
+import tempfile
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -24,7 +27,7 @@ from router.app import create_app
 from router.config import load_settings
 from router.runtime import Runtime, open_runtime
 from shards.catalog import SCOPES
-from shards.schema_runner import SHARD_HISTORY, migrate
+from shards.schema_runner import CATALOG_HISTORY, SHARD_HISTORY, head_revision, migrate
 
 PG_HOST = os.environ.get("DOMICILE_TEST_PG_HOST", "127.0.0.1")
 PG_PORT = int(os.environ.get("DOMICILE_TEST_PG_PORT", "5432"))
@@ -92,29 +95,86 @@ class Deployment:
         return load_settings(self.config)
 
 
+_templates: dict[str, str] = {}
+_session_dir = Path(tempfile.mkdtemp(prefix="domicile-tests-"))
+
+
+async def _migrated_template(backend: str, history: str, tmp_root: Path) -> str:
+    """A database (PostgreSQL) or file (SQLite) migrated to head once per test session; each
+    test's databases are cheap copies of it."""
+    key = f"{backend}:{history}"
+    if key in _templates:
+        return _templates[key]
+    from shards.engines import create_engine
+
+    if backend == "postgres":
+        name = f"dom_tmpl_{uuid.uuid4().hex[:8]}_{history}"
+        await create_databases([name])
+        url, template = pg_url(name), name
+    else:
+        path = tmp_root / f"template-{history}.sqlite"
+        url, template = f"sqlite+aiosqlite:///{path}", str(path)
+    engine = create_engine(url)
+    try:
+        await migrate(engine, history, "upgrade", "head")
+    finally:
+        await engine.dispose()
+    _templates[key] = template
+    return template
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _session_templates() -> Iterator[None]:
+    yield
+    names = [t for k, t in _templates.items() if k.startswith("postgres:")]
+    names += [name for databases in _pg_pool for name in databases]
+    if names:
+        asyncio.run(drop_databases(names))
+    shutil.rmtree(_session_dir, ignore_errors=True)
+
+
 async def make_deployment(
-    tmp_path: Path, backend: str, extra: str = "", urls: dict[str, str] | None = None
+    tmp_path: Path,
+    backend: str,
+    extra: str = "",
+    urls: dict[str, str] | None = None,
+    reuse: list[str] | None = None,
 ) -> Deployment:
+    """Three shards and a catalog at schema head, as after ``domicile shards upgrade``.
+
+    The caller owns any PostgreSQL databases created (``Deployment.databases``)."""
     data_dir = tmp_path / "data"
     databases: list[str] = []
+    shard_template = await _migrated_template(backend, SHARD_HISTORY, _session_dir)
+    catalog_template = await _migrated_template(backend, CATALOG_HISTORY, _session_dir)
     if backend == "postgres":
-        prefix = f"dom_{uuid.uuid4().hex[:10]}"
-        databases = [f"{prefix}_{s.replace('-', '_')}" for s in SHARDS] + [f"{prefix}_catalog"]
-        await create_databases(databases)
+        if reuse is not None:
+            databases = reuse
+        else:
+            prefix = f"dom_{uuid.uuid4().hex[:10]}"
+            databases = [f"{prefix}_{s.replace('-', '_')}" for s in SHARDS] + [f"{prefix}_catalog"]
+            conn = await asyncpg.connect(pg_url("postgres", "postgresql"))
+            try:
+                for name in databases:
+                    template = catalog_template if name.endswith("_catalog") else shard_template
+                    await conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
+            finally:
+                await conn.close()
         shard_urls = {s: pg_url(db) for s, db in zip(SHARDS, databases, strict=False)}
         catalog_url = pg_url(databases[-1])
     else:
-        shard_urls = {s: f"sqlite+aiosqlite:///{data_dir}/shards/{s}.sqlite" for s in SHARDS}
+        (data_dir / "shards").mkdir(parents=True)
+        shard_urls = {}
+        for shard in SHARDS:
+            target = data_dir / "shards" / f"{shard}.sqlite"
+            shutil.copyfile(shard_template, target)
+            shard_urls[shard] = f"sqlite+aiosqlite:///{target}"
+        shutil.copyfile(catalog_template, data_dir / "catalog.sqlite")
         catalog_url = f"sqlite+aiosqlite:///{data_dir}/catalog.sqlite"
     shard_urls.update(urls or {})
     config = tmp_path / "domicile.toml"
     config.write_text(f'data_dir = "{data_dir}"\n' + topology_toml(shard_urls, catalog_url, extra))
-    deployment = Deployment(backend, config, data_dir, shard_urls, databases)
-    settings = deployment.settings()
-    async with open_runtime(settings, prepare=False) as runtime:
-        for shard in runtime.registry.all():
-            await migrate(shard.engine, SHARD_HISTORY, "upgrade", "head")
-    return deployment
+    return Deployment(backend, config, data_dir, shard_urls, databases)
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
@@ -122,12 +182,40 @@ def backend(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 
 
+_pg_pool: list[list[str]] = []
+
+
+async def _reset_or_drop(databases: list[str]) -> None:
+    """Empty a used set of databases for the next test, or drop it if its schema changed."""
+    heads = {"shard": head_revision(SHARD_HISTORY), "catalog": head_revision(CATALOG_HISTORY)}
+    for name in databases:
+        conn = await asyncpg.connect(pg_url(name, "postgresql"))
+        try:
+            revision = await conn.fetchval("SELECT version_num FROM alembic_version")
+            if revision != heads["catalog" if name.endswith("_catalog") else "shard"]:
+                raise LookupError(name)
+            tables = await conn.fetch(
+                "SELECT tablename FROM pg_tables WHERE schemaname = 'public'"
+                " AND tablename <> 'alembic_version'"
+            )
+            if tables:
+                names = ", ".join(f'"{t[0]}"' for t in tables)
+                await conn.execute(f"TRUNCATE {names} RESTART IDENTITY CASCADE")
+        except (LookupError, asyncpg.PostgresError):
+            await conn.close()
+            await drop_databases(databases)
+            return
+        await conn.close()
+    _pg_pool.append(databases)
+
+
 @pytest.fixture
 async def deployment(tmp_path: Path, backend: str) -> AsyncIterator[Deployment]:
-    dep = await make_deployment(tmp_path, backend)
+    reuse = _pg_pool.pop() if backend == "postgres" and _pg_pool else None
+    dep = await make_deployment(tmp_path, backend, reuse=reuse)
     yield dep
     if dep.databases:
-        await drop_databases(dep.databases)
+        await _reset_or_drop(dep.databases)
 
 
 @pytest.fixture
