@@ -25,6 +25,7 @@ from shards.auditlog import append_entry
 from shards.catalog import MOVING, PENDING, Placement
 from shards.directory import Directory
 from shards.errors import (
+    DomicileError,
     InvalidInput,
     JurisdictionConflict,
     NotHome,
@@ -159,6 +160,15 @@ class RecordStore:
             subject_id, p.jurisdiction, shard.region.name, shard.region.country, shard.name
         )
 
+    def _precheck(self, placement: Placement | None, writing: bool) -> None:
+        if placement is None or placement.state == PENDING:
+            raise SubjectNotFound()
+        if writing:
+            if placement.state == MOVING:
+                raise SubjectMoving()
+            if not self.topology.is_permitted(placement.jurisdiction, placement.shard):
+                raise PlacementNotPermitted(placement.jurisdiction, placement.shard)
+
     async def _on_home(
         self,
         subject_id: str,
@@ -171,14 +181,14 @@ class RecordStore:
         validate_subject_id(subject_id)
         pseudonym = self.pseudonyms.subject(subject_id)
         placement = await self.directory.resolve(pseudonym)
+        try:
+            self._precheck(placement, writing)
+        except DomicileError:
+            # The refusal may come from a stale cache entry: decide on the catalog's word.
+            placement = await self.directory.resolve(pseudonym, fresh=True)
+            self._precheck(placement, writing)
+        assert placement is not None
         for attempt in (1, 2):
-            if placement is None or placement.state == PENDING:
-                raise SubjectNotFound()
-            if writing:
-                if placement.state == MOVING:
-                    raise SubjectMoving()
-                if not self.topology.is_permitted(placement.jurisdiction, placement.shard):
-                    raise PlacementNotPermitted(placement.jurisdiction, placement.shard)
             try:
                 return await operation(placement, self.registry[placement.shard])
             except NotHome:
@@ -188,6 +198,8 @@ class RecordStore:
                     # The catalog still names this shard but the shard has no such subject:
                     # an erasure interrupted half-way. The subject no longer exists.
                     raise SubjectNotFound() from None
+                self._precheck(fresh, writing)
+                assert fresh is not None
                 placement = fresh
         raise AssertionError("unreachable")
 
@@ -277,7 +289,18 @@ class RecordStore:
                 await self._scrub_sqlite(shard)
             return int(removed)
 
-        return await self._on_home(subject_id, erase_on, writing=False)
+        try:
+            return await self._on_home(subject_id, erase_on, writing=False)
+        except SubjectNotFound:
+            # An earlier erasure may have committed on the shard and stopped before the
+            # catalog: finish it, so the erasure is idempotent.
+            pseudonym = self.pseudonyms.subject(subject_id)
+            leftover = await self.directory.catalog.get(pseudonym)
+            if leftover is None or leftover.state == PENDING:
+                raise
+            await self.directory.catalog.remove(pseudonym)
+            await self.directory.invalidate(pseudonym)
+            return 0
 
     async def _scrub_sqlite(self, shard: Shard) -> None:
         # secure_delete zeroed the freed pages; a TRUNCATE checkpoint also empties the WAL,

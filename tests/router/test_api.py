@@ -372,3 +372,15 @@ async def test_purpose_and_request_id_reach_the_audit_entry(
     assert '"event":"record.put"' in last
     assert "ivan" not in last
     assert "profile" not in last
+
+
+async def test_interrupted_erasure_completes_on_retry(api: Api, deployment: Deployment) -> None:
+    await api.register("marie", "FR")
+    await api.put("marie", "diary", "d1", {"t": 1})
+    # As if a crash hit between the shard's commit and the catalog's: rows gone, entry left.
+    await query_shard(deployment, "eu-fra-1", "DELETE FROM records")
+    await query_shard(deployment, "eu-fra-1", "DELETE FROM subjects")
+    assert (await api.request("GET", "/v1/subjects/marie/records/diary/d1")).status_code == 404
+    assert (await api.request("DELETE", "/v1/subjects/marie")).status_code == 204
+    assert await api.runtime.catalog.get(api.runtime.pseudonyms.subject("marie")) is None
+    assert (await api.request("DELETE", "/v1/subjects/marie")).status_code == 404
