@@ -1,0 +1,34 @@
+# The two commands a newcomer needs: `make serve` and `make test`.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+
+.PHONY: serve test lint bench services clean
+
+$(BIN)/domicile: pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	touch $@
+
+# Run the API on the embedded default: three SQLite shards under ./domicile-data.
+serve: $(BIN)/domicile
+	$(BIN)/domicile serve
+
+# Lint, type-check and run the whole suite against real PostgreSQL, Redis and S3.
+test: $(BIN)/domicile services lint
+	$(BIN)/pytest -q -p no:cacheprovider
+
+lint: $(BIN)/domicile
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+services:
+	tests/services.sh
+
+bench: $(BIN)/domicile services
+	$(BIN)/python -m bench
+
+clean:
+	rm -rf $(VENV) domicile-data .mypy_cache .ruff_cache
