@@ -4,19 +4,29 @@ app's lifespan or a CLI command) and closed at the end."""
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
+from audit.service import AuditService
+from router.audit_setup import audit_service
 from router.config import Settings
 from router.secrets import load_or_create_key, write_private
 from shards.cache import LocalCache, PlacementCache, RedisCache
 from shards.catalog import SCOPES, Catalog
 from shards.directory import Directory
-from shards.errors import ShardUnavailable
+from shards.engines import is_unavailable
+from shards.errors import ShardSchemaMissing, ShardUnavailable, Unavailable
 from shards.pseudonym import Pseudonymizer
-from shards.registry import ShardRegistry
-from shards.schema_runner import CATALOG_HISTORY, SHARD_HISTORY, migrate, sync_shard
+from shards.registry import Shard, ShardRegistry
+from shards.schema_runner import (
+    CATALOG_HISTORY,
+    SHARD_HISTORY,
+    current_revision,
+    head_revision,
+    migrate,
+    sync_shard,
+)
 from shards.store import RecordStore
 
 log = logging.getLogger("domicile")
@@ -31,18 +41,40 @@ class Runtime:
     directory: Directory
     store: RecordStore
     pseudonyms: Pseudonymizer
+    audit: AuditService
 
 
-async def _prepare_shards(settings: Settings, registry: ShardRegistry) -> None:
-    """Bring the embedded default's shards to head; on every deployment, record each shard's
-    identity and keep its residency guard in step with the policy."""
-    for shard in registry.all():
+def _preparation(settings: Settings, shard: Shard) -> Callable[[], Awaitable[None]]:
+    """What must hold before a shard takes writes: schema present (brought to head on the
+    embedded default), identity recorded, residency guard in step with the policy."""
+    head = head_revision(SHARD_HISTORY)
+
+    async def prepare() -> None:
         try:
             if settings.embedded:
                 await migrate(shard.engine, SHARD_HISTORY, "upgrade", "head")
-            await sync_shard(shard, settings.topology.jurisdictions_for_shard(shard.name))
-        except ShardUnavailable:
-            log.warning("shard %s is unavailable at start-up; serving the others", shard.name)
+            revision = await current_revision(shard.engine)
+        except Exception as exc:
+            if is_unavailable(exc):
+                raise ShardUnavailable(shard.name) from exc
+            raise
+        if revision is None:
+            raise ShardSchemaMissing(shard.name)
+        if revision != head:
+            log.warning("shard %s is at schema %s, head is %s", shard.name, revision, head)
+        await sync_shard(shard, settings.topology.jurisdictions_for_shard(shard.name))
+
+    return prepare
+
+
+async def _prepare_shards(settings: Settings, registry: ShardRegistry) -> None:
+    for shard in registry.all():
+        shard.prepare = _preparation(settings, shard)
+        try:
+            await shard.ensure_ready()
+        except Unavailable as exc:
+            # Served without it; its preparation is retried on its next write.
+            log.warning("shard %s is not ready at start-up: %s", shard.name, exc)
 
 
 @asynccontextmanager
@@ -64,7 +96,8 @@ async def open_runtime(settings: Settings, *, prepare: bool = True) -> AsyncIter
             await _prepare_shards(settings, registry)
         directory = Directory(catalog, cache)
         store = RecordStore(settings.topology, registry, directory, pseudonyms)
-        yield Runtime(settings, registry, catalog, cache, directory, store, pseudonyms)
+        audit = audit_service(settings, registry)
+        yield Runtime(settings, registry, catalog, cache, directory, store, pseudonyms, audit=audit)
     finally:
         await cache.close()
         await registry.dispose()

@@ -96,6 +96,14 @@ class ShardUnavailable(Unavailable):
         self.shard = shard
 
 
+class ShardSchemaMissing(Unavailable):
+    code = "shard_schema_missing"
+
+    def __init__(self, shard: str) -> None:
+        super().__init__(f"shard {shard} has no schema yet; run `domicile shards upgrade`")
+        self.shard = shard
+
+
 class CatalogUnavailable(Unavailable):
     code = "catalog_unavailable"
 

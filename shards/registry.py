@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -29,7 +29,28 @@ class Shard:
     def dialect(self) -> str:
         return self.engine.dialect.name
 
-    def write(self) -> AbstractAsyncContextManager[AsyncConnection]:
+    #: Run before the shard's first write in this process (schema check, identity, residency
+    #: guard in step with the policy), and again on the next write while it fails, e.g. when
+    #: the shard was down at start-up.
+    prepare: Callable[[], Awaitable[None]] | None = None
+    ready: bool = False
+    _preparing: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+    async def ensure_ready(self) -> None:
+        if self.ready or self.prepare is None:
+            return
+        async with self._preparing:
+            if not self.ready:
+                await self.prepare()
+                self.ready = True
+
+    @asynccontextmanager
+    async def write(self) -> AsyncIterator[AsyncConnection]:
+        await self.ensure_ready()
+        async with self.write_unprepared() as conn:
+            yield conn
+
+    def write_unprepared(self) -> AbstractAsyncContextManager[AsyncConnection]:
         return transaction(
             self.engine,
             write=True,
@@ -37,14 +58,21 @@ class Shard:
             guard=lambda: ResidencyGuardViolation(self.name),
         )
 
-    def read(self) -> AbstractAsyncContextManager[AsyncConnection]:
+    @asynccontextmanager
+    async def read(self) -> AsyncIterator[AsyncConnection]:
+        await self.ensure_ready()
+        async with self._read_unprepared() as conn:
+            yield conn
+
+    def _read_unprepared(self) -> AbstractAsyncContextManager[AsyncConnection]:
         return transaction(
             self.engine, write=False, unavailable=lambda: ShardUnavailable(self.name)
         )
 
     async def ping(self, within: float = 2.0) -> bool:
+        """Whether the database answers (schema or not)."""
         try:
-            async with asyncio.timeout(within), self.read() as conn:
+            async with asyncio.timeout(within), self._read_unprepared() as conn:
                 await conn.execute(text("SELECT 1"))
         except (ShardUnavailable, TimeoutError):
             return False

@@ -1,8 +1,25 @@
 """Schema of shards and catalog: alembic histories applied programmatically, one database at a
-time, plus the residency guard's jurisdiction list kept in step with the policy."""
+time, plus the residency guard's jurisdiction list kept in step with the policy.
+
+Shards are migrated in waves of ``parallel`` shards, one revision per transaction, each revision
+journaled in the catalog and logged (``schema.migrated``) on the shard's own audit log in the
+revision's transaction. A shard that fails stops the run before the next wave: every shard is
+left at a revision boundary, and running again resumes from there. On PostgreSQL a migration
+holds an advisory lock (one migrator per shard) and runs under ``lock_timeout`` (so DDL waiting
+for a lock fails fast instead of queueing every write behind it) and ``statement_timeout``.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import io
+import multiprocessing
+import secrets
+from collections.abc import AsyncIterator, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -11,64 +28,408 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import delete, insert, select
+from alembic.util import CommandError
+from sqlalchemy import delete, insert, select, text
 from sqlalchemy.engine import Connection
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 import migrations
-from shards.errors import DomicileError
+from audit import events
+from audit.events import SYSTEM
+from shards.auditlog import append_entry
+from shards.catalog import MIGRATION_DONE, MIGRATION_FAILED, Catalog
+from shards.engines import _WRITE, create_engine, is_unavailable
+from shards.errors import DomicileError, InvalidInput, ShardUnavailable
+from shards.policy import Region, ShardSpec, Topology
 from shards.registry import Shard
 from shards.schema import shard_identity, shard_jurisdictions
 
 SHARD_HISTORY = "shard"
 CATALOG_HISTORY = "catalog"
+UPGRADE, DOWNGRADE = "upgrade", "downgrade"
+
+#: ``pg_try_advisory_lock`` key held while a shard is being migrated ("domicile" in ASCII).
+_LOCK_KEY = 0x646F6D6963696C65
 
 
 class ShardIdentityMismatch(DomicileError):
     code = "shard_identity_mismatch"
 
 
-def alembic_config(history: str, url: str | None = None) -> Config:
+class MigrationFailed(DomicileError):
+    code = "migration_failed"
+
+
+@dataclass(frozen=True)
+class Timeouts:
+    """PostgreSQL guards for each revision's transaction, in seconds."""
+
+    lock: float = 5.0
+    statement: float = 600.0
+
+    def sql(self, scope: str = "LOCAL") -> list[str]:
+        return [
+            f"SET {scope} lock_timeout = '{int(self.lock * 1000)}ms'",
+            f"SET {scope} statement_timeout = '{int(self.statement * 1000)}ms'",
+        ]
+
+
+@dataclass
+class ShardResult:
+    shard: str
+    status: str  # migrated | current | failed | not started
+    before: str | None = None
+    after: str | None = None
+    applied: list[str] = field(default_factory=list)
+    error: str | None = None
+
+
+def alembic_config(history: str, url: str | None = None, scripts: Path | None = None) -> Config:
     cfg = Config()
-    cfg.set_main_option("script_location", str(Path(migrations.__file__).parent / history))
+    location = scripts or Path(migrations.__file__).parent / history
+    cfg.set_main_option("script_location", str(location))
     if url is not None:
         cfg.set_main_option("sqlalchemy.url", url)
     return cfg
 
 
-def head_revision(history: str) -> str:
-    head = ScriptDirectory.from_config(alembic_config(history)).get_current_head()
+def head_revision(history: str, scripts: Path | None = None) -> str:
+    head = ScriptDirectory.from_config(alembic_config(history, scripts=scripts)).get_current_head()
     assert head is not None
     return head
 
 
+def resolve_revision(target: str, scripts: Path | None = None) -> str | None:
+    """``head``, ``base`` or a (possibly abbreviated) revision id -> a full id, None for base."""
+    script = ScriptDirectory.from_config(alembic_config(SHARD_HISTORY, scripts=scripts))
+    if target == "base":
+        return None
+    try:
+        found = script.get_revision("head" if target == "head" else target)
+    except CommandError as exc:
+        raise InvalidInput("unknown_revision", f"revision {target!r}: {exc}") from None
+    if found is None:
+        raise InvalidInput("unknown_revision", f"there is no revision {target!r}")
+    return found.revision
+
+
+def plan_steps(
+    current: str | None, target: str | None, action: str, scripts: Path | None = None
+) -> list[tuple[str | None, str | None]]:
+    """The revision steps (from, to) that take a shard from ``current`` to ``target``."""
+    if current == target:
+        return []
+    script = ScriptDirectory.from_config(alembic_config(SHARD_HISTORY, scripts=scripts))
+    upper, lower = (target, current) if action == UPGRADE else (current, target)
+    if upper is None:
+        raise MigrationFailed(f"cannot {action} from {current or 'base'} to {target or 'base'}")
+    try:
+        revisions = list(script.iterate_revisions(upper, lower or "base"))
+    except CommandError:
+        raise MigrationFailed(
+            f"cannot {action} from {current or 'base'} to {target or 'base'}: "
+            f"use {DOWNGRADE if action == UPGRADE else UPGRADE}"
+        ) from None
+    if action == UPGRADE:
+        return [(_down(r.down_revision), r.revision) for r in reversed(revisions)]
+    return [(r.revision, _down(r.down_revision)) for r in revisions]
+
+
+def _down(revision: str | Sequence[str] | None) -> str | None:
+    if revision is None or isinstance(revision, str):
+        return revision
+    raise MigrationFailed("the shard history must be linear (a revision has several parents)")
+
+
 def _run(connection: Connection, cfg: Config, action: str, revision: str) -> None:
     cfg.attributes["connection"] = connection
-    if action == "upgrade":
+    if action == UPGRADE:
         command.upgrade(cfg, revision)
     else:
         command.downgrade(cfg, revision)
 
 
 async def migrate(engine: AsyncEngine, history: str, action: str, revision: str) -> None:
+    """Apply a history to one database in alembic's own transactions (the catalog, tests)."""
     cfg = alembic_config(history)
     async with engine.connect() as conn:
         await conn.run_sync(_run, cfg, action, revision)
         await conn.commit()
 
 
-async def current_revision(engine: AsyncEngine) -> str | None:
-    def read(connection: Connection) -> str | None:
-        return MigrationContext.configure(connection).get_current_revision()
+def _read_revision(connection: Connection) -> str | None:
+    return MigrationContext.configure(connection).get_current_revision()
 
+
+async def current_revision(engine: AsyncEngine) -> str | None:
     async with engine.connect() as conn:
-        return await conn.run_sync(read)
+        return await conn.run_sync(_read_revision)
+
+
+def _describe(exc: BaseException) -> str:
+    """One line for the journal (kept in the catalog, so no statement or parameters)."""
+    if isinstance(exc, DBAPIError) and exc.orig is not None:
+        return f"{type(exc.orig).__name__}: {str(exc.orig).strip().splitlines()[0][:300]}"
+    return str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
+
+
+async def migrate_shard(
+    shard: Shard,
+    catalog: Catalog,
+    action: str,
+    target: str | None,
+    *,
+    wave: str,
+    scripts: Path | None = None,
+    timeouts: Timeouts = Timeouts(),
+) -> ShardResult:
+    """Take one shard to ``target`` one journaled, audited revision at a time."""
+    result = ShardResult(shard.name, "failed")
+    try:
+        async with _migration_connection(shard) as conn:
+            result.before = result.after = await conn.run_sync(_read_revision)
+            await conn.commit()
+            await catalog.interrupt_migrations(shard.name)
+            for before, after in plan_steps(result.before, target, action, scripts):
+                entry = await catalog.start_migration(
+                    wave=wave,
+                    shard=shard.name,
+                    action=action,
+                    from_revision=before,
+                    to_revision=after,
+                )
+                try:
+                    await _apply_step(conn, shard, action, before, after, scripts, timeouts)
+                except Exception as exc:
+                    await catalog.finish_migration(entry, MIGRATION_FAILED, _describe(exc))
+                    raise
+                await catalog.finish_migration(entry, MIGRATION_DONE)
+                result.after = after
+                result.applied.append(after or "base")
+    except Exception as exc:
+        if is_unavailable(exc):
+            exc = ShardUnavailable(shard.name)
+        result.error = _describe(exc)
+        return result
+    result.status = "migrated" if result.applied else "current"
+    return result
+
+
+@asynccontextmanager
+async def _migration_connection(shard: Shard) -> AsyncIterator[AsyncConnection]:
+    """A dedicated connection for one shard's migration: the advisory lock on PostgreSQL;
+    foreign keys off on SQLite, where a batch table rebuild would otherwise cascade-delete the
+    rows that reference the rebuilt table (``foreign_key_check`` runs before each commit)."""
+    conn = await shard.engine.connect()
+    try:
+        if shard.dialect == "postgresql":
+            lock = text("SELECT pg_try_advisory_lock(:k)")
+            got = (await conn.execute(lock, {"k": _LOCK_KEY})).scalar_one()
+            await conn.commit()
+            if not got:
+                raise MigrationFailed(f"another migration is running on shard {shard.name}")
+            try:
+                yield conn
+            finally:
+                if conn.in_transaction():
+                    await conn.rollback()
+                await conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": _LOCK_KEY})
+                await conn.commit()
+        else:
+            await conn.execution_options(**{_WRITE: True})  # BEGIN IMMEDIATE: a writer
+            raw = (await conn.get_raw_connection()).driver_connection
+            assert raw is not None
+            await raw.execute("PRAGMA foreign_keys=OFF")
+            try:
+                yield conn
+            finally:
+                if conn.in_transaction():
+                    await conn.rollback()
+                await raw.execute("PRAGMA foreign_keys=ON")
+    finally:
+        await conn.close()
+
+
+async def _apply_step(
+    conn: AsyncConnection,
+    shard: Shard,
+    action: str,
+    before: str | None,
+    after: str | None,
+    scripts: Path | None,
+    timeouts: Timeouts,
+) -> None:
+    """One revision in one transaction, with its ``schema.migrated`` entry."""
+    cfg = alembic_config(SHARD_HISTORY, scripts=scripts)
+    async with conn.begin():
+        if shard.dialect == "postgresql":
+            for statement in timeouts.sql():
+                await conn.execute(text(statement))
+        await conn.run_sync(_run, cfg, action, after or "base")
+        if shard.dialect == "sqlite":
+            broken = (await conn.exec_driver_sql("PRAGMA foreign_key_check")).all()
+            if broken:
+                raise MigrationFailed(f"revision left {len(broken)} rows with dangling keys")
+        if after is not None:  # downgrading to base drops the log itself
+            await append_entry(
+                conn,
+                shard,
+                events.SCHEMA_MIGRATED,
+                SYSTEM,
+                subject=None,
+                jurisdiction=None,
+                action=action,
+                from_revision=before,
+                revision=after,
+            )
+
+
+async def run_wave(
+    shards: Sequence[Shard],
+    catalog: Catalog,
+    action: str,
+    target: str | None,
+    *,
+    parallel: int = 1,
+    scripts: Path | None = None,
+    timeouts: Timeouts = Timeouts(),
+    topology: Topology | None = None,
+) -> list[ShardResult]:
+    """Migrate ``shards`` ``parallel`` at a time; the first wave with a failure is the last.
+    With ``topology``, each migrated shard's identity and residency guard are synced too.
+
+    alembic's ``op`` and ``context`` are process-wide, so two migrations may never share a
+    process: in waves of several shards, each shard is migrated by a worker process.
+    """
+    wave = secrets.token_hex(8)
+    parallel = max(1, parallel)
+    results: list[ShardResult] = []
+    with contextlib.ExitStack() as stack:
+        pool = None
+        if parallel > 1 and len(shards) > 1:
+            spawn = multiprocessing.get_context("spawn")
+            pool = stack.enter_context(ProcessPoolExecutor(parallel, mp_context=spawn))
+        for start in range(0, len(shards), parallel):
+            group = shards[start : start + parallel]
+            if pool is None:
+                outcomes = [
+                    await migrate_shard(
+                        s, catalog, action, target, wave=wave, scripts=scripts, timeouts=timeouts
+                    )
+                    for s in group
+                ]
+            else:
+                loop = asyncio.get_running_loop()
+                jobs = [
+                    _Job(
+                        s.spec, s.region, _url_of(catalog), action, target, wave, scripts, timeouts
+                    )
+                    for s in group
+                ]
+                outcomes = list(
+                    await asyncio.gather(
+                        *(loop.run_in_executor(pool, _migrate_in_worker, job) for job in jobs)
+                    )
+                )
+            if topology is not None:
+                for shard, result in zip(group, outcomes, strict=True):
+                    await _sync_after(shard, result, topology)
+            results += outcomes
+            if any(r.status == "failed" for r in outcomes):
+                results += [
+                    ShardResult(s.name, "not started") for s in shards[start + len(group) :]
+                ]
+                break
+    return results
+
+
+async def _sync_after(shard: Shard, result: ShardResult, topology: Topology) -> None:
+    if result.status == "failed" or result.after is None:
+        return
+    try:
+        await sync_shard(shard, topology.jurisdictions_for_shard(shard.name))
+    except DomicileError as exc:
+        result.status, result.error = "failed", str(exc)
+
+
+def _url_of(catalog: Catalog) -> str:
+    return catalog.engine.url.render_as_string(hide_password=False)
+
+
+@dataclass(frozen=True)
+class _Job:
+    spec: ShardSpec
+    region: Region
+    catalog_url: str
+    action: str
+    target: str | None
+    wave: str
+    scripts: Path | None
+    timeouts: Timeouts
+
+
+def _migrate_in_worker(job: _Job) -> ShardResult:
+    async def work() -> ShardResult:
+        shard = Shard(job.spec, job.region, create_engine(job.spec.url))
+        catalog = Catalog(job.catalog_url)
+        try:
+            return await migrate_shard(
+                shard,
+                catalog,
+                job.action,
+                job.target,
+                wave=job.wave,
+                scripts=job.scripts,
+                timeouts=job.timeouts,
+            )
+        finally:
+            await shard.engine.dispose()
+            await catalog.dispose()
+
+    return asyncio.run(work())
+
+
+async def render_sql(
+    shard: Shard,
+    action: str,
+    target: str | None,
+    *,
+    current: str | None = None,
+    known: bool = False,
+    scripts: Path | None = None,
+    timeouts: Timeouts = Timeouts(),
+) -> str:
+    """The SQL that ``action`` would run on ``shard`` (alembic offline mode), from its current
+    revision (read from the shard unless ``known``) to ``target``. Applying it by hand skips the
+    journal and the ``schema.migrated`` entries."""
+    if not known:
+        try:
+            current = await current_revision(shard.engine)
+        except Exception as exc:
+            if is_unavailable(exc):
+                raise ShardUnavailable(shard.name) from exc
+            raise
+    header = f"-- shard {shard.name} ({shard.dialect}): {current or 'base'} -> {target or 'base'}"
+    plan_steps(current, target, action, scripts)  # refuses an impossible direction
+    if current == target:
+        return f"{header}\n-- nothing to do\n"
+    cfg = alembic_config(SHARD_HISTORY, url=shard.spec.url, scripts=scripts)
+    buffer = io.StringIO()
+    cfg.output_buffer = buffer
+    span = f"{current or 'base'}:{target or 'base'}"
+    if action == UPGRADE:
+        command.upgrade(cfg, span, sql=True)
+    else:
+        command.downgrade(cfg, span, sql=True)
+    preamble = [f"{s};" for s in timeouts.sql("SESSION")] if shard.dialect == "postgresql" else []
+    return "\n".join([header, *preamble, buffer.getvalue()])
 
 
 async def sync_shard(shard: Shard, jurisdictions: frozenset[str]) -> None:
     """Record the shard's identity (first start) or check it, and make its residency guard
-    admit exactly ``jurisdictions``."""
-    async with shard.write() as conn:
+    admit exactly ``jurisdictions``. (This is the shard's preparation, hence unprepared.)"""
+    async with shard.write_unprepared() as conn:
         row = (await conn.execute(select(shard_identity))).first()
         if row is None:
             await conn.execute(

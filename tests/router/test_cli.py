@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-DOMICILE = [sys.executable, "-m", "router.cli"]
+DOMICILE = [str(Path(sys.executable).parent / "domicile")]
 
 
 def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:

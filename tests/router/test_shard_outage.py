@@ -16,7 +16,7 @@ from shards.schema_runner import SHARD_HISTORY, migrate
 from tests.conftest import create_databases, drop_databases, make_deployment, pg_url, start_api
 from tests.pgcluster import Cluster
 
-pytestmark = [pytest.mark.anyio, pytest.mark.postgres]
+pytestmark = pytest.mark.anyio
 
 
 @pytest.fixture
@@ -31,6 +31,7 @@ def cluster() -> Iterator[Cluster]:
     shutil.rmtree(root, ignore_errors=True)
 
 
+@pytest.mark.postgres
 async def test_shard_down_costs_only_its_subjects(tmp_path: Path, cluster: Cluster) -> None:
     await create_databases(["us_east_1"], port=cluster.port)
     us_url = pg_url("us_east_1", port=cluster.port)
@@ -83,3 +84,34 @@ async def test_shard_down_costs_only_its_subjects(tmp_path: Path, cluster: Clust
             assert (await api.register("joao", "BR")).status_code == 201
     finally:
         await drop_databases(dep.databases)
+
+
+@pytest.mark.postgres
+async def test_router_starts_with_a_shard_down(tmp_path: Path, cluster: Cluster) -> None:
+    await create_databases(["us_east_1"], port=cluster.port)
+    us_url = pg_url("us_east_1", port=cluster.port)
+    engine = create_engine(us_url)
+    await migrate(engine, SHARD_HISTORY, "upgrade", "head")
+    await engine.dispose()
+    dep = await make_deployment(tmp_path, "postgres", urls={"us-east-1": us_url})
+    cluster.stop()
+    try:
+        async for api in start_api(dep.settings()):
+            assert (await api.register("hans", "DE")).status_code == 201
+            assert (await api.register("ann", "US")).status_code == 503
+            cluster.start()
+            assert (await api.register("ann", "US")).status_code == 201
+    finally:
+        await drop_databases(dep.databases)
+
+
+async def test_shard_without_schema_is_unavailable_not_an_error(tmp_path: Path) -> None:
+    bare = f"sqlite+aiosqlite:///{tmp_path}/bare.sqlite"
+    dep = await make_deployment(tmp_path, "sqlite", urls={"us-east-1": bare})
+    async for api in start_api(dep.settings()):
+        refused = await api.register("ann", "US")
+        assert refused.status_code == 503
+        assert refused.json()["error"]["code"] == "shard_schema_missing"
+        assert (await api.register("hans", "DE")).status_code == 201
+        shards = {s["name"]: s for s in (await api.request("GET", "/v1/shards")).json()["shards"]}
+        assert shards["us-east-1"]["schema_revision"] is None
