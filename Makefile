@@ -17,7 +17,7 @@ serve: $(BIN)/domicile
 
 # Lint, type-check and run the whole suite against real PostgreSQL, Redis and S3.
 test: $(BIN)/domicile services lint
-	$(BIN)/pytest -q -p no:cacheprovider
+	$(BIN)/pytest -q -p no:cacheprovider -n 2 --dist loadgroup
 
 lint: $(BIN)/domicile
 	$(BIN)/ruff check .

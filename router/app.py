@@ -22,7 +22,8 @@ def create_app(settings: Settings) -> FastAPI:
             await bootstrap_admin_key(runtime)
             app.state.runtime = runtime
             app.state.authenticator = Authenticator(runtime.catalog)
-            yield
+            async with runtime.audit.running():
+                yield
 
     app = FastAPI(
         title="domicile",

@@ -3,6 +3,7 @@ the catalog on every request (a revoked key stops working within ``ttl`` seconds
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from typing import Annotated
@@ -18,6 +19,9 @@ class Authenticator:
         self._catalog = catalog
         self._ttl = ttl
         self._verified: dict[str, tuple[float, ApiKey]] = {}
+        # One catalog lookup per token at a time: when an entry expires under load, every
+        # concurrent request of that client would otherwise take a catalog connection at once.
+        self._verifying: dict[str, asyncio.Task[ApiKey | None]] = {}
 
     async def authenticate(self, header: str | None) -> ApiKey:
         if not header or not header.startswith("Bearer "):
@@ -26,10 +30,21 @@ class Authenticator:
         hit = self._verified.get(token)
         if hit is not None and hit[0] > time.monotonic():
             return hit[1]
+        lookup = self._verifying.get(token)
+        if lookup is None:
+            lookup = asyncio.ensure_future(self._verify(token))
+            self._verifying[token] = lookup
+            lookup.add_done_callback(lambda _: self._verifying.pop(token, None))
+        key = await asyncio.shield(lookup)
+        if key is None:
+            raise _unauthorized("invalid API key")
+        return key
+
+    async def _verify(self, token: str) -> ApiKey | None:
         parsed = parse_token(token)
         key = await self._catalog.get_key(parsed[0]) if parsed else None
         if key is None or key.revoked or not secret_matches(key, token):
-            raise _unauthorized("invalid API key")
+            return None
         if len(self._verified) > 10_000:
             self._verified.clear()
         self._verified[token] = (time.monotonic() + self._ttl, key)
@@ -40,14 +55,19 @@ def _unauthorized(message: str) -> ApiError:
     return ApiError(401, "unauthorized", message, {"WWW-Authenticate": "Bearer"})
 
 
+async def authorize(request: Request, scope: str) -> ApiKey:
+    """The caller's key, which must hold ``scope``; remembered as the request's actor."""
+    authenticator: Authenticator = request.app.state.authenticator
+    key = await authenticator.authenticate(request.headers.get("authorization"))
+    if not key.allows(scope):
+        raise ApiError(403, "forbidden", f"API key {key.key_id} lacks the scope {scope}")
+    request.state.key_id = key.key_id
+    return key
+
+
 def require(scope: str) -> Callable[[Request], Awaitable[ApiKey]]:
     async def dependency(request: Request) -> ApiKey:
-        authenticator: Authenticator = request.app.state.authenticator
-        key = await authenticator.authenticate(request.headers.get("authorization"))
-        if not key.allows(scope):
-            raise ApiError(403, "forbidden", f"API key {key.key_id} lacks the scope {scope}")
-        request.state.key_id = key.key_id
-        return key
+        return await authorize(request, scope)
 
     dependency.__name__ = f"require_{scope.replace(':', '_')}"
     return dependency

@@ -4,6 +4,7 @@ failed, 2 bad usage or input."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import sys
 from collections.abc import Callable, Coroutine
@@ -11,8 +12,6 @@ from pathlib import Path
 from typing import Any, NoReturn, TypeVar
 
 import click
-from rich.console import Console
-from rich.table import Table
 
 from router.config import ConfigError, Settings, load_settings
 from router.runtime import Runtime, open_runtime
@@ -20,7 +19,6 @@ from shards.catalog import SCOPES
 from shards.errors import DomicileError
 
 F = TypeVar("F", bound=Callable[..., Any])
-console = Console()
 
 
 def fail(message: str, code: int = 2) -> NoReturn:
@@ -76,6 +74,8 @@ def main() -> None:
     """domicile: geo-partitioned user-data storage that keeps data where the law says."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     logging.getLogger("domicile.access").setLevel(logging.WARNING)
+    # Our commands report each revision themselves; alembic's per-connection notes are noise.
+    logging.getLogger("alembic").setLevel(logging.WARNING)
 
 
 @main.command()
@@ -92,8 +92,13 @@ def serve(config: Path | None, host: str, port: int, access_log: bool) -> None:
     settings = settings_from(config)
     if access_log:
         logging.getLogger("domicile.access").setLevel(logging.INFO)
+    app = create_app(settings)
+    # What is imported and built by now lives as long as the process: frozen, the cyclic
+    # collector stops rescanning it on every full collection (a fifth of a read's CPU in
+    # bench/RESULTS.md).
+    gc.freeze()
     # uvicorn's own access log prints raw paths (subject ids): ours prints route templates.
-    uvicorn.run(create_app(settings), host=host, port=port, access_log=False, log_config=None)
+    uvicorn.run(app, host=host, port=port, access_log=False, log_config=None)
 
 
 @main.group()
@@ -130,81 +135,13 @@ def shards() -> None:
     """Shard status and schema migrations."""
 
 
-@shards.command("status")
-@config_option
-@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table")
-def shards_status(config: Path | None, fmt: str) -> None:
-    """Each shard: region, health, schema revision, counts."""
-    from router.api.shards import describe_shard
-
-    async def work(runtime: Runtime) -> int:
-        rows = await asyncio.gather(*(describe_shard(runtime, s) for s in runtime.registry.all()))
-        if fmt == "json":
-            import orjson
-
-            click.echo(orjson.dumps({"shards": list(rows)}, option=orjson.OPT_INDENT_2).decode())
-        else:
-            table = Table(
-                "shard", "region", "country", "health", "revision", "head", "subjects", "records"
-            )
-            for r in rows:
-                table.add_row(
-                    *(
-                        str("-" if r[k] is None else r[k])
-                        for k in (
-                            "name",
-                            "region",
-                            "country",
-                            "health",
-                            "schema_revision",
-                            "head_revision",
-                            "subjects",
-                            "records",
-                        )
-                    )
-                )
-            console.print(table)
-        return 0 if all(r["health"] == "up" for r in rows) else 1
-
-    run(with_runtime(settings_from(config), work, prepare=False))
-
-
-@shards.command("upgrade")
-@config_option
-@click.argument("revision", default="head")
-@click.option("--shard", "only", multiple=True, help="only these shards (repeatable)")
-def shards_upgrade(config: Path | None, revision: str, only: tuple[str, ...]) -> None:
-    """Apply schema migrations to every shard (or --shard)."""
-    from shards.schema_runner import SHARD_HISTORY, migrate, sync_shard
-
-    settings = settings_from(config)
-    unknown = set(only) - set(settings.topology.shards)
-    if unknown:
-        fail(f"unknown shard {sorted(unknown)[0]!r}")
-
-    async def work(runtime: Runtime) -> int:
-        failed = 0
-        for shard in runtime.registry.all():
-            if only and shard.name not in only:
-                continue
-            try:
-                await migrate(shard.engine, SHARD_HISTORY, "upgrade", revision)
-                await sync_shard(shard, settings.topology.jurisdictions_for_shard(shard.name))
-            except Exception as exc:  # report per shard; the others are unaffected
-                failed += 1
-                click.echo(f"{shard.name}: failed: {type(exc).__name__}: {exc}".splitlines()[0])
-                continue
-            click.echo(f"{shard.name}: at {revision}")
-        return 1 if failed else 0
-
-    run(with_runtime(settings, work))
-
-
 def _register_groups() -> None:
-    from router import cli_ops
+    from router import cli_ops, cli_shards
     from router.cli_audit import audit
 
     main.add_command(audit)
+    for command in (cli_shards.status, cli_shards.upgrade, cli_shards.downgrade, cli_shards.drain):
+        shards.add_command(command)
     for command in vars(cli_ops).values():
         if isinstance(command, click.Command):
             main.add_command(command)

@@ -222,6 +222,14 @@ def _build(document: dict[str, Any], data_dir: Path, *, embedded: bool) -> Setti
             raise ConfigError(
                 f"audit.archive.buckets.{region}: {region!r} is not a declared region"
             )
+    # A log is archived in its own region only: S3 for one region means S3 for all of them.
+    if archive.buckets or archive.endpoint:
+        for name, shard in model.shards.items():
+            if shard.region not in archive.buckets:
+                raise ConfigError(
+                    f"audit.archive.buckets: region {shard.region!r} (of shard {name}) has no "
+                    "bucket for its audit log"
+                )
     return Settings(
         deployment=model.deployment,
         data_dir=data_dir,

@@ -7,9 +7,9 @@ path carries subject ids and record keys, and logs are often shipped abroad (inv
 from __future__ import annotations
 
 import logging
+import os
 import re
 import time
-import uuid
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -41,6 +41,19 @@ class Metrics:
             ["shard", "region"],
             registry=self.registry,
         )
+        # labels() validates and locks on every call; a route's children never change.
+        self._children: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
+
+    def observe(self, method: str, route: str, status: int, elapsed: float) -> None:
+        children = self._children.get((method, route, status))
+        if children is None:
+            children = (
+                self.requests.labels(method, route, str(status)),
+                self.latency.labels(method, route),
+            )
+            self._children[(method, route, status)] = children
+        children[0].inc()
+        children[1].observe(elapsed)
 
 
 def _route_of(scope: Scope) -> str:
@@ -65,7 +78,7 @@ class Observability:
                 candidate = value.decode("latin-1")
                 request_id = candidate if _REQUEST_ID.match(candidate) else ""
                 break
-        request_id = request_id or uuid.uuid4().hex
+        request_id = request_id or os.urandom(16).hex()
         scope.setdefault("state", {})["request_id"] = request_id
         status = 500
 
@@ -86,8 +99,7 @@ class Observability:
             elapsed = time.perf_counter() - started
             route = _route_of(scope)
             method = scope["method"]
-            self.metrics.requests.labels(method, route, str(status)).inc()
-            self.metrics.latency.labels(method, route).observe(elapsed)
+            self.metrics.observe(method, route, status, elapsed)
             access_log.info(
                 "%s %s %d %.1fms request=%s", method, route, status, elapsed * 1000, request_id
             )

@@ -22,9 +22,12 @@ from shards.registry import Shard, ShardRegistry
 from shards.schema_runner import (
     CATALOG_HISTORY,
     SHARD_HISTORY,
+    UPGRADE,
+    MigrationFailed,
     current_revision,
     head_revision,
     migrate,
+    migrate_shard,
     sync_shard,
 )
 from shards.store import RecordStore
@@ -44,20 +47,26 @@ class Runtime:
     audit: AuditService
 
 
-def _preparation(settings: Settings, shard: Shard) -> Callable[[], Awaitable[None]]:
+def _preparation(
+    settings: Settings, shard: Shard, catalog: Catalog
+) -> Callable[[], Awaitable[None]]:
     """What must hold before a shard takes writes: schema present (brought to head on the
     embedded default), identity recorded, residency guard in step with the policy."""
     head = head_revision(SHARD_HISTORY)
 
     async def prepare() -> None:
         try:
-            if settings.embedded:
-                await migrate(shard.engine, SHARD_HISTORY, "upgrade", "head")
             revision = await current_revision(shard.engine)
         except Exception as exc:
             if is_unavailable(exc):
                 raise ShardUnavailable(shard.name) from exc
             raise
+        if settings.embedded and revision != head:
+            # Journaled and logged (schema.migrated) like any `domicile shards upgrade`.
+            result = await migrate_shard(shard, catalog, UPGRADE, head, wave="start-up")
+            if result.status == "failed":
+                raise MigrationFailed(f"shard {shard.name}: {result.error}")
+            revision = result.after
         if revision is None:
             raise ShardSchemaMissing(shard.name)
         if revision != head:
@@ -67,9 +76,9 @@ def _preparation(settings: Settings, shard: Shard) -> Callable[[], Awaitable[Non
     return prepare
 
 
-async def _prepare_shards(settings: Settings, registry: ShardRegistry) -> None:
+async def _prepare_shards(settings: Settings, registry: ShardRegistry, catalog: Catalog) -> None:
     for shard in registry.all():
-        shard.prepare = _preparation(settings, shard)
+        shard.prepare = _preparation(settings, shard, catalog)
         try:
             await shard.ensure_ready()
         except Unavailable as exc:
@@ -93,7 +102,7 @@ async def open_runtime(settings: Settings, *, prepare: bool = True) -> AsyncIter
     try:
         if prepare:
             await migrate(catalog.engine, CATALOG_HISTORY, "upgrade", "head")
-            await _prepare_shards(settings, registry)
+            await _prepare_shards(settings, registry, catalog)
         directory = Directory(catalog, cache)
         store = RecordStore(settings.topology, registry, directory, pseudonyms)
         audit = audit_service(settings, registry)

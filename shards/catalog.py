@@ -9,18 +9,21 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+from collections.abc import Collection, Mapping, Sequence
 from collections.abc import Set as AbstractSet
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
-from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import Row, bindparam, delete, func, insert, or_, select, tuple_, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from shards.catalog_schema import api_keys, directory
+from shards.catalog_schema import api_keys, directory, moves, shard_migrations
 from shards.engines import create_engine, transaction
-from shards.errors import CatalogUnavailable
+from shards.errors import CatalogUnavailable, DomicileError
 
 SCOPES: frozenset[str] = frozenset(
     {"records:read", "records:write", "subjects:write", "audit:read", "admin"}
@@ -71,6 +74,105 @@ def parse_token(token: str) -> tuple[str, str] | None:
     if len(parts) != 3 or parts[0] != "dmk" or not parts[1] or not parts[2]:
         return None
     return parts[1], token
+
+
+# -- shard operations: moves and migrations ------------------------------------------------
+
+# Move states, in order; a move ends done, failed (stopped by an error and rolled back) or
+# rolled_back (cancelled, or its subject was erased or moved by someone else meanwhile).
+PLANNED, COPYING, VERIFIED, SWITCHED, PURGED = (
+    "planned",
+    "copying",
+    "verified",
+    "switched",
+    "purged",
+)
+DONE, FAILED, ROLLED_BACK = "done", "failed", "rolled_back"
+FINISHED: frozenset[str] = frozenset({DONE, FAILED, ROLLED_BACK})
+
+MIGRATION_RUNNING, MIGRATION_DONE, MIGRATION_FAILED = "running", "done", "failed"
+
+
+class LeaseLost(DomicileError):
+    code = "lease_lost"
+
+    def __init__(self) -> None:
+        super().__init__("another run took over these moves; this run stopped touching them")
+
+
+@dataclass(frozen=True)
+class MovePlan:
+    pseudonym: str
+    jurisdiction: str
+    from_shard: str
+    to_shard: str
+    placement_version: int
+
+
+@dataclass(frozen=True)
+class MoveRow:
+    id: str
+    pseudonym: str
+    jurisdiction: str
+    from_shard: str
+    to_shard: str
+    placement_version: int
+    state: str
+    reason: str
+    records: int | None
+    digest: str | None
+    error: str | None
+    owner: str | None
+    lease_until: datetime | None
+    created_at: datetime
+    updated_at: datetime
+    finished_at: datetime | None
+
+    def held(self, now: datetime) -> bool:
+        """Whether a run holds the move now (not released, lease not expired)."""
+        if self.owner is None or self.lease_until is None:
+            return False
+        lease = self.lease_until
+        return (lease if lease.tzinfo else lease.replace(tzinfo=UTC)) > now
+
+
+@dataclass(frozen=True)
+class MigrationEntry:
+    id: int
+    wave: str
+    shard: str
+    action: str
+    from_revision: str | None
+    to_revision: str | None
+    status: str
+    error: str | None
+    started_at: datetime
+    finished_at: datetime | None
+
+
+def _move(r: Row[Any]) -> MoveRow:
+    return MoveRow(
+        r.id,
+        r.pseudonym,
+        r.jurisdiction,
+        r.from_shard,
+        r.to_shard,
+        r.placement_version,
+        r.state,
+        r.reason,
+        r.records,
+        r.digest,
+        r.error,
+        r.owner,
+        r.lease_until,
+        r.created_at,
+        r.updated_at,
+        r.finished_at,
+    )
+
+
+def _dialect_insert(conn: AsyncConnection) -> Any:
+    return postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
 
 
 class Catalog:
@@ -180,6 +282,349 @@ class Catalog:
             return int(
                 (await conn.execute(select(func.count()).select_from(api_keys))).scalar_one()
             )
+
+    # == shard operations: placement scans, the move journal, the migration journal ===========
+    # Used by ``shards.moves``, ``shards.comply`` and ``shards.schema_runner``. Every journal
+    # transition is a compare-and-swap on (owner, state), so a run that lost its lease to another
+    # can never advance a move behind the new owner's back.
+
+    async def placement_counts(self) -> dict[tuple[str, str], int]:
+        """Placed subjects per (jurisdiction, shard)."""
+        async with self._tx(write=False) as conn:
+            rows = await conn.execute(
+                select(directory.c.jurisdiction, directory.c.shard, func.count())
+                .where(directory.c.state != PENDING)
+                .group_by(directory.c.jurisdiction, directory.c.shard)
+            )
+            return {(j, shard): int(n) for j, shard, n in rows}
+
+    async def placements_on(
+        self, jurisdiction: str, shard: str, *, after: str = "", limit: int = 1000
+    ) -> list[Placement]:
+        """One page, in pseudonym order, of the placed subjects of ``jurisdiction`` on ``shard``."""
+        async with self._tx(write=False) as conn:
+            rows = await conn.execute(
+                select(directory)
+                .where(
+                    directory.c.jurisdiction == jurisdiction,
+                    directory.c.shard == shard,
+                    directory.c.state != PENDING,
+                    directory.c.pseudonym > after,
+                )
+                .order_by(directory.c.pseudonym)
+                .limit(limit)
+            )
+            return [
+                Placement(r.pseudonym, r.jurisdiction, r.shard, r.placement_version, r.state)
+                for r in rows
+            ]
+
+    async def plan_moves(
+        self, plans: Sequence[MovePlan], *, reason: str, owner: str, lease: timedelta
+    ) -> list[MoveRow]:
+        """Journal a move for each plan whose directory entry is still what the plan saw (same
+        shard and placement version) and that has no unfinished move; returns those created."""
+        if not plans:
+            return []
+        now = _now()
+        async with self._tx(write=True) as conn:
+            # Row locks serialise planners on PostgreSQL; SQLite writers are serialised anyway.
+            current = {
+                r.pseudonym: (r.shard, r.placement_version)
+                for r in await conn.execute(
+                    select(directory.c.pseudonym, directory.c.shard, directory.c.placement_version)
+                    .where(
+                        directory.c.pseudonym.in_([p.pseudonym for p in plans]),
+                        directory.c.state == ACTIVE,
+                    )
+                    .with_for_update()
+                )
+            }
+            rows = [
+                {
+                    "id": secrets.token_hex(16),
+                    "pseudonym": p.pseudonym,
+                    "jurisdiction": p.jurisdiction,
+                    "from_shard": p.from_shard,
+                    "to_shard": p.to_shard,
+                    "placement_version": p.placement_version,
+                    "state": PLANNED,
+                    "reason": reason,
+                    "owner": owner,
+                    "lease_until": now + lease,
+                    "created_at": now,
+                    "updated_at": now,
+                }
+                for p in plans
+                if current.get(p.pseudonym) == (p.from_shard, p.placement_version)
+            ]
+            if not rows:
+                return []
+            # The partial unique index refuses a second unfinished move of the same subject.
+            stmt = _dialect_insert(conn)(moves).on_conflict_do_nothing().returning(*moves.c)
+            return [_move(r) for r in await conn.execute(stmt, rows)]
+
+    async def advance_moves(
+        self,
+        ids: Collection[str],
+        *,
+        owner: str,
+        expect: str | Collection[str],
+        to: str,
+        lease: timedelta,
+        error: str | None = None,
+        details: Mapping[str, tuple[int, str]] | None = None,
+    ) -> set[str]:
+        """Move the journal of ``ids`` from ``expect`` to ``to`` where ``owner`` still holds
+        them; ``details`` records (records, digest) per move. Returns the ids advanced."""
+        if not ids:
+            return set()
+        expected = [expect] if isinstance(expect, str) else list(expect)
+        now = _now()
+        values: dict[str, Any] = {"state": to, "updated_at": now, "error": error}
+        if to in FINISHED:
+            values.update(finished_at=now, owner=None, lease_until=None)
+        else:
+            values["lease_until"] = now + lease
+        async with self._tx(write=True) as conn:
+            advanced = set(
+                (
+                    await conn.execute(
+                        update(moves)
+                        .where(
+                            moves.c.id.in_(list(ids)),
+                            moves.c.owner == owner,
+                            moves.c.state.in_(expected),
+                        )
+                        .values(**values)
+                        .returning(moves.c.id)
+                    )
+                ).scalars()
+            )
+            if details:
+                params = [
+                    {"b_id": i, "b_records": n, "b_digest": d}
+                    for i, (n, d) in details.items()
+                    if i in advanced
+                ]
+                if params:
+                    await conn.execute(
+                        update(moves)
+                        .where(moves.c.id == bindparam("b_id"))
+                        .values(records=bindparam("b_records"), digest=bindparam("b_digest")),
+                        params,
+                    )
+        return advanced
+
+    async def switch_placements(
+        self, batch: Sequence[MoveRow], *, owner: str, lease: timedelta
+    ) -> set[str]:
+        """The directory switch: compare-and-swap each subject's placement from (from_shard,
+        version) to (to_shard, version + 1), and journal the moves as switched, atomically.
+        Returns the ids switched."""
+        if not batch:
+            return set()
+        source, target = batch[0].from_shard, batch[0].to_shard
+        assert all(m.from_shard == source and m.to_shard == target for m in batch)
+        now = _now()
+        async with self._tx(write=True) as conn:
+            switched = set(
+                (
+                    await conn.execute(
+                        update(directory)
+                        .where(
+                            tuple_(directory.c.pseudonym, directory.c.placement_version).in_(
+                                [(m.pseudonym, m.placement_version) for m in batch]
+                            ),
+                            directory.c.shard == source,
+                            directory.c.state == ACTIVE,
+                        )
+                        .values(
+                            shard=target,
+                            placement_version=directory.c.placement_version + 1,
+                            updated_at=now,
+                        )
+                        .returning(directory.c.pseudonym)
+                    )
+                ).scalars()
+            )
+            ids = [m.id for m in batch if m.pseudonym in switched]
+            journaled = set(
+                (
+                    await conn.execute(
+                        update(moves)
+                        .where(
+                            moves.c.id.in_(ids),
+                            moves.c.owner == owner,
+                            moves.c.state == VERIFIED,
+                        )
+                        .values(state=SWITCHED, updated_at=now, lease_until=now + lease)
+                        .returning(moves.c.id)
+                    )
+                ).scalars()
+            )
+            if len(journaled) != len(ids):
+                raise LeaseLost()  # rolls the directory switch back with it
+        return journaled
+
+    async def claim_moves(
+        self,
+        *,
+        owner: str,
+        lease: timedelta,
+        dead_owners: Collection[str] = (),
+        ids: Collection[str] | None = None,
+        jurisdiction: str | None = None,
+    ) -> list[MoveRow]:
+        """Take over unfinished moves nobody holds: released, lease expired, or held by a dead
+        process. Returns the moves now held by ``owner``."""
+        now = _now()
+        stmt = (
+            update(moves)
+            .where(
+                moves.c.finished_at.is_(None),
+                or_(
+                    moves.c.owner.is_(None),
+                    moves.c.lease_until < now,
+                    moves.c.owner.in_(list(dead_owners)),
+                ),
+            )
+            .values(owner=owner, lease_until=now + lease, updated_at=now)
+            .returning(*moves.c)
+        )
+        if ids is not None:
+            stmt = stmt.where(moves.c.id.in_(list(ids)))
+        if jurisdiction is not None:
+            stmt = stmt.where(moves.c.jurisdiction == jurisdiction)
+        async with self._tx(write=True) as conn:
+            return [_move(r) for r in await conn.execute(stmt)]
+
+    async def release_moves(
+        self, ids: Collection[str], *, owner: str, error: str | None = None
+    ) -> None:
+        """Let go of unfinished moves (interrupted, or stopped by an error) for a later resume."""
+        if not ids:
+            return
+        values: dict[str, Any] = {"owner": None, "lease_until": None, "updated_at": _now()}
+        if error is not None:
+            values["error"] = error
+        async with self._tx(write=True) as conn:
+            await conn.execute(
+                update(moves)
+                .where(moves.c.id.in_(list(ids)), moves.c.owner == owner)
+                .values(**values)
+            )
+
+    async def unfinished_owners(self) -> set[str]:
+        async with self._tx(write=False) as conn:
+            rows = await conn.execute(
+                select(moves.c.owner)
+                .where(moves.c.finished_at.is_(None), moves.c.owner.is_not(None))
+                .distinct()
+            )
+            return {str(owner) for owner in rows.scalars()}
+
+    async def get_move(self, move_id: str) -> MoveRow | None:
+        async with self._tx(write=False) as conn:
+            row = (await conn.execute(select(moves).where(moves.c.id == move_id))).first()
+        return None if row is None else _move(row)
+
+    async def unfinished_move(self, pseudonym: str) -> MoveRow | None:
+        async with self._tx(write=False) as conn:
+            row = (
+                await conn.execute(
+                    select(moves).where(
+                        moves.c.pseudonym == pseudonym, moves.c.finished_at.is_(None)
+                    )
+                )
+            ).first()
+        return None if row is None else _move(row)
+
+    async def list_moves(
+        self, *, unfinished_only: bool = True, limit: int = 100, ids: Collection[str] = ()
+    ) -> list[MoveRow]:
+        stmt = select(moves).order_by(moves.c.created_at.desc(), moves.c.id).limit(limit)
+        if unfinished_only:
+            stmt = stmt.where(moves.c.finished_at.is_(None))
+        if ids:
+            stmt = stmt.where(moves.c.id.in_(list(ids)))
+        async with self._tx(write=False) as conn:
+            return [_move(r) for r in await conn.execute(stmt)]
+
+    async def start_migration(
+        self,
+        *,
+        wave: str,
+        shard: str,
+        action: str,
+        from_revision: str | None,
+        to_revision: str | None,
+    ) -> int:
+        async with self._tx(write=True) as conn:
+            return int(
+                (
+                    await conn.execute(
+                        insert(shard_migrations)
+                        .values(
+                            wave=wave,
+                            shard=shard,
+                            action=action,
+                            from_revision=from_revision,
+                            to_revision=to_revision,
+                            status=MIGRATION_RUNNING,
+                            started_at=_now(),
+                        )
+                        .returning(shard_migrations.c.id)
+                    )
+                ).scalar_one()
+            )
+
+    async def finish_migration(self, entry: int, status: str, error: str | None = None) -> None:
+        async with self._tx(write=True) as conn:
+            await conn.execute(
+                update(shard_migrations)
+                .where(shard_migrations.c.id == entry)
+                .values(status=status, error=error, finished_at=_now())
+            )
+
+    async def interrupt_migrations(self, shard: str) -> None:
+        """Close journal entries left running by a process that died mid-revision."""
+        async with self._tx(write=True) as conn:
+            await conn.execute(
+                update(shard_migrations)
+                .where(
+                    shard_migrations.c.shard == shard,
+                    shard_migrations.c.status == MIGRATION_RUNNING,
+                )
+                .values(
+                    status=MIGRATION_FAILED,
+                    error="interrupted (the migrating process stopped)",
+                    finished_at=_now(),
+                )
+            )
+
+    async def migration_journal(
+        self, *, shard: str | None = None, limit: int = 50
+    ) -> list[MigrationEntry]:
+        stmt = select(shard_migrations).order_by(shard_migrations.c.id.desc()).limit(limit)
+        if shard is not None:
+            stmt = stmt.where(shard_migrations.c.shard == shard)
+        async with self._tx(write=False) as conn:
+            return [
+                MigrationEntry(
+                    r.id,
+                    r.wave,
+                    r.shard,
+                    r.action,
+                    r.from_revision,
+                    r.to_revision,
+                    r.status,
+                    r.error,
+                    r.started_at,
+                    r.finished_at,
+                )
+                for r in await conn.execute(stmt)
+            ]
 
 
 def secret_matches(key: ApiKey, token: str) -> bool:

@@ -5,15 +5,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable
+import weakref
+from collections import deque
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 from sqlalchemy import event
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.util import await_
 
 from shards.errors import DomicileError
 
@@ -31,18 +35,137 @@ def create_engine(url: str) -> AsyncEngine:
         engine = create_async_engine(url, hide_parameters=True, connect_args={"timeout": 30})
         _configure_sqlite(engine)
         return engine
-    return create_async_engine(
+    connect_args: dict[str, Any] = {
+        "timeout": 3,
+        "command_timeout": 30,
+        "server_settings": {"application_name": "domicile"},
+    }
+    engine = create_async_engine(
         url,
         hide_parameters=True,
         pool_size=10,
         max_overflow=20,
         pool_timeout=5,
-        connect_args={
-            "timeout": 3,
-            "command_timeout": 30,
-            "server_settings": {"application_name": "domicile"},
-        },
+        connect_args=connect_args,
     )
+    _, options = engine.dialect.create_connect_args(parsed)
+    for adapter_only in ("prepared_statement_cache_size", "prepared_statement_name_func"):
+        options.pop(adapter_only, None)
+    statements = StatementPool(lambda: asyncpg.connect(**options, **connect_args), size=10)
+    _statement_pools[engine.sync_engine] = statements
+    # AsyncEngine.dispose runs this inside its greenlet, where await_ may wait on the loop.
+    event.listen(engine.sync_engine, "engine_disposed", lambda _: await_(statements.close()))
+    return engine
+
+
+class StatementPool:
+    """Raw asyncpg connections for work that is one SQL statement (a point read; a write whose
+    fence, change and audit entry are one statement): no transaction block, since a single
+    statement is atomic and reads one snapshot; statements prepared once per connection by
+    asyncpg's cache; and a checkout that costs a list pop. Checking out through SQLAlchemy or
+    asyncpg's own pool costs more CPU than such a query's whole client side (bench/RESULTS.md).
+    Connections open on first use, up to ``size``; callers beyond that wait in order.
+    """
+
+    def __init__(self, connect: Callable[[], Awaitable[asyncpg.Connection]], size: int) -> None:
+        self._connect = connect
+        self._size = size
+        self._idle: list[asyncpg.Connection] = []
+        self._open = 0
+        self._waiters: deque[asyncio.Future[asyncpg.Connection | None]] = deque()
+
+    async def fetchrow(
+        self,
+        sql: str,
+        *args: Any,
+        unavailable: Callable[[], DomicileError],
+        guard: Callable[[], DomicileError] | None = None,
+    ) -> asyncpg.Record | None:
+        """Run one statement; failures are translated as in ``transaction``."""
+        try:
+            conn = self._idle.pop() if self._idle else await self._acquire()
+            try:
+                row = await conn.fetchrow(sql, *args)
+            except asyncpg.PostgresError:
+                self._release(conn)  # the statement failed; the session is as it was
+                raise
+            except BaseException:
+                self._discard(conn)  # connection lost, timed out or cancelled mid-statement
+                raise
+            self._release(conn)
+            return row
+        except Exception as exc:
+            if guard is not None and GUARD_MARKER in str(exc):
+                raise guard() from exc  # the shard's residency trigger refused the row
+            if is_unavailable(exc):
+                raise unavailable() from exc
+            raise
+
+    async def _acquire(self) -> asyncpg.Connection:
+        while True:
+            if self._idle:
+                return self._idle.pop()
+            if self._open < self._size:
+                self._open += 1
+                try:
+                    return await self._connect()
+                except BaseException:
+                    self._open -= 1
+                    self._hand_over(None)
+                    raise
+            waiter = asyncio.get_running_loop().create_future()
+            self._waiters.append(waiter)
+            try:
+                conn = await waiter
+            except asyncio.CancelledError:
+                if waiter.cancelled():
+                    with contextlib.suppress(ValueError):
+                        self._waiters.remove(waiter)
+                elif (handed := waiter.result()) is not None:
+                    self._release(handed)  # handed over just as we were cancelled: pass it on
+                else:
+                    self._hand_over(None)
+                raise
+            if conn is not None:
+                return conn
+            # None: a slot was freed; loop round to open a connection in it
+
+    def _hand_over(self, conn: asyncpg.Connection | None) -> bool:
+        """Give a connection (or, with None, a free slot) to the first live waiter."""
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(conn)
+                return True
+        return False
+
+    def _release(self, conn: asyncpg.Connection) -> None:
+        if conn.is_closed():
+            self._discard(conn)
+        elif not self._hand_over(conn):
+            self._idle.append(conn)
+
+    def _discard(self, conn: asyncpg.Connection) -> None:
+        conn.terminate()
+        self._open -= 1
+        self._hand_over(None)
+
+    async def close(self) -> None:
+        """Close the idle connections (at shutdown none is busy). The pool stays usable and
+        reopens connections on demand, like a disposed SQLAlchemy engine."""
+        idle, self._idle = self._idle, []
+        self._open -= len(idle)
+        for conn in idle:
+            with contextlib.suppress(Exception):
+                await conn.close(timeout=2)
+
+
+_statement_pools: weakref.WeakKeyDictionary[Engine, StatementPool] = weakref.WeakKeyDictionary()
+
+
+def statement_pool(engine: AsyncEngine) -> StatementPool | None:
+    """The engine's pool for single-statement work; None on SQLite."""
+    return _statement_pools.get(engine.sync_engine)
 
 
 def _configure_sqlite(engine: AsyncEngine) -> None:
@@ -74,7 +197,7 @@ def is_unavailable(exc: BaseException) -> bool:
         if exc.connection_invalidated or isinstance(exc, OperationalError):
             return True
         return is_unavailable(exc.orig) if exc.orig is not None else False
-    return isinstance(exc, (OSError, asyncio.TimeoutError, ConnectionError)) or (
+    if isinstance(exc, (OSError, asyncio.TimeoutError, ConnectionError)) or (
         type(exc).__module__.startswith("asyncpg")
         and type(exc).__name__
         in {
@@ -85,7 +208,10 @@ def is_unavailable(exc: BaseException) -> bool:
             "AdminShutdownError",
             "TooManyConnectionsError",
         }
-    )
+    ):
+        return True
+    # SQLAlchemy's asyncpg adapter wraps the driver's error ("too many clients") in its own.
+    return exc.__cause__ is not None and is_unavailable(exc.__cause__)
 
 
 @asynccontextmanager

@@ -89,6 +89,15 @@ audit_entries = Table(
     ),
 )
 
+#: One row: the log's integrated tree size. Integrators lock it, so there is one at a time per
+#: log however many router processes run.
+audit_state = Table(
+    "audit_state",
+    metadata,
+    Column("id", SmallInteger, primary_key=True, autoincrement=False),
+    Column("size", BigInteger, nullable=False),
+)
+
 #: Every perfect subtree of the Merkle tree, so proofs cost O(log n) lookups.
 audit_nodes = Table(
     "audit_nodes",

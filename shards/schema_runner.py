@@ -207,9 +207,7 @@ async def migrate_shard(
                 await catalog.finish_migration(entry, MIGRATION_DONE)
                 result.after = after
                 result.applied.append(after or "base")
-    except Exception as exc:
-        if is_unavailable(exc):
-            exc = ShardUnavailable(shard.name)
+    except Exception as exc:  # reported per shard; the wave decides whether to go on
         result.error = _describe(exc)
         return result
     result.status = "migrated" if result.applied else "current"

@@ -38,6 +38,7 @@ def test_compose_file_is_complete(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
         for url in (s.url for s in settings.topology.shards.values())
     }
     assert hosts <= set(services)
-    assert settings.redis_url and settings.redis_url.split("//")[1].split(":")[0] in services
+    assert settings.redis_url
+    assert settings.redis_url.split("//")[1].split(":")[0] in services
     assert set(settings.archive.buckets) == set(settings.topology.regions)
     assert (ROOT / "Dockerfile").exists()

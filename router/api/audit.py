@@ -1,7 +1,266 @@
-"""/v1/audit: logs, checkpoints, entries, proofs, subject history, report, verifier key."""
+"""/v1/audit: logs, checkpoints, entries, proofs, subject history, report, verifier key.
+
+Everything an auditor needs to check the logs with third-party tools: leaves are the exact bytes
+hashed (base64), proofs are RFC 9162 hash lists, checkpoints are C2SP signed notes.
+"""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+import asyncio
+import base64
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Query, Request
+from starlette.responses import HTMLResponse, PlainTextResponse, Response
+
+from audit.events import decode_leaf
+from audit.log import Entry, IssuedCheckpoint, ProofRangeError, ShardLog
+from audit.report import build_report, sign_report
+from audit.report_html import render_html
+from audit.service import AuditService, UnknownLog
+from audit.sources import PAGE
+from router.api.audit_models import (
+    ConsistencyProofOut,
+    EntryList,
+    InclusionProofOut,
+    LogList,
+    SignedReport,
+    SubjectHistory,
+)
+from router.api.models import errors
+from router.auth import AuditRead
+from router.errors import ApiError
+from router.responses import JSONResponse
+from router.state import runtime_of
+from shards.errors import SubjectNotFound, Unavailable
+from shards.store import validate_jurisdiction, validate_subject_id
 
 router = APIRouter(prefix="/v1/audit", tags=["audit"])
+
+_TEXT = {"content": {"text/plain": {"schema": {"type": "string"}}}}
+
+
+def _b64(raw: bytes) -> str:
+    return base64.b64encode(raw).decode("ascii")
+
+
+def _service(request: Request) -> AuditService:
+    return runtime_of(request).audit
+
+
+def _log(request: Request, name: str) -> ShardLog:
+    try:
+        return _service(request).log(name)
+    except UnknownLog as exc:
+        raise ApiError(404, "log_not_found", str(exc)) from None
+
+
+def _out_of_range(exc: ProofRangeError) -> ApiError:
+    return ApiError(422, "out_of_range", str(exc))
+
+
+def _entry(entry: Entry) -> dict[str, Any]:
+    return {"index": entry.index, "leaf": _b64(entry.leaf), "event": decode_leaf(entry.leaf)}
+
+
+def _checkpoint(checkpoint: IssuedCheckpoint | None) -> dict[str, Any] | None:
+    if checkpoint is None:
+        return None
+    return {"size": checkpoint.size, "root_hash": _b64(checkpoint.root), "note": checkpoint.note}
+
+
+@router.get(
+    "/logs", operation_id="list_audit_logs", response_model=LogList, responses=errors(401, 403)
+)
+async def list_logs(request: Request, _: AuditRead) -> Response:
+    service = _service(request)
+
+    async def describe(shard_log: ShardLog) -> dict[str, Any]:
+        shard = shard_log.shard
+        info: dict[str, Any] = {
+            "log": shard_log.name,
+            "origin": service.origin(shard_log.name),
+            "shard": shard.name,
+            "region": shard.region.name,
+            "country": shard.region.country,
+            "status": "unavailable",
+            "size": None,
+            "checkpoint": None,
+        }
+        try:
+            info["size"] = await shard_log.size()
+            info["checkpoint"] = _checkpoint(await shard_log.latest_checkpoint())
+        except Unavailable:
+            return info
+        info["status"] = "ok"
+        return info
+
+    logs = await asyncio.gather(*(describe(shard_log) for shard_log in service.logs.values()))
+    return JSONResponse({"verifier_key": service.signer.verifier_key(), "logs": list(logs)})
+
+
+@router.get(
+    "/logs/{log}/checkpoint",
+    operation_id="get_audit_checkpoint",
+    response_class=PlainTextResponse,
+    responses={200: _TEXT, **errors(401, 403, 404, 503)},
+)
+async def get_checkpoint(log: str, request: Request, _: AuditRead) -> Response:
+    """The latest signed checkpoint; it covers every entry committed before the request."""
+    _log(request, log)
+    checkpoint = await _service(request).checkpoint(log)
+    return PlainTextResponse(checkpoint.note, headers={"Cache-Control": "no-store"})
+
+
+@router.get(
+    "/logs/{log}/entries",
+    operation_id="list_audit_entries",
+    response_model=EntryList,
+    responses=errors(401, 403, 404, 422, 503),
+)
+async def list_entries(
+    log: str,
+    request: Request,
+    _: AuditRead,
+    start: Annotated[int, Query(ge=0, description="first index")] = 0,
+    end: Annotated[
+        int | None,
+        Query(ge=0, description=f"index after the last; at most {PAGE} entries are returned"),
+    ] = None,
+) -> Response:
+    """Entries ``start <= index < end`` of the tree. Fewer are returned past the log's size or
+    beyond a page (1000 entries); continue from the last index + 1."""
+    shard_log = _log(request, log)
+    if end is not None and end < start:
+        raise ApiError(422, "out_of_range", f"end {end} is before start {start}")
+    size = await shard_log.size()
+    stop = min(start + PAGE, size, start + PAGE if end is None else end)
+    entries = await shard_log.entries(start, stop) if stop > start else []
+    return JSONResponse({"log": log, "size": size, "entries": [_entry(e) for e in entries]})
+
+
+@router.get(
+    "/logs/{log}/proof/inclusion",
+    operation_id="get_audit_inclusion_proof",
+    response_model=InclusionProofOut,
+    responses=errors(401, 403, 404, 422, 503),
+)
+async def inclusion_proof(
+    log: str,
+    request: Request,
+    _: AuditRead,
+    index: Annotated[int, Query(ge=0)],
+    tree_size: Annotated[
+        int | None, Query(ge=1, description="default: the latest checkpoint's size")
+    ] = None,
+) -> Response:
+    shard_log = _log(request, log)
+    if tree_size is None:
+        tree_size = (await _service(request).checkpoint(log)).size
+    try:
+        hashes = await shard_log.inclusion_proof(index, tree_size)
+    except ProofRangeError as exc:
+        raise _out_of_range(exc) from None
+    return JSONResponse(
+        {"index": index, "tree_size": tree_size, "hashes": [_b64(h) for h in hashes]}
+    )
+
+
+@router.get(
+    "/logs/{log}/proof/consistency",
+    operation_id="get_audit_consistency_proof",
+    response_model=ConsistencyProofOut,
+    responses=errors(401, 403, 404, 422, 503),
+)
+async def consistency_proof(
+    log: str,
+    request: Request,
+    _: AuditRead,
+    first: Annotated[int, Query(ge=1)],
+    second: Annotated[
+        int | None, Query(ge=1, description="default: the latest checkpoint's size")
+    ] = None,
+) -> Response:
+    shard_log = _log(request, log)
+    if second is None:
+        second = (await _service(request).checkpoint(log)).size
+    try:
+        hashes = await shard_log.consistency_proof(first, second)
+    except ProofRangeError as exc:
+        raise _out_of_range(exc) from None
+    return JSONResponse({"first": first, "second": second, "hashes": [_b64(h) for h in hashes]})
+
+
+@router.get(
+    "/subjects/{subject_id}",
+    operation_id="get_subject_audit_history",
+    response_model=SubjectHistory,
+    responses=errors(401, 403, 404, 422, 503),
+)
+async def subject_history(subject_id: str, request: Request, _: AuditRead) -> Response:
+    """Every entry about the subject in every log (its placement history), oldest first, each
+    with an inclusion proof against the checkpoint returned for its log."""
+    validate_subject_id(subject_id)
+    pseudonym = runtime_of(request).pseudonyms.subject(subject_id)
+    found, checkpoints = await _service(request).subject_history(pseudonym)
+    if not found:
+        raise SubjectNotFound()
+    entries = []
+    for item in found:
+        size = checkpoints[item.log].size
+        entries.append(
+            {
+                "log": item.log,
+                **_entry(item.entry),
+                "inclusion_proof": {
+                    "index": item.entry.index,
+                    "tree_size": size,
+                    "hashes": [_b64(h) for h in item.proof],
+                },
+            }
+        )
+    entries.sort(key=lambda e: (e["event"].get("time", ""), e["log"], e["index"]))
+    return JSONResponse(
+        {
+            "subject": pseudonym,
+            "checkpoints": {name: cp.note for name, cp in checkpoints.items()},
+            "entries": entries,
+        }
+    )
+
+
+@router.get(
+    "/report",
+    operation_id="get_residency_report",
+    response_model=SignedReport,
+    responses={
+        200: {"content": {"text/html": {"schema": {"type": "string"}}}},
+        **errors(401, 403, 422),
+    },
+)
+async def residency_report(
+    request: Request,
+    _: AuditRead,
+    jurisdiction: Annotated[str | None, Query(description="one jurisdiction; default all")] = None,
+    fmt: Annotated[Literal["json", "html"], Query(alias="format")] = "json",
+) -> Response:
+    """The residency report: JSON with its signed note, or HTML for a person."""
+    if jurisdiction is not None:
+        validate_jurisdiction(jurisdiction)
+    runtime = runtime_of(request)
+    report = await build_report(runtime.audit, runtime.settings.topology, jurisdiction)
+    note = sign_report(report, runtime.audit.signer)
+    if fmt == "html":
+        return HTMLResponse(render_html(report, note))
+    return JSONResponse({"report": report, "signed_note": note})
+
+
+@router.get(
+    "/key",
+    operation_id="get_audit_verifier_key",
+    response_class=PlainTextResponse,
+    responses={200: _TEXT},
+)
+async def verifier_key(request: Request) -> Response:
+    """The signed-note verifier key of every checkpoint and report (public, no API key)."""
+    return PlainTextResponse(_service(request).signer.verifier_key() + "\n")

@@ -124,6 +124,11 @@ def upgrade() -> None:
         sqlite_where=sa.text("idx IS NULL"),
     )
     op.create_table(
+        "audit_state",
+        sa.Column("id", sa.SmallInteger, primary_key=True, autoincrement=False),
+        sa.Column("size", sa.BigInteger, nullable=False),
+    )
+    op.create_table(
         "audit_nodes",
         sa.Column("level", sa.SmallInteger, primary_key=True),
         sa.Column("idx", sa.BigInteger, primary_key=True),
@@ -144,6 +149,7 @@ def downgrade() -> None:
     for table in (
         "audit_checkpoints",
         "audit_nodes",
+        "audit_state",
         "audit_entries",
         "records",
         "subjects",

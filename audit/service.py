@@ -1,0 +1,168 @@
+"""The deployment's residency logs (one per shard) behind one signing key: checkpoints, subject
+histories, and the background work of a server (integrating, publishing, archiving)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+from audit.archive import Archiver, ArchiveStore, ArchiveTarget
+from audit.log import Entry, IssuedCheckpoint, ShardLog
+from audit.note import Signer
+from shards.registry import ShardRegistry
+
+log = logging.getLogger("domicile.audit")
+
+#: How often a server integrates committed entries.
+INTEGRATE_EVERY = 0.2
+#: At most one background checkpoint per log per interval (requests get one on demand).
+PUBLISH_EVERY = 1.0
+ARCHIVE_EVERY = 30.0
+
+
+def key_name(deployment: str) -> str:
+    """The verifier key's name: one key signs every log of a deployment."""
+    return f"domicile/{deployment}"
+
+
+class UnknownLog(LookupError):
+    def __init__(self, name: str) -> None:
+        super().__init__(f"no audit log named {name!r}")
+        self.name = name
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+@dataclass(frozen=True)
+class HistoryEntry:
+    log: str
+    entry: Entry
+    proof: list[bytes]  # inclusion proof against the log's checkpoint in the same answer
+
+
+class AuditService:
+    def __init__(
+        self,
+        registry: ShardRegistry,
+        deployment: str,
+        signer: Signer,
+        archive_stores: Mapping[str, ArchiveStore] | None = None,
+        bundle_size: int = 1024,
+    ) -> None:
+        """``archive_stores`` maps a region to where its logs are archived."""
+        self.deployment = deployment
+        self.signer = signer
+        self.logs = {shard.name: ShardLog(shard) for shard in registry.all()}
+        stores = archive_stores or {}
+        targets = {
+            name: ArchiveTarget(shard_log, self.origin(name), stores[shard_log.shard.region.name])
+            for name, shard_log in self.logs.items()
+            if shard_log.shard.region.name in stores
+        }
+        self.archiver = Archiver(targets, signer, bundle_size) if targets else None
+        self._published: dict[str, tuple[int, float]] = {}
+        self._failing: set[str] = set()
+
+    def origin(self, name: str) -> str:
+        return f"{key_name(self.deployment)}/{name}"
+
+    def log(self, name: str) -> ShardLog:
+        try:
+            return self.logs[name]
+        except KeyError:
+            raise UnknownLog(name) from None
+
+    async def checkpoint(self, name: str) -> IssuedCheckpoint:
+        """A checkpoint covering every entry committed before the call."""
+        shard_log = self.log(name)
+        size = await shard_log.integrate()
+        latest = await shard_log.latest_checkpoint()
+        if latest is not None and latest.size >= size:
+            return latest
+        issued = await shard_log.issue(size, self.origin(name), self.signer)
+        self._published[name] = (size, time.monotonic())
+        return issued
+
+    async def subject_history(
+        self, pseudonym: str
+    ) -> tuple[list[HistoryEntry], dict[str, IssuedCheckpoint]]:
+        """Every entry about a subject in every log, each with an inclusion proof against that
+        log's checkpoint (which is returned too)."""
+
+        async def one(name: str) -> tuple[str, IssuedCheckpoint, list[HistoryEntry]]:
+            checkpoint = await self.checkpoint(name)
+            shard_log = self.logs[name]
+            found = await shard_log.subject_entries(pseudonym, checkpoint.size)
+            proven = [
+                HistoryEntry(name, e, await shard_log.inclusion_proof(e.index, checkpoint.size))
+                for e in found
+            ]
+            return name, checkpoint, proven
+
+        answers = await asyncio.gather(*(one(name) for name in self.logs))
+        entries = [entry for _, _, found in answers for entry in found]
+        checkpoints = {name: checkpoint for name, checkpoint, found in answers if found}
+        return entries, checkpoints
+
+    # -- background work of a server -----------------------------------------------------------
+
+    async def _tick(self, name: str, shard_log: ShardLog) -> None:
+        if await shard_log.has_pending():
+            await shard_log.integrate()
+        published_size, at = self._published.get(name, (-1, 0.0))
+        if time.monotonic() - at < PUBLISH_EVERY:
+            return
+        size = await shard_log.size()
+        if size != published_size:
+            await shard_log.issue(size, self.origin(name), self.signer)
+            self._published[name] = (size, time.monotonic())
+
+    async def tick(self) -> None:
+        """Integrate every log; publish a checkpoint where a log grew (at most once a second)."""
+        for name, shard_log in self.logs.items():
+            try:
+                await self._tick(name, shard_log)
+            except Exception as exc:  # a shard outage must not stop the other logs
+                if name not in self._failing:  # once per outage, not every tick
+                    log.warning("audit log %s: background integration failed: %s", name, exc)
+                    self._failing.add(name)
+                continue
+            if name in self._failing:
+                log.info("audit log %s: background integration resumed", name)
+                self._failing.discard(name)
+
+    async def _integrate_forever(self) -> None:
+        while True:
+            await self.tick()
+            await asyncio.sleep(INTEGRATE_EVERY)
+
+    async def _archive_forever(self, archiver: Archiver) -> None:
+        # Its own task: a slow or unreachable S3 must not hold up integration.
+        while True:
+            await asyncio.sleep(ARCHIVE_EVERY)
+            await archiver.archive_all()
+
+    @asynccontextmanager
+    async def running(self) -> AsyncIterator[None]:
+        """Run the background work while the context is open (a server's lifespan)."""
+        tasks = [asyncio.create_task(self._integrate_forever(), name="domicile-audit-integrate")]
+        if self.archiver is not None:
+            tasks.append(
+                asyncio.create_task(
+                    self._archive_forever(self.archiver), name="domicile-audit-archive"
+                )
+            )
+        try:
+            yield
+        finally:
+            for task in tasks:
+                task.cancel()
+            for task in tasks:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task

@@ -1,0 +1,269 @@
+"""``domicile shards status|upgrade|downgrade|drain``: the state of every shard, schema
+migrations across shards, emptying a shard. Attached to the ``shards`` group by ``router.cli``."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import click
+import orjson
+from sqlalchemy.exc import DBAPIError
+
+from router.cli import config_option, fail, run, settings_from, with_runtime
+from router.ops_console import comply_options, print_table, run_comply, stdout
+from router.runtime import Runtime
+from shards.comply import Selection
+from shards.errors import DomicileError, InvalidInput
+from shards.schema_runner import (
+    CATALOG_HISTORY,
+    DOWNGRADE,
+    UPGRADE,
+    ShardResult,
+    Timeouts,
+    migrate,
+    render_sql,
+    resolve_revision,
+    run_wave,
+)
+
+
+@click.command("status")
+@config_option
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table")
+def status(config: Path | None, fmt: str) -> None:
+    """Each shard: region, health, schema revision against head, counts, whether it takes new
+    subjects, and its last migration. Exit 1 when a shard is not up."""
+    from router.api.shards import describe_shard
+
+    async def work(runtime: Runtime) -> int:
+        shards = runtime.registry.all()
+        rows = list(await asyncio.gather(*(describe_shard(runtime, s) for s in shards)))
+        last = await _last_migrations(runtime)
+        for row, shard in zip(rows, shards, strict=True):
+            row["accepts_new_subjects"] = shard.spec.accepts_new_subjects
+            row["last_migration"] = last.get(shard.name)
+        if fmt == "json":
+            click.echo(orjson.dumps({"shards": rows}, option=orjson.OPT_INDENT_2).decode())
+        else:
+            keys = ("name", "region", "country", "health", "schema_revision", "head_revision")
+            headers = ("shard", "region", "country", "health", "revision", "head", "subjects")
+            print_table(
+                (*headers, "records", "new subjects", "last migration"),
+                (
+                    (
+                        *(r[k] for k in keys),
+                        r["subjects"],
+                        r["records"],
+                        "yes" if r["accepts_new_subjects"] else "no (draining)",
+                        _migration_cell(r["last_migration"]),
+                    )
+                    for r in rows
+                ),
+            )
+        return 0 if all(r["health"] == "up" for r in rows) else 1
+
+    run(with_runtime(settings_from(config), work, prepare=False))
+
+
+async def _last_migrations(runtime: Runtime) -> dict[str, dict[str, object]]:
+    """The latest journal entry per shard; none when the catalog has no journal yet."""
+    try:
+        entries = await runtime.catalog.migration_journal(limit=1000)
+    except (DomicileError, DBAPIError):
+        return {}
+    last: dict[str, dict[str, object]] = {}
+    for e in entries:  # newest first
+        last.setdefault(
+            e.shard,
+            {
+                "action": e.action,
+                "from_revision": e.from_revision,
+                "to_revision": e.to_revision,
+                "status": e.status,
+                "error": e.error,
+                "finished_at": None if e.finished_at is None else e.finished_at.isoformat(),
+            },
+        )
+    return last
+
+
+def _migration_cell(entry: object) -> str:
+    if not isinstance(entry, dict):
+        return "-"
+    span = f"{entry['from_revision'] or 'base'} -> {entry['to_revision'] or 'base'}"
+    error = f": {entry['error']}" if entry["error"] else ""
+    return f"{entry['action']} {span} {entry['status']}{error}"
+
+
+def migration_options(func: click.decorators.FC) -> click.decorators.FC:
+    for option in (
+        click.option(
+            "--statement-timeout",
+            type=click.FloatRange(min=0.1),
+            default=600.0,
+            show_default=True,
+            help="PostgreSQL statement_timeout per statement, seconds",
+        ),
+        click.option(
+            "--lock-timeout",
+            type=click.FloatRange(min=0.1),
+            default=5.0,
+            show_default=True,
+            help="PostgreSQL lock_timeout, seconds: fail fast rather than queue writes behind DDL",
+        ),
+        click.option("--sql", "offline", is_flag=True, help="print the SQL instead of running it"),
+        click.option(
+            "--parallel",
+            type=click.IntRange(1, 64),
+            default=1,
+            show_default=True,
+            help="shards migrated at once (a wave)",
+        ),
+        click.option("--shard", "only", multiple=True, help="only this shard (repeatable)"),
+    ):
+        func = option(func)
+    return func
+
+
+def _line(result: ShardResult) -> str:
+    before, after = result.before or "base", result.after or "base"
+    if result.status == "migrated":
+        return f"{result.shard}: {before} -> {after} ({len(result.applied)} revisions applied)"
+    if result.status == "current":
+        return f"{result.shard}: already at {after}"
+    if result.status == "failed":
+        return f"{result.shard}: FAILED at {after}: {result.error}"
+    return f"{result.shard}: not started (the wave stopped)"
+
+
+def _migrate(
+    action: str,
+    config: Path | None,
+    revision: str,
+    only: tuple[str, ...],
+    parallel: int,
+    offline: bool,
+    timeouts: Timeouts,
+) -> None:
+    settings = settings_from(config)
+    unknown = set(only) - set(settings.topology.shards)
+    if unknown:
+        fail(f"--shard: there is no shard {sorted(unknown)[0]!r} in the configuration")
+    current, _, wanted = revision.rpartition(":")
+    try:
+        target = resolve_revision(wanted)
+        start = resolve_revision(current) if current else None
+    except InvalidInput as exc:
+        fail(str(exc))
+    if current and not offline:
+        fail("FROM:TO revision ranges are for --sql only")
+
+    async def work(runtime: Runtime) -> int:
+        shards = [s for s in runtime.registry.all() if not only or s.name in only]
+        if offline:
+            for shard in shards:
+                click.echo(
+                    await render_sql(
+                        shard, action, target, current=start, known=bool(current), timeouts=timeouts
+                    )
+                )
+            return 0
+        await migrate(runtime.catalog.engine, CATALOG_HISTORY, UPGRADE, "head")  # the journal
+        results = await run_wave(
+            shards,
+            runtime.catalog,
+            action,
+            target,
+            parallel=parallel,
+            timeouts=timeouts,
+            topology=runtime.settings.topology,
+        )
+        for result in results:
+            stdout.print(_line(result))
+        failed = [r.shard for r in results if r.status == "failed"]
+        if failed:
+            click.echo(
+                f"domicile: {action} failed on {', '.join(failed)}; the wave stopped there "
+                "(fix the cause and run it again to resume)",
+                err=True,
+            )
+        return 1 if failed else 0
+
+    run(with_runtime(settings, work, prepare=False))
+
+
+@click.command("upgrade")
+@config_option
+@click.argument("revision", default="head")
+@migration_options
+def upgrade(
+    config: Path | None,
+    revision: str,
+    only: tuple[str, ...],
+    parallel: int,
+    offline: bool,
+    lock_timeout: float,
+    statement_timeout: float,
+) -> None:
+    """Apply schema migrations up to REVISION (default head) on every shard (or --shard),
+    one revision per transaction, journaled and audited; running it again resumes."""
+    timeouts = Timeouts(lock_timeout, statement_timeout)
+    _migrate(UPGRADE, config, revision, only, parallel, offline, timeouts)
+
+
+@click.command("downgrade")
+@config_option
+@click.argument("revision")
+@migration_options
+def downgrade(
+    config: Path | None,
+    revision: str,
+    only: tuple[str, ...],
+    parallel: int,
+    offline: bool,
+    lock_timeout: float,
+    statement_timeout: float,
+) -> None:
+    """Revert schema migrations down to REVISION ("base" removes everything) on every shard
+    (or --shard)."""
+    timeouts = Timeouts(lock_timeout, statement_timeout)
+    _migrate(DOWNGRADE, config, revision, only, parallel, offline, timeouts)
+
+
+@click.command("drain")
+@config_option
+@click.argument("shard")
+@comply_options
+def drain(
+    config: Path | None,
+    shard: str,
+    dry_run: bool,
+    parallel: int,
+    batch_size: int,
+    purpose: str | None,
+) -> None:
+    """Move every subject of SHARD to other permitted shards. Set the shard's
+    accepts_new_subjects = false in the config first, so no new subject lands there."""
+    settings = settings_from(config)
+    spec = settings.topology.shards.get(shard)
+    if spec is None:
+        fail(f"there is no shard {shard!r} in the configuration")
+    if spec.accepts_new_subjects:
+        fail(
+            f"shard {shard} still accepts new subjects: set shards.{shard}.accepts_new_subjects "
+            "= false in the config (and restart the routers) before draining it"
+        )
+
+    async def work(runtime: Runtime) -> int:
+        return await run_comply(
+            runtime,
+            Selection(drain=shard),
+            dry_run=dry_run,
+            parallel=parallel,
+            batch_size=batch_size,
+            purpose=purpose or f"drain shard {shard}",
+            label="drain",
+        )
+
+    run(with_runtime(settings, work))

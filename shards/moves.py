@@ -1,0 +1,726 @@
+"""Online moves of subjects between shards: a state machine journaled in the catalog.
+
+    planned -> copying -> verified -> switched -> purged -> done      (or failed / rolled_back)
+
+- copying: the subject's rows are copied to the target (its fence row there is ``moving_in``, so
+  the target's residency guard checks every row) while the subject stays writable at the source.
+- verified: the write pause starts. The source fence turns ``moving_out``, which waits for every
+  in-flight write holding the fence's share lock and refuses new ones (503, retry). The delta is
+  copied, and the content digest of every record is compared at source and target.
+- switched: the target fence turns ``home`` (with ``subject.moved_in`` on the target's log), then
+  the directory is compare-and-swapped on the placement version and every router's cache entry
+  dropped: the pause ends.
+- purged: the source keeps a ``gone`` tombstone without the raw subject id; its records are
+  deleted, with ``subject.moved_out`` on the source's log.
+
+The target's ``home`` commit is the point of no return: before it a move rolls back (source home
+again, the target's copy deleted), from it on it only rolls forward. Every step is idempotent and
+re-derives what to do from the shards, so a run killed at any point is resumed (or cancelled) by
+another. Subjects move in batches sharing a source and target: one statement per step per batch.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+import os
+import secrets
+import socket
+import time
+from collections.abc import Collection, Iterable, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import delete, insert, select, text, update
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from audit import events
+from audit.events import SYSTEM, Actor, make_leaf
+from shards import bulk
+from shards.auditlog import site_of
+from shards.catalog import (
+    COPYING,
+    DONE,
+    FAILED,
+    PENDING,
+    PLANNED,
+    PURGED,
+    ROLLED_BACK,
+    SWITCHED,
+    VERIFIED,
+    Catalog,
+    LeaseLost,
+    MovePlan,
+    MoveRow,
+)
+from shards.directory import Directory
+from shards.errors import (
+    DomicileError,
+    InvalidInput,
+    ResidencyGuardViolation,
+    SubjectNotFound,
+    Unavailable,
+)
+from shards.policy import Topology
+from shards.pseudonym import Pseudonymizer
+from shards.registry import Shard, ShardRegistry
+from shards.schema import audit_entries, records, subjects
+from shards.store import GONE, HOME, MOVING_IN, MOVING_OUT, validate_subject_id
+
+log = logging.getLogger("domicile.moves")
+
+#: How long a run may hold a move without advancing it before another run may take it over.
+LEASE = timedelta(minutes=2)
+
+
+class MoveRefused(InvalidInput):
+    """The move is not allowed (unknown shard, or a shard the policy does not permit)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__("move_refused", message)
+
+
+class AlreadyPlaced(DomicileError):
+    code = "already_placed"
+
+    def __init__(self, shard: str) -> None:
+        super().__init__(f"the subject is already on shard {shard}")
+        self.shard = shard
+
+
+class MoveStuck(DomicileError):
+    code = "move_stuck"
+
+    def __init__(self) -> None:
+        super().__init__(
+            "the subject's directory entry changed while it was fenced; an operator must look "
+            "(see docs/operations.md)"
+        )
+
+
+class MoveInProgress(Unavailable):
+    code = "move_in_progress"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+
+
+def process_owner() -> str:
+    """This run's identity in the journal: ``host:pid:nonce``."""
+    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
+
+
+def owner_is_dead(owner: str) -> bool:
+    """Whether ``owner`` is a process of this host that no longer exists: its moves can be
+    taken over at once, without waiting for the lease to expire (kill -9, OOM)."""
+    host, _, rest = owner.partition(":")
+    pid = rest.partition(":")[0]
+    if host != socket.gethostname() or not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
+def subject_digest(entries: Iterable[tuple[str, int, str]]) -> str:
+    """The verification digest of a subject's records: SHA-256 over the sorted lines
+    ``<record pseudonym> <version> <content_sha256>``. Pseudonyms only, so an auditor can
+    recompute it from the log's ``record.put`` and ``record.deleted`` entries."""
+    digest = hashlib.sha256()
+    for record, version, sha in sorted(entries):
+        digest.update(f"{record} {version} {sha}\n".encode())
+    return digest.hexdigest()
+
+
+def describe_error(exc: BaseException) -> str:
+    """A journal-safe account of a failure. Driver messages can quote row values (raw record
+    keys), so only domain messages are kept verbatim."""
+    if isinstance(exc, DomicileError):
+        return str(exc)
+    if isinstance(exc, DBAPIError) and exc.orig is not None:
+        return f"database error ({type(exc.orig).__name__})"
+    return f"unexpected error ({type(exc).__name__})"
+
+
+@dataclass
+class BatchOutcome:
+    done: list[MoveRow] = field(default_factory=list)
+    failed: list[MoveRow] = field(default_factory=list)  # rolled back: failed or rolled_back
+    unfinished: list[MoveRow] = field(default_factory=list)  # stopped, resumable
+    #: Seconds the batch's subjects could not be written, when it went through a cutover now.
+    pause: float | None = None
+
+    @property
+    def records(self) -> int:
+        return sum(m.records or 0 for m in self.done)
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _where_in(column: Any, values: Collection[str]) -> Any:
+    return column.in_(list(values))
+
+
+class Mover:
+    def __init__(
+        self,
+        topology: Topology,
+        registry: ShardRegistry,
+        directory: Directory,
+        pseudonyms: Pseudonymizer,
+        *,
+        actor: Actor = SYSTEM,
+        owner: str | None = None,
+        lease: timedelta = LEASE,
+    ) -> None:
+        self.topology = topology
+        self.registry = registry
+        self.directory = directory
+        self.catalog: Catalog = directory.catalog
+        self.pseudonyms = pseudonyms
+        self.actor = actor
+        self.owner = owner or process_owner()
+        self.lease = lease
+
+    # -- planning ----------------------------------------------------------------------------
+
+    def check(self, jurisdiction: str, source: str, target: str) -> None:
+        """Refuse, before anything is copied, a move the topology or the policy forbids."""
+        if target not in self.topology.shards:
+            raise MoveRefused(f"there is no shard {target!r} in the configuration")
+        if target == source:
+            raise AlreadyPlaced(target)
+        if not self.topology.is_permitted(jurisdiction, target):
+            permitted = ", ".join(s.name for s in self.topology.permitted_shards(jurisdiction))
+            region = self.topology.shards[target].region
+            raise MoveRefused(
+                f"the policy does not permit shard {target} (region {region}) for "
+                f"jurisdiction {jurisdiction}; permitted: {permitted or 'none'}"
+            )
+
+    async def plan(self, plans: Sequence[MovePlan], reason: str) -> list[MoveRow]:
+        """Journal the moves; a subject already being moved, or whose placement changed since
+        the plan was made, is left out."""
+        for p in plans:
+            self.check(p.jurisdiction, p.from_shard, p.to_shard)
+        return await self.catalog.plan_moves(
+            plans, reason=reason, owner=self.owner, lease=self.lease
+        )
+
+    async def claim(
+        self, *, ids: Collection[str] | None = None, jurisdiction: str | None = None
+    ) -> list[MoveRow]:
+        """Take over unfinished moves that no live run holds."""
+        dead = {o for o in await self.catalog.unfinished_owners() if owner_is_dead(o)}
+        return await self.catalog.claim_moves(
+            owner=self.owner, lease=self.lease, dead_owners=dead, ids=ids, jurisdiction=jurisdiction
+        )
+
+    async def move_subject(self, subject_id: str, target: str, reason: str = "move") -> MoveRow:
+        """Move one subject now (or finish its interrupted move to the same shard)."""
+        validate_subject_id(subject_id)
+        pseudonym = self.pseudonyms.subject(subject_id)
+        placement = await self.catalog.get(pseudonym)
+        if placement is None or placement.state == PENDING:
+            raise SubjectNotFound()
+        pending = await self.catalog.unfinished_move(pseudonym)
+        if pending is not None:
+            if pending.to_shard != target:
+                raise MoveInProgress(
+                    f"the subject has an unfinished move {pending.id} to {pending.to_shard}; "
+                    "resume or cancel it first"
+                )
+            batch = await self.claim(ids=[pending.id])
+        else:
+            self.check(placement.jurisdiction, placement.shard, target)
+            batch = await self.plan(
+                [
+                    MovePlan(
+                        pseudonym,
+                        placement.jurisdiction,
+                        placement.shard,
+                        target,
+                        placement.version,
+                    )
+                ],
+                reason,
+            )
+        if not batch:
+            raise MoveInProgress("another run is moving this subject; retry shortly")
+        await self.run(batch)
+        moved = await self.catalog.get_move(batch[0].id)
+        assert moved is not None
+        return moved
+
+    # -- the state machine -------------------------------------------------------------------
+
+    async def run(self, batch: Sequence[MoveRow]) -> BatchOutcome:
+        """Drive moves sharing a source and a target from whatever state each is in to an end,
+        or leave them resumable (released, with the error) if a shard or the catalog fails."""
+        outcome = BatchOutcome()
+        if not batch:
+            return outcome
+        assert len({(m.from_shard, m.to_shard) for m in batch}) == 1
+        live = {m.id: m for m in batch}
+        try:
+            await self._copy(live, outcome)
+            await self._cutover(live, outcome)
+            await self._purge(live, outcome)
+            await self._finish(live, outcome)
+        except LeaseLost:
+            log.warning("lost the lease on moves %s; another run continues them", _ids(live))
+            outcome.unfinished.extend(live.values())
+            return outcome
+        except ResidencyGuardViolation as exc:
+            # The target refuses the jurisdiction (its guard is out of step with the policy).
+            # Nothing was switched, since the guard checks rows as they are copied: undo.
+            try:
+                await self._roll_back(live, list(live.values()), outcome, FAILED, str(exc))
+            except (DomicileError, DBAPIError) as again:
+                await self._stop(live, outcome, again)
+        except (DomicileError, DBAPIError) as exc:
+            await self._stop(live, outcome, exc)
+        if live:  # only a directory changed by hand leaves a move here
+            await self._stop(live, outcome, MoveStuck())
+        return outcome
+
+    async def _stop(
+        self, live: dict[str, MoveRow], outcome: BatchOutcome, exc: BaseException
+    ) -> None:
+        """Leave the moves where they are, released and annotated, for a later resume. Subjects
+        fenced before verification get their writes back meanwhile: their target copy cannot be
+        home yet, and a resume fences and syncs them again."""
+        error = describe_error(exc)
+        log.warning("moves %s stopped: %s", _ids(live), error)
+        with contextlib.suppress(DomicileError, DBAPIError):
+            unverified = [m for m in live.values() if m.state in (PLANNED, COPYING)]
+            if unverified:
+                await self._unfence(self._shards(live)[0], unverified)
+        with contextlib.suppress(DomicileError, DBAPIError):
+            await self.catalog.release_moves(list(live), owner=self.owner, error=error)
+        outcome.unfinished.extend(replace(m, error=error) for m in live.values())
+        live.clear()
+
+    async def cancel(self, batch: Sequence[MoveRow]) -> BatchOutcome:
+        """Roll back moves that have not switched yet; the rest are resumed instead of left
+        half-done (they are past the point of no return)."""
+        outcome = BatchOutcome()
+        live = {m.id: m for m in batch}
+        early = [m for m in batch if m.state in (PLANNED, COPYING, VERIFIED)]
+        try:
+            await self._roll_back(live, early, outcome, ROLLED_BACK, "cancelled by the operator")
+        except (DomicileError, DBAPIError) as exc:
+            await self._stop(live, outcome, exc)
+        if live:
+            rest = await self.run(list(live.values()))
+            outcome.done += rest.done
+            outcome.failed += rest.failed
+            outcome.unfinished += rest.unfinished
+        return outcome
+
+    def _shards(self, live: dict[str, MoveRow]) -> tuple[Shard, Shard]:
+        first = next(iter(live.values()))
+        return self.registry[first.from_shard], self.registry[first.to_shard]
+
+    async def _advance(
+        self,
+        live: dict[str, MoveRow],
+        moves: Sequence[MoveRow],
+        expect: str | Collection[str],
+        to: str,
+        *,
+        details: dict[str, tuple[int, str]] | None = None,
+    ) -> None:
+        ids = {m.id for m in moves}
+        advanced = await self.catalog.advance_moves(
+            ids, owner=self.owner, expect=expect, to=to, lease=self.lease, details=details
+        )
+        if advanced != ids:
+            raise LeaseLost()
+        for m in moves:
+            records_, digest = (details or {}).get(m.id, (m.records, m.digest))
+            live[m.id] = replace(m, state=to, records=records_, digest=digest, error=None)
+
+    async def _end(
+        self,
+        live: dict[str, MoveRow],
+        moves: Sequence[MoveRow],
+        outcome: BatchOutcome,
+        state: str,
+        error: str,
+    ) -> None:
+        """Finish moves without switching them: their target copies must already be gone."""
+        if not moves:
+            return
+        ids = {m.id for m in moves}
+        await self.catalog.advance_moves(
+            ids,
+            owner=self.owner,
+            expect=(PLANNED, COPYING, VERIFIED),
+            to=state,
+            lease=self.lease,
+            error=error,
+        )
+        for m in moves:
+            live.pop(m.id, None)
+            outcome.failed.append(replace(m, state=state, error=error))
+        log.info("moves %s ended %s: %s", _ids(ids), state, error)
+
+    # planned/copying -> copying: bulk copy, the subject still writable at the source
+
+    async def _copy(self, live: dict[str, MoveRow], outcome: BatchOutcome) -> None:
+        todo = [m for m in live.values() if m.state in (PLANNED, COPYING)]
+        if not todo:
+            return
+        await self._advance(live, todo, (PLANNED, COPYING), COPYING)
+        source, target = self._shards(live)
+        wanted = {m.pseudonym for m in todo}
+        async with source.read() as conn:
+            if conn.dialect.name == "postgresql":  # one snapshot for subjects and records
+                await conn.execute(text("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ"))
+            found = {
+                r.pseudonym: r
+                for r in await conn.execute(
+                    select(subjects).where(
+                        _where_in(subjects.c.pseudonym, wanted),
+                        subjects.c.state.in_((HOME, MOVING_OUT)),
+                    )
+                )
+            }
+            rows = await bulk.read_records(conn, found)
+        gone = [m for m in todo if m.pseudonym not in found]
+        if gone:  # erased meanwhile: clear any partial copy and let the move go
+            await self._roll_back(
+                live, gone, outcome, ROLLED_BACK, f"the subject is no longer on {source.name}"
+            )
+        if not found:
+            return
+        by_pseudonym = {m.pseudonym: m for m in live.values()}
+        now = _now()
+        async with target.write() as conn:
+            states = _pairs(
+                await conn.execute(
+                    select(subjects.c.pseudonym, subjects.c.state).where(
+                        _where_in(subjects.c.pseudonym, found)
+                    )
+                )
+            )
+            clash = {p for p, state in states.items() if state not in (MOVING_IN, GONE)}
+            copy = [p for p in found if p not in clash]
+            if copy:
+                await conn.execute(delete(records).where(_where_in(records.c.pseudonym, copy)))
+                await conn.execute(delete(subjects).where(_where_in(subjects.c.pseudonym, copy)))
+                await conn.execute(
+                    insert(subjects),
+                    [
+                        {
+                            "pseudonym": p,
+                            "subject_id": found[p].subject_id,
+                            "jurisdiction": found[p].jurisdiction,
+                            "state": MOVING_IN,
+                            "placement_version": by_pseudonym[p].placement_version + 1,
+                            "created_at": found[p].created_at,
+                            "updated_at": now,
+                        }
+                        for p in copy
+                    ],
+                )
+                await bulk.write_records(conn, target.name, [r for r in rows if r[0] not in clash])
+        if clash:
+            # Never touch a row the target holds as its own: only journal the refusal.
+            await self._end(
+                live,
+                [by_pseudonym[p] for p in clash],
+                outcome,
+                FAILED,
+                f"shard {target.name} already holds the subject",
+            )
+
+    # copying -> verified -> switched: the write pause
+
+    async def _cutover(self, live: dict[str, MoveRow], outcome: BatchOutcome) -> None:
+        todo = [m for m in live.values() if m.state in (COPYING, VERIFIED)]
+        if not todo:
+            return
+        source, target = self._shards(live)
+        started = time.monotonic()
+        wanted = {m.pseudonym for m in todo}
+        async with source.write() as conn:
+            # Waits for in-flight writes (they hold the fence row's share lock); later ones
+            # see moving_out and answer 503.
+            subject_ids: dict[str, str | None] = _pairs(
+                await conn.execute(
+                    update(subjects)
+                    .where(
+                        _where_in(subjects.c.pseudonym, wanted),
+                        subjects.c.state.in_((HOME, MOVING_OUT)),
+                    )
+                    .values(state=MOVING_OUT, updated_at=_now())
+                    .returning(subjects.c.pseudonym, subjects.c.subject_id)
+                )
+            )
+        vanished = [m for m in todo if m.pseudonym not in subject_ids]
+        if vanished:  # erased before the fence went up
+            await self._roll_back(
+                live, vanished, outcome, ROLLED_BACK, f"the subject is no longer on {source.name}"
+            )
+        todo = [m for m in todo if m.pseudonym in subject_ids]
+        if not todo:
+            return
+        verdicts = await self._sync_and_verify(source, target, todo, subject_ids)
+        details: dict[str, tuple[int, str]] = {}
+        for m in todo:
+            verdict = verdicts[m.pseudonym]
+            if isinstance(verdict, str):
+                log.warning("move %s failed verification: %s", m.id, verdict)
+                await self._roll_back(live, [m], outcome, FAILED, verdict)
+            else:
+                details[m.id] = verdict
+        good = [live[m.id] for m in todo if m.id in live]
+        await self._advance(
+            live, [m for m in good if m.state == COPYING], COPYING, VERIFIED, details=details
+        )
+        await self._switch(live, [live[m.id] for m in good], target)
+        outcome.pause = time.monotonic() - started
+
+    async def _sync_and_verify(
+        self,
+        source: Shard,
+        target: Shard,
+        moves: Sequence[MoveRow],
+        subject_ids: dict[str, str | None],
+    ) -> dict[str, tuple[int, str] | str]:
+        """Bring the target's copy level with the fenced source, then compare every record's
+        content digest on both sides: the digest of the bytes each side holds, against the
+        digest the source recorded when the record was written. Per subject: (records,
+        verification digest), or why it failed."""
+        wanted = [m.pseudonym for m in moves]
+        verdicts: dict[str, tuple[int, str] | str] = {}
+        for attempt in (1, 2):
+            src, dst = await asyncio.gather(_listing(source, wanted), _listing(target, wanted))
+            stale: set[tuple[str, str, str]] = set()
+            extra: set[tuple[str, str, str]] = set()
+            corrupt = f"a record's content at {source.name} does not match its digest"
+            for p in wanted:
+                mine, theirs = src.get(p, {}), dst.get(p, {})
+                for address, (version, label, actual) in mine.items():
+                    if actual != label:
+                        verdicts[p] = corrupt
+                    if theirs.get(address) != (version, label, label):
+                        stale.add((p, *address))
+                extra.update((p, *address) for address in theirs if address not in mine)
+            if not stale and not extra:
+                break
+            if attempt == 2:
+                for p in wanted:
+                    verdicts.setdefault(p, f"the copy at {target.name} does not converge")
+                return verdicts
+            await _rewrite(source, target, stale, extra)
+        for p in wanted:
+            if p in verdicts:
+                continue
+            subject_id = subject_ids[p]
+            if subject_id is None:
+                verdicts[p] = f"the subject at {source.name} has no subject id"
+                continue
+            held = dst.get(p, {})
+            verdicts[p] = (
+                len(held),
+                subject_digest(
+                    (self.pseudonyms.record(subject_id, collection, key), version, actual)
+                    for (collection, key), (version, _, actual) in held.items()
+                ),
+            )
+        return verdicts
+
+    async def _switch(
+        self, live: dict[str, MoveRow], moves: Sequence[MoveRow], target: Shard
+    ) -> None:
+        if not moves:
+            return
+        by_pseudonym = {m.pseudonym: m for m in moves}
+        async with target.write() as conn:
+            homed = set(
+                (
+                    await conn.execute(
+                        update(subjects)
+                        .where(
+                            _where_in(subjects.c.pseudonym, by_pseudonym),
+                            subjects.c.state == MOVING_IN,
+                        )
+                        .values(state=HOME, updated_at=_now())
+                        .returning(subjects.c.pseudonym)
+                    )
+                ).scalars()
+            )
+            moved_in = [by_pseudonym[p] for p in sorted(homed)]
+            await self._audit(conn, target, events.SUBJECT_MOVED_IN, moved_in)
+        switched = await self.catalog.switch_placements(moves, owner=self.owner, lease=self.lease)
+        for m in moves:
+            if m.id in switched:
+                live[m.id] = replace(m, state=SWITCHED)
+        # Moves not switched stay in ``live`` and are stopped by ``run``: only an operator can
+        # change a fenced subject's directory entry, so they are left for one rather than guessed.
+        await asyncio.gather(*(self.directory.invalidate(m.pseudonym) for m in moves))
+
+    # switched -> purged -> done
+
+    async def _purge(self, live: dict[str, MoveRow], outcome: BatchOutcome) -> None:
+        todo = [m for m in live.values() if m.state == SWITCHED]
+        if not todo:
+            return
+        source, _ = self._shards(live)
+        by_pseudonym = {m.pseudonym: m for m in todo}
+        async with source.write() as conn:
+            left = set(
+                (
+                    await conn.execute(
+                        update(subjects)
+                        .where(
+                            _where_in(subjects.c.pseudonym, by_pseudonym),
+                            subjects.c.state == MOVING_OUT,
+                        )
+                        .values(state=GONE, subject_id=None, updated_at=_now())
+                        .returning(subjects.c.pseudonym)
+                    )
+                ).scalars()
+            )
+            if left:
+                await conn.execute(delete(records).where(_where_in(records.c.pseudonym, left)))
+            moved_out = [by_pseudonym[p] for p in sorted(left)]
+            await self._audit(conn, source, events.SUBJECT_MOVED_OUT, moved_out)
+        await self._advance(live, todo, SWITCHED, PURGED)
+
+    async def _finish(self, live: dict[str, MoveRow], outcome: BatchOutcome) -> None:
+        todo = [m for m in live.values() if m.state == PURGED]
+        if not todo:
+            return
+        source, _ = self._shards(live)
+        if source.dialect == "sqlite":
+            # secure_delete zeroed the freed pages; the WAL still holds older copies.
+            async with source.engine.connect() as conn:
+                await conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+        await self._advance(live, todo, PURGED, DONE)
+        for m in todo:
+            outcome.done.append(live.pop(m.id))
+        log.info("moved %d subjects %s -> %s", len(todo), todo[0].from_shard, todo[0].to_shard)
+
+    async def _audit(
+        self, conn: AsyncConnection, shard: Shard, event: str, moves: Sequence[MoveRow]
+    ) -> None:
+        """One entry per move, in the caller's transaction: the bulk twin of
+        ``shards.auditlog.append_entry`` (same leaves, one statement for the batch)."""
+        if not moves:
+            return
+        site = site_of(shard)
+        rows = [
+            {
+                "subject": m.pseudonym,
+                "leaf": make_leaf(
+                    site,
+                    event,
+                    self.actor,
+                    subject=m.pseudonym,
+                    jurisdiction=m.jurisdiction,
+                    from_shard=m.from_shard,
+                    to_shard=m.to_shard,
+                    digest=m.digest,
+                    records=m.records,
+                    move=m.id,
+                ),
+            }
+            for m in moves
+        ]
+        await conn.execute(insert(audit_entries), rows)
+
+    # rolling back (before the point of no return only)
+
+    async def _roll_back(
+        self,
+        live: dict[str, MoveRow],
+        moves: Sequence[MoveRow],
+        outcome: BatchOutcome,
+        state: str,
+        error: str,
+    ) -> None:
+        """Delete the target's copies of ``moves`` and lift their source fences, and end them
+        in ``state``. A move whose target copy is already home is past the point of no return:
+        it stays in ``live``, to be rolled forward."""
+        if not moves:
+            return
+        source, target = self._shards(live)
+        wanted = [m.pseudonym for m in moves]
+        async with target.write() as conn:
+            rows = _pairs(
+                await conn.execute(
+                    select(subjects.c.pseudonym, subjects.c.state).where(
+                        _where_in(subjects.c.pseudonym, wanted)
+                    )
+                )
+            )
+            doomed = [p for p, s in rows.items() if s == MOVING_IN]
+            if doomed:
+                await conn.execute(delete(records).where(_where_in(records.c.pseudonym, doomed)))
+                await conn.execute(delete(subjects).where(_where_in(subjects.c.pseudonym, doomed)))
+        undo = [m for m in moves if rows.get(m.pseudonym) != HOME]
+        if not undo:
+            return
+        await self._unfence(source, undo)
+        await self._end(live, undo, outcome, state, error)
+
+    async def _unfence(self, source: Shard, moves: Sequence[MoveRow]) -> None:
+        async with source.write() as conn:
+            await conn.execute(
+                update(subjects)
+                .where(
+                    _where_in(subjects.c.pseudonym, [m.pseudonym for m in moves]),
+                    subjects.c.state == MOVING_OUT,
+                )
+                .values(state=HOME, updated_at=_now())
+            )
+
+
+async def _listing(shard: Shard, pseudonyms: Sequence[str]) -> bulk.Listing:
+    async with shard.read() as conn:
+        return await bulk.listing(conn, pseudonyms)
+
+
+def _pairs(rows: Iterable[Any]) -> dict[Any, Any]:
+    return {first: second for first, second in rows}
+
+
+async def _rewrite(
+    source: Shard,
+    target: Shard,
+    stale: set[tuple[str, str, str]],
+    extra: set[tuple[str, str, str]],
+) -> None:
+    """Replace the target's stale records by the source's, and delete its extra ones."""
+    async with source.read() as conn:
+        rows = await bulk.read_records(conn, {p for p, _, _ in stale})
+    fresh = [r for r in rows if (r[0], r[1], r[2]) in stale]
+    async with target.write() as conn:
+        for pseudonym, collection, key in stale | extra:
+            await conn.execute(
+                delete(records).where(
+                    records.c.pseudonym == pseudonym,
+                    records.c.collection == collection,
+                    records.c.key == key,
+                )
+            )
+        await bulk.write_records(conn, target.name, fresh)
+
+
+def _ids(moves: Iterable[str]) -> str:
+    ids = sorted(moves)
+    return ", ".join(ids[:3]) + (f" and {len(ids) - 3} more" if len(ids) > 3 else "")

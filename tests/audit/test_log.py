@@ -1,0 +1,103 @@
+"""The integrator and the stored tree: indices in commit order, exactly once, however many
+integrators race; proofs from stored nodes match a tree recomputed from the leaves."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+
+import pytest
+
+from audit.events import Actor
+from audit.merkle import CompactRange, leaf_hash, verify_consistency, verify_inclusion
+from router.runtime import Runtime, open_runtime
+from tests.conftest import Deployment, query_shard
+
+pytestmark = pytest.mark.anyio
+
+ACTOR = Actor(key_id="test")
+
+
+async def leaves_by_index(dep: Deployment, shard: str) -> list[bytes]:
+    rows = await query_shard(dep, shard, "SELECT idx, leaf FROM audit_entries ORDER BY idx")
+    assert [r[0] for r in rows] == list(range(len(rows)))
+    return [bytes(r[1]) for r in rows]
+
+
+async def test_integration_and_proofs_from_stored_nodes(
+    runtime: Runtime, deployment: Deployment
+) -> None:
+    await runtime.store.register("ivan", "RU", ACTOR)
+    for n in range(12):
+        await runtime.store.put("ivan", "notes", f"n{n}", {"n": n}, ACTOR)
+    pending = await query_shard(deployment, "ru-msk-1", "SELECT id FROM audit_entries")
+    assert len(pending) == 13
+    ru = runtime.audit.log("ru-msk-1")
+    assert await ru.size() == 0
+    assert await ru.integrate(batch=5) == 13  # several batches, one index sequence
+
+    # Indices follow commit (id) order.
+    rows = await query_shard(
+        deployment, "ru-msk-1", "SELECT id, idx FROM audit_entries ORDER BY id"
+    )
+    assert [r[1] for r in rows] == list(range(13))
+
+    leaves = await leaves_by_index(deployment, "ru-msk-1")
+    tree = CompactRange()
+    roots = [tree.root()]
+    for leaf in leaves:
+        tree.append(leaf_hash(leaf))
+        roots.append(tree.root())
+    for size in range(1, 14):
+        assert await ru.root(size) == roots[size]
+        for index in range(size):
+            proof = await ru.inclusion_proof(index, size)
+            verify_inclusion(leaf_hash(leaves[index]), index, size, proof, roots[size])
+    for first, second in itertools.combinations_with_replacement(range(1, 14), 2):
+        proof = await ru.consistency_proof(first, second)
+        verify_consistency(first, second, proof, roots[first], roots[second])
+
+
+async def test_racing_integrators_assign_each_index_once(deployment: Deployment) -> None:
+    """Two runtimes (as two router processes) integrate while writers append."""
+    settings = deployment.settings()
+    async with open_runtime(settings) as one, open_runtime(settings) as two:
+        await one.store.register("ivan", "RU", ACTOR)
+        writing = True
+
+        async def write(worker: int) -> None:
+            for n in range(15):
+                await one.store.put("ivan", f"w{worker}", f"n{n}", {"n": n}, ACTOR)
+
+        async def integrate(runtime: Runtime) -> None:
+            while writing:
+                await runtime.audit.log("ru-msk-1").integrate(batch=3)
+                await asyncio.sleep(0)
+
+        integrators = [asyncio.create_task(integrate(rt)) for rt in (one, two, one, two)]
+        await asyncio.gather(*(write(w) for w in range(4)))
+        writing = False
+        await asyncio.gather(*integrators)
+        checkpoint = await two.audit.checkpoint("ru-msk-1")
+
+    assert checkpoint.size == 61
+    leaves = await leaves_by_index(deployment, "ru-msk-1")
+    tree = CompactRange()
+    for leaf in leaves:
+        tree.append(leaf_hash(leaf))
+    assert tree.root() == checkpoint.root
+    nodes = await query_shard(deployment, "ru-msk-1", "SELECT count(*) FROM audit_nodes")
+    assert nodes == [(61 * 2 - (61).bit_count(),)]
+
+
+async def test_checkpoints_are_kept_and_reused(runtime: Runtime) -> None:
+    await runtime.store.register("ivan", "RU", ACTOR)
+    first = await runtime.audit.checkpoint("ru-msk-1")
+    assert first.size == 1
+    assert await runtime.audit.checkpoint("ru-msk-1") == first  # nothing new: same note
+    await runtime.store.put("ivan", "notes", "a", {}, ACTOR)
+    second = await runtime.audit.checkpoint("ru-msk-1")
+    assert second.size == 2
+    stored = await runtime.audit.log("ru-msk-1").checkpoints()
+    assert [c.size for c in stored] == [1, 2]
+    assert stored[1].note == second.note

@@ -1,0 +1,128 @@
+"""One subject moved on request: ``POST /v1/moves``, ``GET /v1/moves/{id}`` and
+``domicile move``; refusals before anything is copied."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from router.runtime import open_runtime
+from tests.conftest import Api, Deployment, start_api
+from tests.ops.conftest import assert_settled, audit_events, cli, seed, set_policy, views
+
+pytestmark = pytest.mark.anyio
+
+
+async def home_of(dep: Deployment, subject: str) -> tuple[str, str]:
+    async with open_runtime(dep.settings(), prepare=False) as rt:
+        pseudonym = rt.pseudonyms.subject(subject)
+        placement = await rt.catalog.get(pseudonym)
+    assert placement is not None
+    return pseudonym, placement.shard
+
+
+@pytest.fixture
+async def two_homes(deployment: Deployment) -> Deployment:
+    """RU may live in Moscow or Frankfurt: a subject can be moved between them."""
+    set_policy(deployment.config, "RU", ["ru-msk", "eu-fra"])
+    await seed(deployment.settings(), {"boris": "RU", "klaus": "DE"}, records=3)
+    return deployment
+
+
+async def test_move_through_the_api(two_homes: Deployment) -> None:
+    dep = two_homes
+    pseudonym, source = await home_of(dep, "boris")
+    target = "eu-fra-1" if source == "ru-msk-1" else "ru-msk-1"
+    async for api in start_api(dep.settings()):
+        forbidden = await api.request(
+            "POST", "/v1/moves", scope="records:write", json={"subject_id": "boris", "to": target}
+        )
+        assert forbidden.status_code == 403
+
+        moved = await api.request("POST", "/v1/moves", json={"subject_id": "boris", "to": target})
+        assert moved.status_code == 201, moved.text
+        body = moved.json()
+        assert body["state"] == "done"
+        assert (body["subject"], body["from_shard"], body["to_shard"]) == (
+            pseudonym,
+            source,
+            target,
+        )
+        assert body["records"] == 3
+        assert len(body["digest"]) == 64
+        assert "boris" not in moved.text  # the journal names subjects by pseudonym only
+        assert moved.headers["Location"] == f"/v1/moves/{body['id']}"
+        fetched = await api.request("GET", moved.headers["Location"])
+        assert fetched.status_code == 200
+        assert fetched.json() == body
+
+        read = await api.request("GET", "/v1/subjects/boris/records/notes/k1")
+        assert read.headers["X-Domicile-Shard"] == target
+        again = await api.request("POST", "/v1/moves", json={"subject_id": "boris", "to": target})
+        assert again.status_code == 409
+        assert again.json()["error"]["code"] == "already_placed"
+        missing = await api.request("GET", "/v1/moves/nope")
+        assert missing.status_code == 404
+        assert missing.json()["error"]["code"] == "move_not_found"
+
+    assert_settled(await views(dep), {pseudonym: (target, 3)})
+    [out] = await audit_events(dep, source, "subject.moved_out")
+    [into] = await audit_events(dep, target, "subject.moved_in")
+    assert out["digest"] == into["digest"] == body["digest"]
+    assert out["actor"] == into["actor"] != "system"  # the API key that asked
+
+
+@pytest.mark.parametrize(
+    ("request_body", "status", "code"),
+    [
+        ({"subject_id": "klaus", "to_shard": "us-east-1"}, 422, "move_refused"),
+        ({"subject_id": "klaus", "to_shard": "mars-1"}, 422, "move_refused"),
+        ({"subject_id": "nobody", "to_shard": "eu-fra-1"}, 404, "subject_not_found"),
+        ({"subject_id": "bad id!", "to_shard": "eu-fra-1"}, 422, "invalid_subject_id"),
+        ({"subject_id": "klaus"}, 422, "invalid_request"),
+        ({"subject_id": "klaus", "to_shard": "eu-fra-1", "x": 1}, 422, "invalid_request"),
+    ],
+)
+async def test_move_refusals_copy_nothing(
+    two_homes: Deployment, request_body: dict[str, str], status: int, code: str
+) -> None:
+    async for api in start_api(two_homes.settings()):
+        refused = await api.request("POST", "/v1/moves", json=request_body)
+        assert (refused.status_code, refused.json()["error"]["code"]) == (status, code)
+        await assert_nothing_moved(api)
+    assert (await views(two_homes))["us-east-1"].subjects == {}
+
+
+async def assert_nothing_moved(api: Api) -> None:
+    assert await api.runtime.catalog.list_moves(unfinished_only=False) == []
+
+
+async def test_move_command(two_homes: Deployment) -> None:
+    dep = two_homes
+    refused = await cli(dep.config, "move", "klaus", "--to", "us-east-1")
+    assert refused.exit_code == 2
+    assert refused.stderr.strip().splitlines() == [
+        "domicile: the policy does not permit shard us-east-1 (region us-east) for jurisdiction "
+        "DE; permitted: eu-fra-1"
+    ]
+    unknown = await cli(dep.config, "move", "nobody", "--to", "eu-fra-1")
+    assert unknown.exit_code == 2
+    assert (await views(dep))["us-east-1"].subjects == {}
+
+    pseudonym, source = await home_of(dep, "boris")
+    target = "eu-fra-1" if source == "ru-msk-1" else "ru-msk-1"
+    moved = await cli(dep.config, "move", "boris", "--to", target, "--purpose", "ticket 42")
+    assert moved.exit_code == 0, moved.stdout + moved.stderr
+    assert f"moved {pseudonym[:16]} {source} -> {target}: 3 records verified" in moved.stdout
+    assert "boris" not in moved.stdout
+    assert_settled(await views(dep), {pseudonym: (target, 3)})
+    [entry] = await audit_events(dep, target, "subject.moved_in")
+    assert entry["purpose"] == "ticket 42"
+
+    noop = await cli(dep.config, "move", "boris", "--to", target)
+    assert noop.exit_code == 0
+    assert f"already on shard {target}" in noop.stdout
+    listed = await cli(dep.config, "moves", "list", "--all", "--format", "json")
+    [journal] = json.loads(listed.stdout)["moves"]
+    assert (journal["state"], journal["reason"], journal["records"]) == ("done", "move", 3)
