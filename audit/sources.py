@@ -124,11 +124,10 @@ class HttpSource:
         self, log: str, start: int, end: int
     ) -> AsyncIterator[list[tuple[int, bytes]]]:
         while start < end:
-            body = await self._json(
+            entries = await self._json(
                 f"/v1/audit/logs/{_quote(log)}/entries",
                 {"start": start, "end": min(end, start + PAGE)},
             )
-            entries = body["entries"]
             if not entries:
                 return
             yield [(int(e["index"]), base64.b64decode(e["leaf"])) for e in entries]

@@ -21,7 +21,7 @@ from audit.service import AuditService, UnknownLog
 from audit.sources import PAGE
 from router.api.audit_models import (
     ConsistencyProofOut,
-    EntryList,
+    EntryOut,
     InclusionProofOut,
     LogList,
     SignedReport,
@@ -115,7 +115,7 @@ async def get_checkpoint(log: str, request: Request, _: AuditRead) -> Response:
 @router.get(
     "/logs/{log}/entries",
     operation_id="list_audit_entries",
-    response_model=EntryList,
+    response_model=list[EntryOut],
     responses=errors(401, 403, 404, 422, 503),
 )
 async def list_entries(
@@ -136,7 +136,7 @@ async def list_entries(
     size = await shard_log.size()
     stop = min(start + PAGE, size, start + PAGE if end is None else end)
     entries = await shard_log.entries(start, stop) if stop > start else []
-    return JSONResponse({"log": log, "size": size, "entries": [_entry(e) for e in entries]})
+    return JSONResponse([_entry(e) for e in entries])
 
 
 @router.get(

@@ -36,12 +36,6 @@ class EntryOut(BaseModel):
     event: dict[str, Any] = Field(description="the leaf, decoded")
 
 
-class EntryList(BaseModel):
-    log: str
-    size: int
-    entries: list[EntryOut]
-
-
 class InclusionProofOut(BaseModel):
     index: int
     tree_size: int

@@ -39,8 +39,8 @@ async def test_checkpoint_entries_and_proofs_verify(api: Api) -> None:
         "GET", "/v1/audit/logs/ru-msk-1/entries?start=0&end=100", scope="audit:read"
     )
     body = entries.json()
-    assert [e["index"] for e in body["entries"]] == list(range(10))
-    for entry in body["entries"]:
+    assert [e["index"] for e in body] == list(range(10))
+    for entry in body:
         leaf = base64.b64decode(entry["leaf"])
         assert decode_leaf(leaf) == entry["event"]
         assert entry["event"]["log"] == "ru-msk-1"
@@ -163,11 +163,11 @@ async def test_entries_page_and_empty_tail(api: Api) -> None:
     await write_some(api, {"ivan": "RU"})
     await api.request("GET", "/v1/audit/logs/ru-msk-1/checkpoint", scope="audit:read")
     tail = await api.request("GET", "/v1/audit/logs/ru-msk-1/entries?start=3", scope="audit:read")
-    assert tail.json() == {"log": "ru-msk-1", "size": 3, "entries": []}
+    assert tail.json() == []
     two = await api.request(
         "GET", "/v1/audit/logs/ru-msk-1/entries?start=1&end=3", scope="audit:read"
     )
-    assert [e["index"] for e in two.json()["entries"]] == [1, 2]
+    assert [e["index"] for e in two.json()] == [1, 2]
 
 
 async def test_openapi_documents_the_audit_api(api: Api) -> None:
