@@ -31,11 +31,9 @@ READY_PATH = f"/v1/subjects/{deploy.hot_id(0)}/records/{deploy.COLLECTION}/{depl
 HTTP_WORKLOADS = (("W1", "read"), ("W2", "write"), ("W3", "mix"))
 
 
-def drain_audit(dep: deploy.Deployment, timeout: float = 60.0) -> None:
-    """Wait until domicile's integrator has caught up, so no backlog runs into the next run."""
-    deadline = time.monotonic() + timeout
-    while deploy.run(deploy.pending_audit_entries(dep)) and time.monotonic() < deadline:
-        time.sleep(0.2)
+def drain_audit(dep: deploy.Deployment) -> None:
+    """Let domicile's integrator catch up, so no backlog runs into the next run."""
+    deploy.run(deploy.wait_for_integration(dep))
 
 
 def run_http(dep: deploy.Deployment, repeats: int, seconds: int) -> dict[str, Any]:

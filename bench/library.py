@@ -2,7 +2,7 @@
 figure is this process's own work, server time excluded), in one process on uvloop:
 
 - A: raw asyncpg on the baseline's table, one connection, prepared statements: the point
-  SELECT and a single-row INSERT (its own transaction). Also the point SELECT through an asyncpg
+  SELECT and a single-row INSERT (its own transaction). Also the point SELECT through B's asyncpg
   pool (acquire, fetch, release), which is what a concurrent service pays per read.
 - L: ``RecordStore.get`` through the directory cache (an LRU hit) against the PostgreSQL
   shards; ``RecordStore.put`` with its audit entry, for reference.
@@ -31,6 +31,7 @@ from typing import Any
 import asyncpg
 
 from audit.events import Actor
+from bench.baseline_app import keep_session
 from bench.deploy import COLLECTION, JURISDICTIONS, KEY, hot_id, pg_url, record_body, run
 from router.config import load_settings
 from router.runtime import Runtime, open_runtime
@@ -123,7 +124,7 @@ async def measure(args: argparse.Namespace) -> dict[str, Any]:
     async with AsyncExitStack() as stack:
         conn = await asyncpg.connect(args.baseline_dsn)
         stack.push_async_callback(conn.close)
-        pool = await asyncpg.create_pool(args.baseline_dsn, min_size=1, max_size=4)
+        pool = await asyncpg.create_pool(args.baseline_dsn, reset=keep_session)  # B's pool
         stack.push_async_callback(pool.close)
         select = await conn.prepare(SELECT)
         insert = await conn.prepare(INSERT)

@@ -1,6 +1,6 @@
 """W5: online moves between two PostgreSQL shards, under a read/write load.
 
-    python -m bench.moves [--subjects 5000] [--records 10] [--batch-size 100] [--parallel 4]
+    python -m bench.moves [--subjects 5000] [--records 10] [--batch-size 100] [--parallel 2]
 
 Loads subjects of ``--records`` records each onto shard eu-fra-1, then drains it into ru-msk-1
 (both permitted for RU, so writes are accepted at the source until each subject's cutover) while
@@ -262,7 +262,7 @@ def main() -> int:
     parser.add_argument("--subjects", type=int, default=5000)
     parser.add_argument("--records", type=int, default=10)
     parser.add_argument("--batch-size", type=int, default=100)
-    parser.add_argument("--parallel", type=int, default=4)
+    parser.add_argument("--parallel", type=int, default=2)
     parser.add_argument("--writers", type=int, default=8, help="concurrent load tasks")
     args = parser.parse_args()
 

@@ -266,7 +266,7 @@ def _library_rows(facts: Facts) -> list[list[str]]:
     lib = facts.library["cpu_us"]
     names = {
         "A_select": "A: asyncpg prepared point SELECT, one connection",
-        "A_select_pool": "A: the same through an asyncpg pool (acquire, fetch, release)",
+        "A_select_pool": "A: the same through B's asyncpg pool (acquire, fetch, release)",
         "A_insert": "A: asyncpg prepared INSERT, one connection (own transaction)",
         "L_get": "L: RecordStore.get, directory cache hit, PostgreSQL shards",
         "L_put": "L: RecordStore.put with its audit entry",

@@ -22,23 +22,27 @@ TICKS = os.sysconf("SC_CLK_TCK")
 
 
 def ensure_wrk() -> str:
-    """wrk from Debian's package, installed on first use."""
-    found = shutil.which("wrk")
-    if found:
+    """wrk from Debian's package, installed if missing (the bench host runs us as root)."""
+    if found := shutil.which("wrk"):
         return found
     print("bench: installing wrk (apt-get install -y wrk)", flush=True)
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    install = subprocess.run(
-        ["apt-get", "install", "-y", "wrk"], env=env, capture_output=True, text=True, check=False
+    install = ["apt-get", "install", "-y", "wrk"]
+    error = ""
+    # A fresh machine may have empty package lists: update once and try again.
+    for command in (install, ["apt-get", "update"], install):
+        try:
+            done = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
+        except OSError as exc:  # no apt-get: not a Debian-like host
+            error = str(exc)
+            break
+        error = (done.stderr.strip().splitlines() or [""])[-1]
+        if found := shutil.which("wrk"):
+            return found
+    sys.exit(
+        f"bench: wrk is needed and `apt-get install -y wrk` failed ({error}); "
+        "install the Debian/Ubuntu package `wrk` and run again"
     )
-    found = shutil.which("wrk")
-    if install.returncode != 0 or not found:
-        sys.exit(
-            "bench: wrk is required and `apt-get install -y wrk` failed "
-            f"(exit {install.returncode}): {install.stderr.strip().splitlines()[-1:]}; "
-            "install it (Debian/Ubuntu package `wrk`) and run again"
-        )
-    return found
 
 
 def _cpu_seconds(pid: int | str) -> float:

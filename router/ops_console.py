@@ -204,9 +204,9 @@ def comply_options(func: click.decorators.FC) -> click.decorators.FC:
         click.option(
             "--parallel",
             type=click.IntRange(1, 64),
-            default=4,
+            default=2,
             show_default=True,
-            help="batches moved at once",
+            help="batches in flight (their copies overlap; their write pauses never do)",
         ),
         click.option("--dry-run", is_flag=True, help="list what would move; change nothing"),
     ):

@@ -150,7 +150,7 @@ async def comply(
     mover: Mover,
     selection: Selection,
     *,
-    parallel: int = 4,
+    parallel: int = 2,
     batch_size: int = 100,
     progress: ProgressSink | None = None,
     reason: str = "comply",

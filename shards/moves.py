@@ -191,6 +191,9 @@ class Mover:
         self.actor = actor
         self.owner = owner or process_owner()
         self.lease = lease
+        # One batch at a time in its write pause: parallel batches overlap their copies and
+        # purges, but pauses that share the client and the databases would stretch each other.
+        self._pause = asyncio.Lock()
 
     # -- planning ----------------------------------------------------------------------------
 
@@ -274,7 +277,8 @@ class Mover:
         live = {m.id: m for m in batch}
         try:
             await self._copy(live, outcome)
-            await self._cutover(live, outcome)
+            async with self._pause:
+                await self._cutover(live, outcome)
             await self._purge(live, outcome)
             await self._finish(live, outcome)
         except LeaseLost:

@@ -5,6 +5,7 @@ a retryable 503 (or, under a new law, 409 until the subject is moved), never a l
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -28,6 +29,7 @@ class Load:
     acked: Acked = field(default_factory=dict)
     seen: Counter[int | str] = field(default_factory=Counter)
     pauses: list[float] = field(default_factory=list)  # first 503 to success, per write
+    everyone: asyncio.Event = field(default_factory=asyncio.Event)  # each subject acked a write
 
 
 async def writer(api: Api, subjects: list[str], n: int, stop: asyncio.Event, load: Load) -> None:
@@ -44,6 +46,8 @@ async def writer(api: Api, subjects: list[str], n: int, stop: asyncio.Event, loa
                 load.seen[response.status_code] += 1
                 if response.status_code == 200:
                     load.acked[(subject, key)] = value
+                    if len({s for s, _ in load.acked}) == len(subjects):
+                        load.everyone.set()
                     if refused_at is not None:
                         load.pauses.append(time.monotonic() - refused_at)
                     break
@@ -78,7 +82,9 @@ async def hammer_while(
         async with open_runtime(dep.settings()) as rt:
             mover = Mover(rt.settings.topology, rt.registry, rt.directory, rt.pseudonyms)
             report = await comply(mover, selection, parallel=2, batch_size=2)
-        await asyncio.sleep(0.3)
+        # Until every subject took a write at its new home.
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(load.everyone.wait(), timeout=10)
         stop.set()
         await asyncio.gather(*tasks)
         for (subject, key), value in load.acked.items():
