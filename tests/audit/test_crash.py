@@ -5,6 +5,7 @@ databases)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import random
@@ -64,7 +65,9 @@ async def until_up(url: str, process: subprocess.Popen[bytes]) -> None:
     raise AssertionError("the server did not start")
 
 
-async def write_until_killed(url: str, secret: str, acknowledged: list[tuple[str, ...]]) -> None:
+async def write_until_killed(
+    url: str, secret: str, acknowledged: list[tuple[str, ...]], enough: asyncio.Event
+) -> None:
     headers = {"Authorization": f"Bearer {secret}"}
 
     async def worker(n: int, client: httpx.AsyncClient) -> None:
@@ -80,6 +83,8 @@ async def write_until_killed(url: str, secret: str, acknowledged: list[tuple[str
                 put = await client.put(f"/v1/subjects/{subject}/records/notes/a", json={"i": i})
                 if put.status_code == 200:
                     acknowledged.append(("record", subject, "notes", "a", put.json()["version"]))
+                if len(acknowledged) >= 60:
+                    enough.set()
             except httpx.TransportError:
                 return
 
@@ -126,11 +131,14 @@ async def test_sigkill_during_writes(deployment: Deployment, tmp_path: Path) -> 
 
     with server(deployment.config, port, log) as process:
         await until_up(url, process)
-        writes = asyncio.create_task(write_until_killed(url, secret, acknowledged))
-        await asyncio.sleep(1.5)
+        enough = asyncio.Event()
+        writes = asyncio.create_task(write_until_killed(url, secret, acknowledged, enough))
+        # Kill once enough writes are acknowledged: a count, not a time, so a slow machine waits.
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(enough.wait(), timeout=30)
         os.kill(process.pid, signal.SIGKILL)
         await writes
-    assert len(acknowledged) > 50, log.read_text()[-2000:]
+    assert len(acknowledged) >= 60, log.read_text()[-2000:]
 
     pseudonyms = Pseudonymizer(bytes.fromhex((deployment.data_dir / "pseudonym.key").read_text()))
     expected: set[tuple[str, ...]] = set()
