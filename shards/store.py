@@ -7,6 +7,7 @@ change's audit entry. A change without its entry, or an entry without its change
 
 from __future__ import annotations
 
+import builtins
 import hashlib
 import re
 from collections.abc import Awaitable, Callable, Sequence
@@ -17,6 +18,7 @@ from typing import Any, TypeVar
 import orjson
 from sqlalchemy import and_, delete, func, select, text, tuple_, update
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from audit import events
@@ -52,6 +54,15 @@ RECORD_KEY = re.compile(r"^[A-Za-z0-9._:@-]{1,256}$")
 
 # Subject states in a shard's ``subjects`` table (its fence).
 HOME, MOVING_OUT, MOVING_IN, GONE = "home", "moving_out", "moving_in", "gone"
+
+#: The columns of a record as listed and exported.
+_LISTED = (
+    records.c.collection,
+    records.c.key,
+    records.c.version,
+    records.c.content_sha256,
+    records.c.data,
+)
 
 # The hot paths on PostgreSQL, each one prepared statement in one round trip (statements are
 # atomic, so no transaction block): the SQLAlchemy forms below, with BEGIN and COMMIT, cost
@@ -572,13 +583,7 @@ class RecordStore:
 
         async def list_on(p: Placement, shard: Shard) -> RecordPage:
             stmt = (
-                select(
-                    records.c.collection,
-                    records.c.key,
-                    records.c.version,
-                    records.c.content_sha256,
-                    records.c.data,
-                )
+                select(*_LISTED)
                 .where(records.c.pseudonym == p.pseudonym)
                 .order_by(records.c.collection, records.c.key)
                 .limit(limit + 1)
@@ -590,23 +595,32 @@ class RecordStore:
             async with shard.read() as conn:
                 await self._check_home(conn, shard, p.pseudonym)
                 rows = (await conn.execute(stmt)).all()
-            items = [
-                self._record(
-                    subject_id,
-                    p,
-                    shard,
-                    r.collection,
-                    r.key,
-                    r.version,
-                    r.content_sha256,
-                    r.data.encode(),
-                )
-                for r in rows[:limit]
-            ]
+            items = self._records(subject_id, p, shard, rows[:limit])
             more = len(rows) > limit
             return RecordPage(items, (items[-1].collection, items[-1].key) if more else None)
 
         return await self._on_home(subject_id, list_on, writing=False)
+
+    def _records(
+        self,
+        subject_id: str,
+        p: Placement,
+        shard: Shard,
+        rows: Sequence[Row[Any, Any, Any, Any, Any]],
+    ) -> builtins.list[StoredRecord]:  # ``list`` is also a method of this class
+        return [
+            self._record(
+                subject_id,
+                p,
+                shard,
+                r.collection,
+                r.key,
+                r.version,
+                r.content_sha256,
+                r.data.encode(),
+            )
+            for r in rows
+        ]
 
     async def _check_home(self, conn: AsyncConnection, shard: Shard, pseudonym: str) -> None:
         state = (
@@ -622,13 +636,7 @@ class RecordStore:
             p: Placement, shard: Shard
         ) -> tuple[SubjectPlacement, Sequence[StoredRecord]]:
             stmt = (
-                select(
-                    records.c.collection,
-                    records.c.key,
-                    records.c.version,
-                    records.c.content_sha256,
-                    records.c.data,
-                )
+                select(*_LISTED)
                 .where(records.c.pseudonym == p.pseudonym)
                 .order_by(records.c.collection, records.c.key)
             )
@@ -637,19 +645,7 @@ class RecordStore:
                     await conn.execute(text("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ"))
                 await self._check_home(conn, shard, p.pseudonym)
                 rows = (await conn.execute(stmt)).all()
-            return self._placement_view(subject_id, p), [
-                self._record(
-                    subject_id,
-                    p,
-                    shard,
-                    r.collection,
-                    r.key,
-                    r.version,
-                    r.content_sha256,
-                    r.data.encode(),
-                )
-                for r in rows
-            ]
+            return self._placement_view(subject_id, p), self._records(subject_id, p, shard, rows)
 
         return await self._on_home(subject_id, export_on, writing=False)
 
