@@ -23,7 +23,6 @@ SUBJECT_MOVED_OUT = "subject.moved_out"
 RECORD_PUT = "record.put"
 RECORD_DELETED = "record.deleted"
 SCHEMA_MIGRATED = "schema.migrated"
-PLACEMENT_REFUSED = "placement.refused"
 
 
 @dataclass(frozen=True)

@@ -69,6 +69,8 @@ def install(app: FastAPI) -> None:
         headers = None
         if isinstance(exc, (e.Unavailable, e.NotHome)):
             headers = {"Retry-After": str(getattr(exc, "retry_after", 1))}
+        if isinstance(exc, e.NoPermittedRegion):
+            request.app.state.metrics.refused.labels(exc.jurisdiction).inc()
         if status >= 500 and status != 503:
             log.error("unmapped domain error %s (request %s)", exc.code, _rid(request))
         return error_response(status, exc.code, exc.message, headers)

@@ -35,6 +35,12 @@ class Metrics:
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
             registry=self.registry,
         )
+        self.refused = Counter(
+            "domicile_placements_refused",
+            "Registrations refused because the policy permits no region for the jurisdiction",
+            ["jurisdiction"],
+            registry=self.registry,
+        )
         self.shard_up = Gauge(
             "domicile_shard_up",
             "1 when the shard answered its last health probe",

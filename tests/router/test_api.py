@@ -63,6 +63,8 @@ async def test_unplaceable_jurisdiction_stores_nothing(api: Api, deployment: Dep
     for shard in deployment.shard_urls:
         assert await rows_on(deployment, shard) == []
     assert await api.runtime.catalog.count_by_shard() == {}
+    metrics = (await api.client.get("/metrics")).text
+    assert 'domicile_placements_refused_total{jurisdiction="CN"} 1.0' in metrics
 
 
 async def test_shard_guard_rejects_misplaced_insert(api: Api, deployment: Deployment) -> None:
