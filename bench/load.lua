@@ -33,14 +33,15 @@ end
 function request()
   local i = n
   n = n + 1
+  if mode == "cold" then
+    return wrk.format("GET", "/v1/subjects/" .. prefix .. (start + i) .. "/records/bench/profile",
+      headers)
+  end
   local subject = prefix .. (start + i % count)
   if mode == "write" or (mode == "mix" and i % 10 == 9) then
     -- Cycle through four records per subject: inserts at first, then updates.
     local key = "w" .. (math.floor(i / count) % 4)
     return wrk.format("PUT", "/v1/subjects/" .. subject .. "/records/bench/" .. key, headers, body)
-  end
-  if mode == "cold" then
-    subject = prefix .. (start + i)
   end
   return wrk.format("GET", "/v1/subjects/" .. subject .. "/records/bench/profile", headers)
 end

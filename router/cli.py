@@ -94,7 +94,7 @@ def serve(config: Path | None, host: str, port: int, access_log: bool) -> None:
         logging.getLogger("domicile.access").setLevel(logging.INFO)
     app = create_app(settings)
     # What is imported and built by now lives as long as the process: frozen, the cyclic
-    # collector stops rescanning it on every full collection (a fifth of a read's CPU in
+    # collector stops rescanning it on every full collection (a quarter of a read's CPU in
     # bench/RESULTS.md).
     gc.freeze()
     # uvicorn's own access log prints raw paths (subject ids): ours prints route templates.

@@ -66,7 +66,7 @@ _LISTED = (
 
 # The hot paths on PostgreSQL, each one prepared statement in one round trip (statements are
 # atomic, so no transaction block): the SQLAlchemy forms below, with BEGIN and COMMIT, cost
-# several times the CPU (bench/RESULTS.md). A read checks the fence in the same snapshot.
+# about ten times the CPU (bench/RESULTS.md). A read checks the fence in the same snapshot.
 _GET_PG = """
 SELECT s.state, r.version, r.content_sha256, r.data
 FROM subjects s LEFT JOIN records r

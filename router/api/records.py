@@ -22,9 +22,9 @@ router = APIRouter(prefix="/v1/subjects/{subject_id}/records", tags=["records"])
 
 # The single-record routes check the key with ``authorize`` as their first statement, not as a
 # ``RecordsRead``/``RecordsWrite`` dependency: the same check, but FastAPI's dependency machinery
-# costs about 12 us per request, 4% of a point read (bench/RESULTS.md). Their parameters cannot
-# fail validation, so a bad key is still answered first; the list route, whose query parameters
-# can, keeps the dependency for that.
+# costs 9-20 us per request, a few percent of a point read (bench/RESULTS.md). Their parameters
+# cannot fail validation, so a bad key is still answered first; the list route, whose query
+# parameters can, keeps the dependency for that.
 
 _PUT_BODY = {
     "requestBody": {
