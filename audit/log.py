@@ -88,7 +88,12 @@ class ShardLog:
         """Cheap unlocked probe, so an idle log never takes the write lock."""
         async with self.shard.read() as conn:
             row = await conn.execute(
-                select(audit_entries.c.id).where(audit_entries.c.idx.is_(None)).limit(1)
+                # Ordered by id so the planner walks the partial "pending" index even when its
+                # statistics are stale, rather than scanning the whole log.
+                select(audit_entries.c.id)
+                .where(audit_entries.c.idx.is_(None))
+                .order_by(audit_entries.c.id)
+                .limit(1)
             )
             return row.first() is not None
 

@@ -18,6 +18,7 @@ import argparse
 import asyncio
 import multiprocessing
 import random
+import shutil
 import statistics
 import sys
 import tempfile
@@ -326,6 +327,7 @@ def main() -> int:
         return 0 if ok else 1
     finally:
         asyncio.run(databases_ctl(dsn, list(databases.values()), create=False))
+        shutil.rmtree(workdir, ignore_errors=True)
 
 
 if __name__ == "__main__":
