@@ -35,6 +35,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.metrics = metrics
     app.add_middleware(Observability, metrics=metrics)
     errors.install(app)
-    for module in (subjects, records, shards, moves, audit, health):
+    # Routes are matched in order: the record routes, the hot path, come first.
+    for module in (records, subjects, shards, moves, audit, health):
         app.include_router(module.router)
     return app
