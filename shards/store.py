@@ -304,10 +304,14 @@ class RecordStore:
         return inserted
 
     async def placement(self, subject_id: str) -> SubjectPlacement:
-        async def read(p: Placement, shard: Shard) -> SubjectPlacement:
-            return self._placement_view(subject_id, p)
-
-        return await self._on_home(subject_id, read, writing=False)
+        """Where the subject lives, on the catalog's word: this answer touches no shard that
+        could refuse a stale cache entry (another process, say `domicile move`, may have moved
+        the subject), so it skips the cache."""
+        validate_subject_id(subject_id)
+        placement = await self.directory.resolve(self.pseudonyms.subject(subject_id), fresh=True)
+        if placement is None or placement.state == PENDING:
+            raise SubjectNotFound()
+        return self._placement_view(subject_id, placement)
 
     async def erase(self, subject_id: str, actor: Actor) -> int:
         """Right to erasure: every record and the subject itself. Returns records removed."""

@@ -8,6 +8,7 @@ import json
 import pytest
 
 from router.runtime import open_runtime
+from shards.moves import Mover
 from tests.conftest import Api, Deployment, start_api
 from tests.ops.conftest import assert_settled, audit_events, cli, seed, set_policy, views
 
@@ -126,3 +127,29 @@ async def test_move_command(two_homes: Deployment) -> None:
     listed = await cli(dep.config, "moves", "list", "--all", "--format", "json")
     [journal] = json.loads(listed.stdout)["moves"]
     assert (journal["state"], journal["reason"], journal["records"]) == ("done", "move", 3)
+
+
+async def test_a_move_by_another_process_is_seen_by_a_serving_router(
+    deployment: Deployment,
+) -> None:
+    """The router's cache knows nothing of a move made elsewhere (as by `domicile move`):
+    placement answers, reads and writes all follow the subject to its new home."""
+    set_policy(deployment.config, "EU", ["eu-fra", "us-east"])
+    async for api in start_api(deployment.settings()):
+        placed = (await api.register("hans", "DE")).json()["shard"]
+        other = "us-east-1" if placed == "eu-fra-1" else "eu-fra-1"
+        await api.put("hans", "profile", "main", {"v": 1})
+        assert (await api.request("GET", "/v1/subjects/hans")).json()["shard"] == placed
+        async with open_runtime(deployment.settings()) as elsewhere:
+            mover = Mover(
+                elsewhere.settings.topology,
+                elsewhere.registry,
+                elsewhere.directory,
+                elsewhere.pseudonyms,
+            )
+            await mover.move_subject("hans", other)
+        assert (await api.request("GET", "/v1/subjects/hans")).json()["shard"] == other
+        got = await api.request("GET", "/v1/subjects/hans/records/profile/main")
+        assert got.headers["X-Domicile-Shard"] == other
+        written = await api.put("hans", "profile", "main", {"v": 2})
+        assert written.json()["shard"] == other
