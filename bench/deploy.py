@@ -32,8 +32,12 @@ from router.config import load_settings
 from router.runtime import open_runtime
 from shards.engines import create_engine
 from shards.placement import choose_home
+from shards.schema import records as records_table
 from shards.schema_runner import CATALOG_HISTORY, SHARD_HISTORY, migrate
 from shards.store import encode_data
+
+#: The records table's columns, in the order rows are built for COPY.
+RECORD_COLUMNS = [column.name for column in records_table.columns]
 
 T = TypeVar("T")
 
@@ -247,17 +251,7 @@ async def _seed(dep: Deployment) -> None:
             db,
             "records",
             records[shard],
-            [
-                "pseudonym",
-                "collection",
-                "key",
-                "data",
-                "version",
-                "jurisdiction",
-                "content_sha256",
-                "created_at",
-                "updated_at",
-            ],
+            RECORD_COLUMNS,
         )
     rows = [
         (sid, COLLECTION, KEY, orjson.dumps(record_body(i)).decode(), 1, now)

@@ -33,6 +33,7 @@ from typing import Any
 import asyncpg
 
 from audit.events import Actor
+from bench.deploy import RECORD_COLUMNS
 from router.config import load_settings
 from router.runtime import open_runtime
 from shards.catalog import ACTIVE
@@ -126,17 +127,7 @@ async def load_data(setup: Setup, dsn: str, databases: dict[str, str]) -> None:
         await source.copy_records_to_table(
             "records",
             records=record_rows,
-            columns=[
-                "pseudonym",
-                "collection",
-                "key",
-                "data",
-                "version",
-                "jurisdiction",
-                "content_sha256",
-                "created_at",
-                "updated_at",
-            ],
+            columns=RECORD_COLUMNS,
         )
         await catalog.copy_records_to_table(
             "directory",
