@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import and_, bindparam, insert, or_, select, update
+from sqlalchemy import and_, bindparam, insert, or_, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -33,6 +33,14 @@ from shards.schema import audit_checkpoints, audit_entries, audit_nodes, audit_s
 #: Entries integrated per transaction: bounds how long the integrator holds the log's lock.
 INTEGRATE_BATCH = 4096
 _STATE_ID = 1
+
+
+#: PostgreSQL numbers a batch in one statement; row-by-row updates cost ~20 us per entry.
+_NUMBER_PG = text(
+    "UPDATE audit_entries AS e SET idx = v.new_idx"
+    " FROM unnest(CAST(:ids AS bigint[]), CAST(:idxs AS bigint[])) AS v(row_id, new_idx)"
+    " WHERE e.id = v.row_id"
+)
 
 
 class ProofRangeError(ValueError):
@@ -122,12 +130,21 @@ class ShardLog:
                         {"level": level, "idx": idx, "hash": digest}
                         for (level, idx), digest in tree.append(leaf_hash(bytes(row.leaf)))
                     )
-                await conn.execute(
-                    update(audit_entries)
-                    .where(audit_entries.c.id == bindparam("row_id"))
-                    .values(idx=bindparam("new_idx")),
-                    indices,
-                )
+                if conn.dialect.name == "postgresql":
+                    await conn.execute(
+                        _NUMBER_PG,
+                        {
+                            "ids": [i["row_id"] for i in indices],
+                            "idxs": [i["new_idx"] for i in indices],
+                        },
+                    )
+                else:
+                    await conn.execute(
+                        update(audit_entries)
+                        .where(audit_entries.c.id == bindparam("row_id"))
+                        .values(idx=bindparam("new_idx")),
+                        indices,
+                    )
                 await conn.execute(insert(audit_nodes), nodes)
                 await conn.execute(update(audit_state).values(size=tree.size))
             if len(pending) < batch:
