@@ -46,6 +46,17 @@ class HistoryEntry:
     proof: list[bytes]  # inclusion proof against the log's checkpoint in the same answer
 
 
+#: How long shutdown waits for a round of background work before cancelling it.
+STOP_GRACE = 5.0
+
+
+async def _pause(stopping: asyncio.Event, seconds: float) -> bool:
+    """Sleep ``seconds`` or until stopping; True when stopping."""
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(stopping.wait(), timeout=seconds)
+    return stopping.is_set()
+
+
 class AuditService:
     def __init__(
         self,
@@ -137,31 +148,37 @@ class AuditService:
                 log.info("audit log %s: background integration resumed", name)
                 self._failing.discard(name)
 
-    async def _integrate_forever(self) -> None:
-        while True:
+    async def _integrate_forever(self, stopping: asyncio.Event) -> None:
+        while not stopping.is_set():
             await self.tick()
-            await asyncio.sleep(INTEGRATE_EVERY)
+            await _pause(stopping, INTEGRATE_EVERY)
 
-    async def _archive_forever(self, archiver: Archiver) -> None:
+    async def _archive_forever(self, archiver: Archiver, stopping: asyncio.Event) -> None:
         # Its own task: a slow or unreachable S3 must not hold up integration.
-        while True:
-            await asyncio.sleep(ARCHIVE_EVERY)
+        while not await _pause(stopping, ARCHIVE_EVERY):
             await archiver.archive_all()
 
     @asynccontextmanager
     async def running(self) -> AsyncIterator[None]:
         """Run the background work while the context is open (a server's lifespan)."""
-        tasks = [asyncio.create_task(self._integrate_forever(), name="domicile-audit-integrate")]
+        stopping = asyncio.Event()
+        tasks = [
+            asyncio.create_task(self._integrate_forever(stopping), name="domicile-audit-integrate")
+        ]
         if self.archiver is not None:
             tasks.append(
                 asyncio.create_task(
-                    self._archive_forever(self.archiver), name="domicile-audit-archive"
+                    self._archive_forever(self.archiver, stopping), name="domicile-audit-archive"
                 )
             )
         try:
             yield
         finally:
-            for task in tasks:
+            # Let the loops finish their round rather than cancel them mid-transaction: a
+            # cancelled SQLite write can leave its lock behind until the connection is collected.
+            stopping.set()
+            _, late = await asyncio.wait(tasks, timeout=STOP_GRACE)
+            for task in late:
                 task.cancel()
             for task in tasks:
                 with contextlib.suppress(asyncio.CancelledError):

@@ -274,7 +274,7 @@ async def query_shard(dep: Deployment, shard: str, sql: str, *args: Any) -> list
         import sqlite3
 
         path = url.split("///", 1)[1]
-        with sqlite3.connect(path) as conn:
+        with sqlite3.connect(path, timeout=30) as conn:
             return [tuple(r) for r in conn.execute(sql.replace("$1", "?").replace("$2", "?"), args)]
     conn = await asyncpg.connect(url.replace("postgresql+asyncpg", "postgresql"))
     try:
