@@ -30,6 +30,7 @@ import uvloop
 from audit.events import Actor
 from router.config import load_settings
 from router.runtime import open_runtime
+from shards.catalog_schema import directory as directory_table
 from shards.engines import create_engine
 from shards.placement import choose_home
 from shards.schema import records as records_table
@@ -38,6 +39,7 @@ from shards.store import encode_data
 
 #: The records table's columns, in the order rows are built for COPY.
 RECORD_COLUMNS = [column.name for column in records_table.columns]
+DIRECTORY_COLUMNS = [column.name for column in directory_table.columns]
 
 T = TypeVar("T")
 
@@ -222,15 +224,7 @@ async def _seed(dep: Deployment) -> None:
         dep.catalog_db,
         "directory",
         directory,
-        [
-            "pseudonym",
-            "jurisdiction",
-            "shard",
-            "placement_version",
-            "state",
-            "created_at",
-            "updated_at",
-        ],
+        DIRECTORY_COLUMNS,
     )
     for shard, db in dep.shard_dbs.items():
         await _copy(

@@ -33,7 +33,7 @@ from typing import Any
 import asyncpg
 
 from audit.events import Actor
-from bench.deploy import RECORD_COLUMNS
+from bench.deploy import DIRECTORY_COLUMNS, RECORD_COLUMNS
 from router.config import load_settings
 from router.runtime import open_runtime
 from shards.catalog import ACTIVE
@@ -132,15 +132,7 @@ async def load_data(setup: Setup, dsn: str, databases: dict[str, str]) -> None:
         await catalog.copy_records_to_table(
             "directory",
             records=directory_rows,
-            columns=[
-                "pseudonym",
-                "jurisdiction",
-                "shard",
-                "placement_version",
-                "state",
-                "created_at",
-                "updated_at",
-            ],
+            columns=DIRECTORY_COLUMNS,
         )
         await source.execute("ANALYZE")
         await catalog.execute("ANALYZE")

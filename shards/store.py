@@ -396,6 +396,7 @@ class RecordStore:
         stored = encode_data(data)
         digest = content_digest(stored)
         body = stored.decode()
+        record_pseudonym = self.pseudonyms.record(subject_id, collection, key)
 
         async def put_on(p: Placement, shard: Shard) -> StoredRecord:
             now = _now()
@@ -408,7 +409,7 @@ class RecordStore:
                     actor,
                     subject=p.pseudonym,
                     jurisdiction=p.jurisdiction,
-                    record=self.pseudonyms.record(subject_id, collection, key),
+                    record=record_pseudonym,
                     content_sha256=digest,
                 )
                 row = await pool.fetchrow(
@@ -477,7 +478,7 @@ class RecordStore:
                     actor,
                     subject=p.pseudonym,
                     jurisdiction=p.jurisdiction,
-                    record=self.pseudonyms.record(subject_id, collection, key),
+                    record=record_pseudonym,
                     content_sha256=digest,
                     version=version,
                 )
