@@ -11,6 +11,7 @@ from fastapi import APIRouter, Header, Query, Request
 from starlette.responses import Response
 
 from router.api.common import actor_of, parse_if_match, read_json_object
+from router.api.direct import DirectRoute
 from router.api.models import RecordList, RecordMeta, RecordOut, errors
 from router.auth import RecordsRead, authorize
 from router.errors import ApiError
@@ -18,13 +19,15 @@ from router.responses import JSONResponse
 from router.state import runtime_of
 from shards.store import StoredRecord
 
-router = APIRouter(prefix="/v1/subjects/{subject_id}/records", tags=["records"])
+PREFIX = "/v1/subjects/{subject_id}/records"
 
-# The single-record routes check the key with ``authorize`` as their first statement, not as a
-# ``RecordsRead``/``RecordsWrite`` dependency: the same check, but FastAPI's dependency machinery
-# costs 9-20 us per request, a few percent of a point read (bench/RESULTS.md). Their parameters
-# cannot fail validation, so a bad key is still answered first; the list route, whose query
-# parameters can, keeps the dependency for that.
+# The single-record routes are the hot path: ``DirectRoute``s (no per-request dependency
+# resolution; their parameters cannot fail validation), added to the app itself rather than
+# through an included router, whose matching costs 20-25 us a request (bench/RESULTS.md). They
+# check the key with ``authorize`` as their first statement, so a bad key is answered first;
+# the list route, whose query parameters can fail validation, keeps the dependency for that.
+hot_router = APIRouter(prefix=PREFIX, tags=["records"], route_class=DirectRoute)
+router = APIRouter(prefix=PREFIX, tags=["records"])
 
 _PUT_BODY = {
     "requestBody": {
@@ -67,7 +70,7 @@ def _headers(record: StoredRecord) -> dict[str, str]:
     }
 
 
-@router.put(
+@hot_router.put(
     "/{collection}/{key}",
     operation_id="put_record",
     response_model=RecordMeta,
@@ -90,7 +93,7 @@ async def put_record(
     return JSONResponse(_meta(record), headers=_headers(record))
 
 
-@router.get(
+@hot_router.get(
     "/{collection}/{key}",
     operation_id="get_record",
     response_model=RecordOut,
@@ -102,7 +105,7 @@ async def get_record(subject_id: str, collection: str, key: str, request: Reques
     return JSONResponse(_with_data(record), headers=_headers(record))
 
 
-@router.delete(
+@hot_router.delete(
     "/{collection}/{key}",
     operation_id="delete_record",
     status_code=204,
