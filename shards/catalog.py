@@ -22,7 +22,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from shards.catalog_schema import api_keys, directory, moves, shard_migrations
-from shards.engines import create_engine, transaction
+from shards.engines import create_engine, statement_pool, transaction
 from shards.errors import CatalogUnavailable, DomicileError
 
 SCOPES: frozenset[str] = frozenset(
@@ -30,6 +30,19 @@ SCOPES: frozenset[str] = frozenset(
 )
 
 PENDING, ACTIVE, MOVING = "pending", "active", "moving"
+
+# A placement's columns, in the order of ``Placement``'s fields.
+_PLACEMENT = (
+    directory.c.pseudonym,
+    directory.c.jurisdiction,
+    directory.c.shard,
+    directory.c.placement_version,
+    directory.c.state,
+)
+_GET_PG = (
+    "SELECT pseudonym, jurisdiction, shard, placement_version, state FROM directory"
+    " WHERE pseudonym = $1"
+)
 
 
 @dataclass(frozen=True)
@@ -188,15 +201,18 @@ class Catalog:
     # -- directory ---------------------------------------------------------------------------
 
     async def get(self, pseudonym: str) -> Placement | None:
-        async with self._tx(write=False) as conn:
-            row = (
-                await conn.execute(select(directory).where(directory.c.pseudonym == pseudonym))
-            ).first()
-        if row is None:
-            return None
-        return Placement(
-            row.pseudonym, row.jurisdiction, row.shard, row.placement_version, row.state
-        )
+        """A directory cache miss lands here: on PostgreSQL one prepared statement, as the
+        shard's point read, without SQLAlchemy's transaction around it."""
+        pool = statement_pool(self.engine)
+        row: Any
+        if pool is not None:
+            row = await pool.fetchrow(_GET_PG, pseudonym, unavailable=CatalogUnavailable)
+        else:
+            async with self._tx(write=False) as conn:
+                row = (
+                    await conn.execute(select(*_PLACEMENT).where(_PLACEMENT[0] == pseudonym))
+                ).first()
+        return None if row is None else Placement(*row)
 
     async def reserve(self, pseudonym: str, jurisdiction: str, shard: str) -> Placement:
         """Insert a pending placement, or return the one a concurrent or earlier attempt made."""
