@@ -141,11 +141,11 @@ def targets(facts: Facts) -> list[Target]:
             f"{_http(facts, 'W1/baseline', 'server_cpu_us'):.0f} us, and its PostgreSQL "
             f"backends {_http(facts, 'W1/domicile', 'database_cpu_us'):.0f} us against "
             f"{_http(facts, 'W1/baseline', 'database_cpu_us'):.0f} us, on the same two cores. "
-            "The server's extra is FastAPI's routing through domicile's six included routers "
-            "(B has two routes on the app itself), the API-key check, request id and Prometheus "
-            "metrics, the subject's pseudonym and the directory lookup; PostgreSQL's extra is "
-            "the fence row read with the record, in three databases rather than one. See "
-            "'Where the time goes'.",
+            "The server's extra is the API-key check, request id and Prometheus metrics, the "
+            "subject's pseudonym and the directory lookup (FastAPI's per-request dependency "
+            "resolution, which B pays, is skipped on the hot routes); PostgreSQL's extra is the "
+            "fence row read with the record, in three databases with ten connections each "
+            "rather than one with ten. See 'Where the time goes'.",
         )
     )
     w2 = _rps_ratio(facts, "W2")
@@ -493,7 +493,9 @@ What changed, and what it bought:
    the record, and a put one statement that locks the fence row `FOR SHARE`, upserts only if it
    says `home` and inserts the audit entry with the new version spliced into its leaf. Both run
    on a small pool of raw asyncpg connections whose checkout is a list pop (asyncpg's own pool
-   costs about 30 us per checkout). `RecordStore.get` 683 -> 70 us of CPU, `RecordStore.put`
+   costs about 30 us per checkout), each statement through its own `PreparedStatement` (5 us
+   less than the connection's statement cache; re-prepared if a migration changes a table under
+   it). A directory cache miss reads the catalog the same way. `RecordStore.get` 683 -> 70 us of CPU, `RecordStore.put`
    2,317 -> 218 us (medians of 5 interleaved repeats). Over HTTP, before the changes below: W1
    about 950 -> 2,600 req/s (server CPU 820-1,050 -> 310-330 us per read), W2 about 330 ->
    1,100 req/s (2,200-2,600 -> 580-820 us per write).
@@ -501,8 +503,14 @@ What changed, and what it bought:
    Every full collection walked the hundreds of thousands of long-lived objects of SQLAlchemy,
    alembic, pydantic and FastAPI. W1 server CPU 425 -> 313 us per read, 1,468 -> 2,044 req/s;
    the baseline gained as much (402 -> 306 us).
-3. **The request around it** (`router/`): the API key is checked by a plain call rather than a
-   FastAPI sub-dependency on the single-record routes (9-20 us per request); Prometheus children
+3. **The request around it** (`router/`): the single-record routes are `DirectRoute`s
+   (`router/api/direct.py`) added to the app itself. FastAPI 0.165 matches a request through a
+   wrapper per included router, and resolves every parameter through its dependency machinery
+   (two exit stacks, pydantic validation of each path parameter, a second exception wrapper);
+   these routes take only the `Request`, `str` path parameters and optional `str` headers, which
+   cannot fail validation, so the route calls the endpoint directly and OpenAPI still documents
+   it. W1 server CPU 437 -> 280 us per read in an A/B run (B: 300 us), W2 527 -> 409 us. The API
+   key is checked by a plain call rather than a sub-dependency; Prometheus children
    are looked up once per route, not by `labels()` per request; the request id comes from
    `os.urandom` rather than a `UUID` object; a read's body embeds the stored JSON with
    `orjson.Fragment`. Key verification is single-flight: when a cached key expired under load,
@@ -522,10 +530,6 @@ What changed, and what it bought:
 
 Where the rest goes, and what would help next (files with other owners, not changed here):
 
-- **FastAPI routing**: 0.165 matches a request through every included router before it, and
-  the selected one twice: a route in the second of six routers costs 20-25 us more than a route
-  on the app (a micro-benchmark: 54 against 80 us per request). Including the records router
-  first saves about 5 us; adding the two hot routes to the app directly, about 25 us.
 - **`audit.log.ShardLog.has_pending`**: `WHERE idx IS NULL LIMIT 1` turns into a sequential scan
   of every entry when statistics are stale (31 ms at 109k entries), and otherwise walks the dead
   entries the pending index gathers between vacuums. A probe by primary key above the last
@@ -533,6 +537,4 @@ Where the rest goes, and what would help next (files with other owners, not chan
 - **`audit.log.ShardLog.integrate`**: one `UPDATE ... FROM unnest($1, $2)` instead of an
   executemany of single-row updates (12-28 us of server CPU and about 20 us of PostgreSQL per
   entry now).
-- **`shards.catalog.Catalog.get`**, W4's cold path (1.2 ms of server CPU per cold read against
-  0.4 ms warm): the one-statement treatment of the shard read.
 - **`shards.pseudonym`**: the one-shot `hmac.digest` (3.0 -> 2.2 us per pseudonym)."""
