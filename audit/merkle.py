@@ -10,8 +10,8 @@ forever. Proofs are planned as lists of such IDs (O(log n) lookups), and the few
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Final
 
 NodeId = tuple[int, int]
@@ -67,6 +67,15 @@ def _cover(begin: int, end: int) -> list[NodeId]:
         ids.append((level, begin >> level))
         begin += 1 << level
     return ids
+
+
+@dataclass
+class NodeColumns:
+    """Nodes as parallel columns (level, index, hash): the shape of a multi-row INSERT."""
+
+    levels: list[int] = field(default_factory=list)
+    indices: list[int] = field(default_factory=list)
+    hashes: list[bytes] = field(default_factory=list)
 
 
 def range_node_ids(size: int) -> list[NodeId]:
@@ -129,6 +138,35 @@ class CompactRange:
         self._hashes.append(current)
         self._size += 1
         return completed
+
+    def extend(self, leaf_hashes: Iterable[bytes], completed: NodeColumns | None = None) -> None:
+        """Add many leaves, as ``append`` does one by one; each node they complete (leaves
+        included) goes to ``completed`` if given. About twice as fast per leaf as ``append``,
+        which matters to integration and verification, where it runs for every entry."""
+        stack = self._hashes
+        size = self._size
+        sha256 = hashlib.sha256
+        try:
+            for current in leaf_hashes:
+                if len(current) != HASH_SIZE:
+                    raise ValueError(f"leaf hash must be {HASH_SIZE} bytes, got {len(current)}")
+                if completed is not None:
+                    completed.levels.append(0)
+                    completed.indices.append(size)
+                    completed.hashes.append(current)
+                index, level = size, 0
+                while index & 1:
+                    current = sha256(_NODE_PREFIX + stack.pop() + current).digest()
+                    index >>= 1
+                    level += 1
+                    if completed is not None:
+                        completed.levels.append(level)
+                        completed.indices.append(index)
+                        completed.hashes.append(current)
+                stack.append(current)
+                size += 1
+        finally:
+            self._size = size
 
     def root(self) -> bytes:
         return _fold(self._hashes) if self._hashes else EMPTY_ROOT

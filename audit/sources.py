@@ -10,7 +10,7 @@ import json
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
 
 from audit.archive import (
@@ -53,15 +53,15 @@ class DatabaseSource:
 
     async def leaves(
         self, log: str, start: int, end: int
-    ) -> AsyncIterator[list[tuple[int, bytes]]]:
+    ) -> AsyncIterator[Sequence[tuple[int, bytes]]]:
         while start < end:
             try:
-                page = await self._logs[log].entries(start, min(end, start + DB_PAGE))
+                page = await self._logs[log].leaves(start, min(end, start + DB_PAGE))
             except Unavailable as exc:
                 raise SourceError(str(exc)) from None
             if not page:
                 return
-            yield [(entry.index, entry.leaf) for entry in page]
+            yield page
             start += DB_PAGE
 
     async def consistency_proof(self, log: str, first: int, second: int) -> list[bytes] | None:

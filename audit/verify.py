@@ -12,7 +12,7 @@ from __future__ import annotations
 import base64
 import json
 import os
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -35,7 +35,7 @@ class LogSource(Protocol):
     async def checkpoints(self, log: str) -> list[str]:
         """Signed checkpoint notes of the log (any order)."""
 
-    def leaves(self, log: str, start: int, end: int) -> AsyncIterator[list[tuple[int, bytes]]]:
+    def leaves(self, log: str, start: int, end: int) -> AsyncIterator[Sequence[tuple[int, bytes]]]:
         """Batches of (index, leaf), in index order from ``start``; stops early where entries
         run out."""
 
@@ -176,7 +176,8 @@ class _LogCheck:
     ) -> tuple[CompactRange, int]:
         """Rebuild the tree from the entries up to the largest signed size, comparing the root
         at each; returns the tree and the largest size that matched. Stops at a gap, at the
-        first mismatch, or at the end."""
+        first mismatch, or at the end. Works a batch at a time (an index check, the leaf hashes,
+        then the tree up to each signed size): per entry in Python, it ran at half the speed."""
         tree = CompactRange()
         good = 0
         if not sizes:
@@ -184,18 +185,22 @@ class _LogCheck:
         pending = iter(sizes)
         want = next(pending)
         async for batch in self.source.leaves(self.log, 0, sizes[-1]):
-            for index, leaf in batch:
-                if index != tree.size:
-                    return tree, good
-                digest = leaf_hash(leaf)
-                self.hashes += digest
-                tree.append(digest)
+            intact = _in_order(batch, tree.size)
+            digests = [leaf_hash(leaf) for _, leaf in batch[:intact]]
+            done = 0
+            while done < intact:
+                step = digests[done : done + want - tree.size]
+                done += len(step)
+                self.hashes += b"".join(step)
+                tree.extend(step)
                 if tree.size == want:
                     if tree.root() != expected[want]:
                         return tree, good
                     good, want = want, next(pending, 0)
                     if not want:
                         return tree, good
+            if intact < len(batch):
+                return tree, good
             if self.progress is not None:
                 self.progress(self.log, tree.size, sizes[-1])
         return tree, good
@@ -249,6 +254,14 @@ class _LogCheck:
             else:
                 up = mid
         return self.fail(f"does not match the signed checkpoint of size {hi}", lo)
+
+
+def _in_order(batch: Sequence[tuple[int, bytes]], start: int) -> int:
+    """How many entries at the head of ``batch`` have the indices ``start``, ``start + 1``..."""
+    indices = [index for index, _ in batch]
+    if indices == list(range(start, start + len(indices))):
+        return len(indices)
+    return next(n for n, index in enumerate(indices) if index != start + n)
 
 
 def _claimed_size(note: str) -> str:

@@ -5,8 +5,18 @@ at a large tree, verification rate.
     python -m bench.audit --backend postgres    # a throw-away database on 127.0.0.1:5432
     python -m bench.audit --size 100000         # quicker
 
-Goals (issue 3): append >= 10k entries/s, inclusion proof < 5 ms at 1M entries, verification
->= 100k leaves/s.
+Goals (issues 3 and 5, W6): append >= 10k entries/s, inclusion proof < 5 ms at 1M entries,
+verification >= 100k leaves/s.
+
+Appends are measured on the paths production uses, each entry with its own subject pseudonym
+(so every index of the log is written), each transaction committed durably:
+
+- one entry per transaction, ``--writers`` concurrently: on PostgreSQL one statement through
+  the shard's statement pool, the entry insert of a record write's single statement
+  (``shards.store``) without the record; on SQLite ``append_entry`` in a write transaction;
+- ``append_entries``, ``--batch`` entries per transaction: a move's or bulk change's entries;
+- ``append_entry`` through SQLAlchemy, one transaction each, ``--writers`` concurrently: the
+  other events (registration, deletion, erasure, schema change).
 """
 
 from __future__ import annotations
@@ -19,23 +29,23 @@ import statistics
 import tempfile
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 
 import asyncpg
-from sqlalchemy import insert
+from sqlalchemy import text
 
 from audit.events import RECORD_PUT, Actor, LogSite, make_leaf
 from audit.log import ShardLog
 from audit.note import Signer
 from audit.sources import DatabaseSource
 from audit.verify import verify_log
-from shards.auditlog import append_entry
-from shards.engines import create_engine
+from shards.auditlog import Change, append_entries, append_entry, site_of
+from shards.engines import create_engine, statement_pool
+from shards.errors import ShardUnavailable
 from shards.policy import Region, ShardSpec
 from shards.registry import Shard
-from shards.schema import audit_entries
 from shards.schema_runner import SHARD_HISTORY, migrate
 
 REGION = Region("eu-fra", "DE")
@@ -44,16 +54,32 @@ ACTOR = Actor(key_id="0123456789abcdef", request_id="0" * 32)
 ORIGIN_KEY = "domicile/bench"
 
 
-def leaf(n: int) -> bytes:
-    return make_leaf(
-        SITE,
+# The entry half of ``shards.store``'s one-statement put.
+APPEND_ONE_PG = "INSERT INTO audit_entries (leaf, subject) VALUES ($1, $2)"
+FLOOR_PG = "INSERT INTO bench_floor VALUES ($1)"
+
+
+def change(n: int) -> Change:
+    return Change(
         RECORD_PUT,
-        ACTOR,
         subject=secrets.token_hex(32),
         jurisdiction="DE",
-        record=secrets.token_hex(32),
-        content_sha256=secrets.token_hex(32),
-        version=n,
+        fields={
+            "record": secrets.token_hex(32),
+            "content_sha256": secrets.token_hex(32),
+            "version": n,
+        },
+    )
+
+
+def leaf(shard: Shard, one: Change) -> bytes:
+    return make_leaf(
+        site_of(shard),
+        one.event,
+        ACTOR,
+        subject=one.subject,
+        jurisdiction=one.jurisdiction,
+        **one.fields,
     )
 
 
@@ -85,43 +111,91 @@ def rate(count: int, seconds: float) -> str:
     return f"{count / seconds:,.0f}/s ({count:,} in {seconds:.2f} s)"
 
 
-async def bench_append(shard: Shard, count: int, writers: int) -> None:
-    """One entry per transaction (as a record write appends it), ``writers`` concurrently."""
-    leaves = [leaf(n) for n in range(count)]
+async def concurrently(writers: int, count: int, one: Callable[[int], Awaitable[None]]) -> float:
+    """Seconds for ``writers`` tasks to run ``one(n)`` for every n below ``count`` between them."""
 
-    async def writer(part: list[bytes]) -> None:
-        for one in part:
-            async with shard.write() as conn:
-                await conn.execute(insert(audit_entries).values(leaf=one, subject=None))
+    async def writer(w: int) -> None:
+        for n in range(w, count, writers):
+            await one(n)
 
     started = time.perf_counter()
-    await asyncio.gather(*(writer(leaves[w::writers]) for w in range(writers)))
-    elapsed = time.perf_counter() - started
-    print(f"append, 1 entry per transaction, {writers} writers: {rate(count, elapsed)}")
+    await asyncio.gather(*(writer(w) for w in range(writers)))
+    return time.perf_counter() - started
 
-    async with shard.write() as conn:  # the append path proper, batched as a bulk import
-        started = time.perf_counter()
-        for _ in range(count):
-            await append_entry(conn, shard, RECORD_PUT, ACTOR, subject=None, jurisdiction="DE")
-    print(f"append_entry in one transaction: {rate(count, time.perf_counter() - started)}")
+
+async def bench_append(shard: Shard, count: int, writers: int, batch: int) -> None:
+    changes = [change(n) for n in range(count)]
+    pool = statement_pool(shard.engine)
+
+    async def statement(n: int) -> None:
+        assert pool is not None
+        one = changes[n]
+        await pool.fetchrow(
+            APPEND_ONE_PG,
+            leaf(shard, one),
+            one.subject,
+            unavailable=lambda: ShardUnavailable(shard.name),
+        )
+
+    async def transaction(n: int) -> None:
+        one = changes[n]
+        async with shard.write() as conn:
+            await append_entry(
+                conn,
+                shard,
+                one.event,
+                ACTOR,
+                subject=one.subject,
+                jurisdiction=one.jurisdiction,
+                **one.fields,
+            )
+
+    path = "one statement through the statement pool" if pool else "append_entry"
+    elapsed = await concurrently(writers, count, statement if pool else transaction)
+    print(f"append, 1 entry per transaction, {writers} writers, {path}: {rate(count, elapsed)}")
+    if pool:  # what the server commits at most, one durable transaction each, log or no log
+
+        async def floor(n: int) -> None:
+            assert pool is not None
+            await pool.fetchrow(FLOOR_PG, n, unavailable=lambda: ShardUnavailable(shard.name))
+
+        async with shard.write() as conn:
+            await conn.execute(text("CREATE TABLE bench_floor (n integer)"))
+        elapsed = await concurrently(writers, count, floor)
+        print(f"floor: 1-row INSERT, table without indexes, same writers: {rate(count, elapsed)}")
+
+    started = time.perf_counter()
+    for start in range(0, count, batch):
+        async with shard.write() as conn:
+            await append_entries(conn, shard, ACTOR, changes[start : start + batch])
+    elapsed = time.perf_counter() - started
+    print(f"append_entries, {batch} entries per transaction: {rate(count, elapsed)}")
+
+    if pool:  # on SQLite the first figure is this one
+        elapsed = await concurrently(writers, count, transaction)
+        figure = rate(count, elapsed)
+        print(f"append_entry (SQLAlchemy), 1 per transaction, {writers} writers: {figure}")
 
 
 async def fill(shard: Shard, size: int) -> None:
     started = time.perf_counter()
     batch = 20_000
     for start in range(0, size, batch):
-        rows = [{"leaf": leaf(n), "subject": None} for n in range(start, min(size, start + batch))]
         async with shard.write() as conn:
-            await conn.execute(insert(audit_entries), rows)
+            await append_entries(
+                conn, shard, ACTOR, [change(n) for n in range(start, min(size, start + batch))]
+            )
     print(f"bulk load of leaves: {rate(size, time.perf_counter() - started)}")
 
 
-async def main(backend: str, size: int, pg_admin: str, writers: int, appends: int) -> None:
+async def main(
+    backend: str, size: int, pg_admin: str, writers: int, appends: int, batch: int
+) -> None:
     async with bench_shard(backend, pg_admin) as shard:
         await migrate(shard.engine, SHARD_HISTORY, "upgrade", "head")
         log = ShardLog(shard)
         print(f"backend {backend}, tree of {size:,} entries")
-        await bench_append(shard, appends, writers)
+        await bench_append(shard, appends, writers, batch)
         integrated = await log.integrate()
         await fill(shard, size - integrated)
         started = time.perf_counter()
@@ -157,10 +231,13 @@ if __name__ == "__main__":
     parser.add_argument("--size", type=int, default=1_000_000, help="entries in the tree")
     parser.add_argument("--appends", type=int, default=20_000, help="entries for the append test")
     parser.add_argument("--writers", type=int, default=16, help="concurrent appending writers")
+    parser.add_argument("--batch", type=int, default=1000, help="entries per append_entries")
     parser.add_argument(
         "--pg-admin",
         default="postgresql://postgres@127.0.0.1:5432/postgres",
         help="PostgreSQL server to create the throw-away database on",
     )
     args = parser.parse_args()
-    asyncio.run(main(args.backend, args.size, args.pg_admin, args.writers, args.appends))
+    asyncio.run(
+        main(args.backend, args.size, args.pg_admin, args.writers, args.appends, args.batch)
+    )

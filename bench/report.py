@@ -495,10 +495,10 @@ What changed, and what it bought:
    on a small pool of raw asyncpg connections whose checkout is a list pop (asyncpg's own pool
    costs about 30 us per checkout), each statement through its own `PreparedStatement` (5 us
    less than the connection's statement cache; re-prepared if a migration changes a table under
-   it). A directory cache miss reads the catalog the same way. `RecordStore.get` 683 -> 70 us of CPU, `RecordStore.put`
-   2,317 -> 218 us (medians of 5 interleaved repeats). Over HTTP, before the changes below: W1
-   about 950 -> 2,600 req/s (server CPU 820-1,050 -> 310-330 us per read), W2 about 330 ->
-   1,100 req/s (2,200-2,600 -> 580-820 us per write).
+   it). A directory cache miss reads the catalog the same way. `RecordStore.get` 683 -> 70 us
+   of CPU, `RecordStore.put` 2,317 -> 218 us (medians of 5 interleaved repeats). Over HTTP,
+   before the changes below: W1 about 950 -> 2,600 req/s (server CPU 820-1,050 -> 310-330 us
+   per read), W2 about 330 -> 1,100 req/s (2,200-2,600 -> 580-820 us per write).
 2. **`gc.freeze()` once the app is built** (`domicile serve`; the baseline does the same).
    Every full collection walked the hundreds of thousands of long-lived objects of SQLAlchemy,
    alembic, pydantic and FastAPI. W1 server CPU 425 -> 313 us per read, 1,468 -> 2,044 req/s;

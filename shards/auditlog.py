@@ -4,14 +4,32 @@ commits exactly when its change does. Leaf indices are assigned later by the log
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import insert
+from sqlalchemy import insert, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from audit.events import Actor, LogSite, make_leaf
 from shards.registry import Shard
 from shards.schema import audit_entries
+
+# A batch in one statement: an executemany sends and executes a statement per row.
+_APPEND_MANY_PG = text(
+    "INSERT INTO audit_entries (leaf, subject)"
+    " SELECT * FROM unnest(CAST(:leaves AS bytea[]), CAST(:subjects AS text[]))"
+)
+
+
+@dataclass(frozen=True)
+class Change:
+    """What one entry of ``append_entries`` records: ``append_entry``'s arguments."""
+
+    event: str
+    subject: str | None
+    jurisdiction: str | None
+    fields: Mapping[str, Any] = field(default_factory=dict)
 
 
 def site_of(shard: Shard) -> LogSite:
@@ -32,6 +50,35 @@ async def append_entry(
         site_of(shard), event, actor, subject=subject, jurisdiction=jurisdiction, **fields
     )
     await conn.execute(insert(audit_entries).values(leaf=leaf, subject=subject))
+
+
+async def append_entries(
+    conn: AsyncConnection, shard: Shard, actor: Actor, changes: Iterable[Change]
+) -> int:
+    """Append one entry per change, in order, with one statement; returns how many."""
+    site = site_of(shard)
+    leaves: list[bytes] = []
+    subjects: list[str | None] = []
+    for change in changes:
+        leaves.append(
+            make_leaf(
+                site,
+                change.event,
+                actor,
+                subject=change.subject,
+                jurisdiction=change.jurisdiction,
+                **change.fields,
+            )
+        )
+        subjects.append(change.subject)
+    if not leaves:
+        return 0
+    if conn.dialect.name == "postgresql":
+        await conn.execute(_APPEND_MANY_PG, {"leaves": leaves, "subjects": subjects})
+    else:  # SQLite runs an executemany as fast as one statement, and has no arrays
+        rows = [{"leaf": leaf, "subject": s} for leaf, s in zip(leaves, subjects, strict=True)]
+        await conn.execute(insert(audit_entries), rows)
+    return len(leaves)
 
 
 def leaf_around_version(

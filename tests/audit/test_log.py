@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import json
+from datetime import datetime
 
 import pytest
 
-from audit.events import Actor
+from audit.events import SUBJECT_ERASED, Actor, make_leaf
 from audit.merkle import CompactRange, leaf_hash, verify_consistency, verify_inclusion
 from router.runtime import Runtime, open_runtime
+from shards.auditlog import Change, append_entries, site_of
 from tests.conftest import Deployment, query_shard
 
 pytestmark = pytest.mark.anyio
@@ -22,6 +25,50 @@ async def leaves_by_index(dep: Deployment, shard: str) -> list[bytes]:
     rows = await query_shard(dep, shard, "SELECT idx, leaf FROM audit_entries ORDER BY idx")
     assert [r[0] for r in rows] == list(range(len(rows)))
     return [bytes(r[1]) for r in rows]
+
+
+async def test_append_entries_commits_a_batch_with_its_transaction(
+    runtime: Runtime, deployment: Deployment
+) -> None:
+    shard = runtime.registry["ru-msk-1"]
+    changes = [Change(SUBJECT_ERASED, f"p{n}", "RU", {"records": n}) for n in range(5)]
+
+    async def failing_change() -> None:
+        async with shard.write() as conn:
+            assert await append_entries(conn, shard, ACTOR, changes) == 5
+            raise RuntimeError("the change fails")
+
+    with pytest.raises(RuntimeError):
+        await failing_change()
+    async with shard.write() as conn:
+        assert await append_entries(conn, shard, ACTOR, []) == 0
+    assert await query_shard(deployment, "ru-msk-1", "SELECT count(*) FROM audit_entries") == [(0,)]
+
+    async with shard.write() as conn:
+        await append_entries(conn, shard, ACTOR, changes)
+    log = runtime.audit.log("ru-msk-1")
+    assert await log.integrate() == 5
+    entries = await log.entries(0, 5)
+    assert [(e.index, e.leaf) for e in entries] == await log.leaves(0, 5)
+    events = [json.loads(e.leaf) for e in entries]
+    assert [(e["event"], e["subject"], e["records"], e["actor"]) for e in events] == [
+        (SUBJECT_ERASED, f"p{n}", n, "test") for n in range(5)
+    ]
+    assert [e.leaf for e in entries] == [
+        make_leaf(
+            site_of(shard),
+            SUBJECT_ERASED,
+            ACTOR,
+            subject=f"p{n}",
+            jurisdiction="RU",
+            time=datetime.fromisoformat(event["time"]),
+            records=n,
+        )
+        for n, event in enumerate(events)
+    ]
+    subjects = await query_shard(deployment, "ru-msk-1", "SELECT subject FROM audit_entries")
+    assert sorted(r[0] for r in subjects) == [f"p{n}" for n in range(5)]
+    assert [e.index for e in await log.subject_entries("p3", 5)] == [3]
 
 
 async def test_integration_and_proofs_from_stored_nodes(

@@ -12,6 +12,7 @@ import pytest
 from audit.merkle import (
     EMPTY_ROOT,
     CompactRange,
+    NodeColumns,
     NodeId,
     ProofError,
     consistency_plan,
@@ -113,6 +114,29 @@ def test_compact_range_matches_reference() -> None:
         loaded = CompactRange.from_nodes(size, stored)
         assert loaded.hashes == cr.hashes
         assert loaded.root() == cr.root()
+
+
+def test_extend_matches_append(store: dict[NodeId, bytes]) -> None:
+    for start, stop in ((0, 1), (0, 64), (37, 50), (5, 6), (63, 64)):
+        one_by_one = CompactRange.from_nodes(start, store)
+        completed: list[tuple[NodeId, bytes]] = []
+        for h in LEAVES[start:stop]:
+            completed.extend(one_by_one.append(h))
+        bulk = CompactRange.from_nodes(start, store)
+        columns = NodeColumns()
+        bulk.extend(LEAVES[start:stop], columns)
+        nodes = zip(columns.levels, columns.indices, columns.hashes, strict=True)
+        assert [((level, idx), h) for level, idx, h in nodes] == completed
+        assert (bulk.size, bulk.hashes) == (one_by_one.size, one_by_one.hashes)
+        bulk.extend([])
+        assert bulk.root() == ref_mth(0, stop)
+
+
+def test_extend_stops_at_a_bad_hash() -> None:
+    cr = CompactRange()
+    with pytest.raises(ValueError, match="32 bytes"):
+        cr.extend([LEAVES[0], LEAVES[1], b"short"])
+    assert (cr.size, cr.root()) == (2, ref_mth(0, 2))  # what it took before is consistent
 
 
 def test_range_node_ids() -> None:
