@@ -1,27 +1,31 @@
-"""Moving many records in one statement, inside the caller's shard transaction.
+"""Moving many subjects in one statement per step, inside the caller's shard transaction.
 
 Moves read, copy and compare thousands of records per batch. On PostgreSQL they go through the
 transaction's own asyncpg connection: ``COPY`` to write (the residency guard triggers still fire
-on every row) and plain fetches to read, which cost a fraction of the client CPU of SQLAlchemy
-rows. SQLite takes the portable path.
+on every row), and every other step one statement (a state change with its records and audit
+entries is one statement of CTEs, atomic without a transaction block): a fraction of the round
+trips and client CPU of SQLAlchemy. SQLite takes the portable path.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Sequence
-from typing import Any
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, NamedTuple
 
 import asyncpg
-from sqlalchemy import insert, select, text
+from sqlalchemy import delete, insert, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from shards.engines import GUARD_MARKER
 from shards.errors import DomicileError, ResidencyGuardViolation
-from shards.schema import records
+from shards.schema import audit_entries, records, subjects
 
-#: Every column of ``records``, in the order rows are passed around here.
+#: Every column of ``records`` (and of ``subjects``), in the order rows are passed around here.
 COLUMNS: tuple[str, ...] = tuple(c.name for c in records.columns)
+SUBJECT_COLUMNS: tuple[str, ...] = tuple(c.name for c in subjects.columns)
 
 # The column list is the schema's own, never input.
 _READ_PG = f"SELECT {', '.join(COLUMNS)} FROM records WHERE pseudonym = ANY($1::text[])"  # noqa: S608
@@ -60,18 +64,222 @@ async def read_records(conn: AsyncConnection, pseudonyms: Iterable[str]) -> list
 
 async def write_records(conn: AsyncConnection, shard: str, rows: Sequence[Sequence[Any]]) -> None:
     """Insert rows (in ``COLUMNS`` order) as they are."""
+    await _write(conn, shard, records, COLUMNS, rows)
+
+
+async def write_subjects(conn: AsyncConnection, shard: str, rows: Sequence[Sequence[Any]]) -> None:
+    """Insert subject rows (in ``SUBJECT_COLUMNS`` order) as they are."""
+    await _write(conn, shard, subjects, SUBJECT_COLUMNS, rows)
+
+
+async def _write(
+    conn: AsyncConnection,
+    shard: str,
+    table: Any,
+    columns: Sequence[str],
+    rows: Sequence[Sequence[Any]],
+) -> None:
     if not rows:
         return
     if conn.dialect.name != "postgresql":
-        await conn.execute(insert(records), [dict(zip(COLUMNS, r, strict=True)) for r in rows])
+        await conn.execute(insert(table), [dict(zip(columns, r, strict=True)) for r in rows])
         return
     raw = await _driver(conn, in_transaction=True)
     try:
-        await raw.copy_records_to_table("records", records=rows, columns=COLUMNS)
+        await raw.copy_records_to_table(table.name, records=rows, columns=columns)
     except asyncpg.PostgresError as exc:
         if GUARD_MARKER in str(exc):
             raise ResidencyGuardViolation(shard) from exc
         raise BulkWriteFailed(shard, exc) from exc
+
+
+@dataclass(frozen=True)
+class Held:
+    """A subject as a shard holds it."""
+
+    subject_id: str | None
+    jurisdiction: str
+    created_at: datetime
+
+
+# The column list is the schema's own, never input.
+_READ_SUBJECTS_PG = f"""
+SELECT s.pseudonym, s.subject_id, s.jurisdiction, s.created_at,
+       {", ".join("r." + c for c in COLUMNS[1:])}
+FROM subjects s LEFT JOIN records r ON r.pseudonym = s.pseudonym
+WHERE s.pseudonym = ANY($1::text[]) AND s.state = ANY($2::text[])
+"""  # noqa: S608
+
+
+async def read_subjects(
+    conn: AsyncConnection, pseudonyms: Sequence[str], states: Sequence[str]
+) -> tuple[dict[str, Held], list[Sequence[Any]]]:
+    """The subjects of ``pseudonyms`` in one of ``states`` and all their records (rows in
+    ``COLUMNS`` order), in one snapshot."""
+    found: dict[str, Held] = {}
+    if conn.dialect.name == "postgresql":
+        raw = await _driver(conn, in_transaction=False)  # one statement: one snapshot
+        rows: list[Sequence[Any]] = []
+        for r in await raw.fetch(_READ_SUBJECTS_PG, list(pseudonyms), list(states)):
+            if r[0] not in found:
+                found[r[0]] = Held(r[1], r[2], r[3])
+            if r[4] is not None:
+                rows.append((r[0], *r[4:]))
+        return found, rows
+    # SQLite: the caller's transaction reads one snapshot.
+    for r in await conn.execute(
+        select(
+            subjects.c.pseudonym,
+            subjects.c.subject_id,
+            subjects.c.jurisdiction,
+            subjects.c.created_at,
+        ).where(subjects.c.pseudonym.in_(list(pseudonyms)), subjects.c.state.in_(list(states)))
+    ):
+        found[r[0]] = Held(r[1], r[2], r[3])
+    return found, await read_records(conn, found)
+
+
+async def clear_copies(
+    conn: AsyncConnection, pseudonyms: Sequence[str], states: Sequence[str]
+) -> dict[str, str]:
+    """Delete the subjects of ``pseudonyms`` in one of ``states`` with their records, in the
+    caller's transaction; returns the state of those the shard holds in any other."""
+    if conn.dialect.name == "postgresql":
+        raw = await _driver(conn, in_transaction=True)
+        # The records go with their subject (ON DELETE CASCADE).
+        sql = (
+            "WITH cleared AS (DELETE FROM subjects WHERE pseudonym = ANY($1::text[])"
+            " AND state = ANY($2::text[]) RETURNING pseudonym)"
+            " SELECT pseudonym, state FROM subjects WHERE pseudonym = ANY($1::text[])"
+            " AND pseudonym NOT IN (SELECT pseudonym FROM cleared)"
+        )
+        return dict(await raw.fetch(sql, list(pseudonyms), list(states)))
+    held = {
+        p: state
+        for p, state in await conn.execute(
+            select(subjects.c.pseudonym, subjects.c.state).where(
+                subjects.c.pseudonym.in_(list(pseudonyms))
+            )
+        )
+    }
+    doomed = [p for p, state in held.items() if state in states]
+    if doomed:
+        await conn.execute(delete(records).where(records.c.pseudonym.in_(doomed)))
+        await conn.execute(delete(subjects).where(subjects.c.pseudonym.in_(doomed)))
+    return {p: state for p, state in held.items() if state not in states}
+
+
+async def set_state(
+    conn: AsyncConnection,
+    pseudonyms: Sequence[str],
+    *,
+    expect: Sequence[str],
+    to: str,
+    now: datetime,
+    entries: Mapping[str, bytes] | None = None,
+    forget: bool = False,
+) -> dict[str, str | None]:
+    """Turn the fence rows of ``pseudonyms`` that are in one of ``expect`` to ``to``; with
+    ``forget``, also drop the raw subject id and every record (a tombstone). ``entries``: the
+    audit leaf of each subject, appended (in the mapping's order) for those changed. One
+    statement on PostgreSQL. Returns pseudonym -> subject id of the subjects changed."""
+    wanted = list(pseudonyms)
+    if conn.dialect.name == "postgresql":
+        raw = await _driver(conn, in_transaction=False)
+        args: list[Any] = [wanted, list(expect), to, now]
+        sql = (  # fixed fragments only; every value is a parameter
+            "WITH changed AS (UPDATE subjects SET state = $3, updated_at = $4"  # noqa: S608
+            + (", subject_id = NULL" if forget else "")
+            + " WHERE pseudonym = ANY($1::text[]) AND state = ANY($2::text[])"
+            " RETURNING pseudonym, subject_id)"
+        )
+        if forget:
+            sql += (
+                ", dropped AS (DELETE FROM records"
+                " WHERE pseudonym IN (SELECT pseudonym FROM changed))"
+            )
+        if entries:
+            sql += (
+                ", logged AS (INSERT INTO audit_entries (leaf, subject)"
+                " SELECT e.leaf, e.subject"
+                " FROM unnest($5::text[], $6::bytea[]) WITH ORDINALITY AS e(subject, leaf, n)"
+                " WHERE e.subject IN (SELECT pseudonym FROM changed) ORDER BY e.n)"
+            )
+            args += [list(entries), list(entries.values())]
+        sql += " SELECT pseudonym, subject_id FROM changed"
+        return dict(await raw.fetch(sql, *args))
+    values: dict[str, Any] = {"state": to, "updated_at": now}
+    if forget:
+        values["subject_id"] = None
+    changed: dict[str, str | None] = {
+        p: subject_id
+        for p, subject_id in await conn.execute(
+            update(subjects)
+            .where(subjects.c.pseudonym.in_(wanted), subjects.c.state.in_(list(expect)))
+            .values(**values)
+            .returning(subjects.c.pseudonym, subjects.c.subject_id)
+        )
+    }
+    if forget and changed:
+        await conn.execute(delete(records).where(records.c.pseudonym.in_(list(changed))))
+    logged = [{"subject": p, "leaf": leaf} for p, leaf in (entries or {}).items() if p in changed]
+    if logged:
+        await conn.execute(insert(audit_entries), logged)
+    return changed
+
+
+class Fingerprint(NamedTuple):
+    """What a shard holds of one subject, in one value to compare with another shard's."""
+
+    records: int
+    #: Every record's bytes match the content digest recorded when it was written.
+    intact: bool
+    #: SHA-256 over the sorted lines ``<collection> <key> <version> <content_sha256> <sha256 of
+    #: the bytes held>`` (collections and keys are ASCII without spaces).
+    digest: str
+
+
+def fingerprint(entries: Iterable[tuple[str, str, int, str, str]]) -> Fingerprint | None:
+    """The fingerprint of (collection, key, version, content_sha256, digest of the bytes held)
+    entries, exactly as ``fingerprints`` computes it in the database; None for no records."""
+    ordered = sorted(entries)
+    if not ordered:
+        return None
+    text_ = "\n".join(f"{c} {k} {v} {label} {held}" for c, k, v, label, held in ordered)
+    return Fingerprint(
+        len(ordered),
+        all(label == held for _, _, _, label, held in ordered),
+        hashlib.sha256(text_.encode()).hexdigest(),
+    )
+
+
+_FINGERPRINTS_PG = """
+SELECT pseudonym, count(*), bool_and(content_sha256 = held),
+       encode(sha256(convert_to(string_agg(
+           collection || ' ' || key || ' ' || version || ' ' || content_sha256 || ' ' || held,
+           E'\n' ORDER BY collection COLLATE "C", key COLLATE "C"), 'UTF8')), 'hex')
+FROM (SELECT pseudonym, collection, key, version, content_sha256,
+             encode(sha256(convert_to(data, 'UTF8')), 'hex') AS held
+      FROM records WHERE pseudonym = ANY($1::text[])) AS r
+GROUP BY pseudonym
+"""
+
+
+async def fingerprints(conn: AsyncConnection, pseudonyms: Sequence[str]) -> dict[str, Fingerprint]:
+    """The fingerprint of each of ``pseudonyms`` that has records. PostgreSQL hashes the stored
+    bytes in place and answers one row per subject."""
+    if conn.dialect.name == "postgresql":
+        raw = await _driver(conn, in_transaction=False)
+        return {
+            p: Fingerprint(n, intact, digest)
+            for p, n, intact, digest in await raw.fetch(_FINGERPRINTS_PG, list(pseudonyms))
+        }
+    found = await listing(conn, pseudonyms)
+    return {
+        p: fp
+        for p, held in found.items()
+        if (fp := fingerprint((c, k, *entry) for (c, k), entry in held.items())) is not None
+    }
 
 
 async def listing(conn: AsyncConnection, pseudonyms: Iterable[str]) -> Listing:

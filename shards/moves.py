@@ -5,8 +5,9 @@
 - copying: the subject's rows are copied to the target (its fence row there is ``moving_in``, so
   the target's residency guard checks every row) while the subject stays writable at the source.
 - verified: the write pause starts. The source fence turns ``moving_out``, which waits for every
-  in-flight write holding the fence's share lock and refuses new ones (503, retry). The delta is
-  copied, and the content digest of every record is compared at source and target.
+  in-flight write holding the fence's share lock and refuses new ones (503, retry). Each side's
+  fingerprint of every record's content digest is compared; subjects written since the copy get
+  their delta copied and are compared record by record.
 - switched: the target fence turns ``home`` (with ``subject.moved_in`` on the target's log), then
   the directory is compare-and-swapped on the placement version and every router's cache entry
   dropped: the pause ends.
@@ -34,9 +35,8 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, insert, select, text, update
+from sqlalchemy import delete, select
 from sqlalchemy.exc import DBAPIError
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from audit import events
 from audit.events import SYSTEM, Actor, make_leaf
@@ -68,7 +68,7 @@ from shards.errors import (
 from shards.policy import Topology
 from shards.pseudonym import Pseudonymizer
 from shards.registry import Shard, ShardRegistry
-from shards.schema import audit_entries, records, subjects
+from shards.schema import records, subjects
 from shards.store import GONE, HOME, MOVING_IN, MOVING_OUT, validate_subject_id
 
 log = logging.getLogger("domicile.moves")
@@ -148,6 +148,17 @@ def describe_error(exc: BaseException) -> str:
     if isinstance(exc, DBAPIError) and exc.orig is not None:
         return f"database error ({type(exc.orig).__name__})"
     return f"unexpected error ({type(exc).__name__})"
+
+
+@dataclass(frozen=True)
+class Copied:
+    """What the copy step wrote to the target for one subject, and its verification (records,
+    digest), computed outside the write pause: valid for as long as the fingerprints of both
+    shards still match ``fingerprint``."""
+
+    subject_id: str
+    fingerprint: bulk.Fingerprint | None
+    verdict: tuple[int, str]
 
 
 @dataclass
@@ -276,9 +287,9 @@ class Mover:
         assert len({(m.from_shard, m.to_shard) for m in batch}) == 1
         live = {m.id: m for m in batch}
         try:
-            await self._copy(live, outcome)
+            copied = await self._copy(live, outcome)
             async with self._pause:
-                await self._cutover(live, outcome)
+                await self._cutover(live, outcome, copied)
             await self._purge(live, outcome)
             await self._finish(live, outcome)
         except LeaseLost:
@@ -382,66 +393,50 @@ class Mover:
 
     # planned/copying -> copying: bulk copy, the subject still writable at the source
 
-    async def _copy(self, live: dict[str, MoveRow], outcome: BatchOutcome) -> None:
+    async def _copy(self, live: dict[str, MoveRow], outcome: BatchOutcome) -> dict[str, Copied]:
         todo = [m for m in live.values() if m.state in (PLANNED, COPYING)]
         if not todo:
-            return
+            return {}
         await self._advance(live, todo, (PLANNED, COPYING), COPYING)
         source, target = self._shards(live)
-        wanted = {m.pseudonym for m in todo}
         async with source.read() as conn:
-            if conn.dialect.name == "postgresql":  # one snapshot for subjects and records
-                await conn.execute(text("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ"))
-            found = {
-                r.pseudonym: r
-                for r in await conn.execute(
-                    select(subjects).where(
-                        _where_in(subjects.c.pseudonym, wanted),
-                        subjects.c.state.in_((HOME, MOVING_OUT)),
-                    )
-                )
-            }
-            rows = await bulk.read_records(conn, found)
+            found, rows = await bulk.read_subjects(
+                conn, [m.pseudonym for m in todo], (HOME, MOVING_OUT)
+            )
         gone = [m for m in todo if m.pseudonym not in found]
         if gone:  # erased meanwhile: clear any partial copy and let the move go
             await self._roll_back(
                 live, gone, outcome, ROLLED_BACK, f"the subject is no longer on {source.name}"
             )
         if not found:
-            return
+            return {}
         by_pseudonym = {m.pseudonym: m for m in live.values()}
         now = _now()
         async with target.write() as conn:
-            states = _pairs(
-                await conn.execute(
-                    select(subjects.c.pseudonym, subjects.c.state).where(
-                        _where_in(subjects.c.pseudonym, found)
-                    )
-                )
-            )
-            clash = {p for p, state in states.items() if state not in (MOVING_IN, GONE)}
+            # Earlier partial copies and tombstones make way; a subject the target holds as its
+            # own is never touched.
+            clash = await bulk.clear_copies(conn, list(found), (MOVING_IN, GONE))
             copy = [p for p in found if p not in clash]
             if copy:
-                await conn.execute(delete(records).where(_where_in(records.c.pseudonym, copy)))
-                await conn.execute(delete(subjects).where(_where_in(subjects.c.pseudonym, copy)))
-                await conn.execute(
-                    insert(subjects),
+                await bulk.write_subjects(
+                    conn,
+                    target.name,
                     [
-                        {
-                            "pseudonym": p,
-                            "subject_id": found[p].subject_id,
-                            "jurisdiction": found[p].jurisdiction,
-                            "state": MOVING_IN,
-                            "placement_version": by_pseudonym[p].placement_version + 1,
-                            "created_at": found[p].created_at,
-                            "updated_at": now,
-                        }
+                        (
+                            p,
+                            found[p].subject_id,
+                            found[p].jurisdiction,
+                            MOVING_IN,
+                            by_pseudonym[p].placement_version + 1,
+                            found[p].created_at,
+                            now,
+                        )
                         for p in copy
                     ],
                 )
-                await bulk.write_records(conn, target.name, [r for r in rows if r[0] not in clash])
+                rows = [r for r in rows if r[0] not in clash]
+                await bulk.write_records(conn, target.name, rows)
         if clash:
-            # Never touch a row the target holds as its own: only journal the refusal.
             await self._end(
                 live,
                 [by_pseudonym[p] for p in clash],
@@ -449,29 +444,45 @@ class Mover:
                 FAILED,
                 f"shard {target.name} already holds the subject",
             )
+        return self._copied(found, copy, rows)
+
+    def _copied(
+        self, found: dict[str, bulk.Held], copy: Sequence[str], rows: Sequence[Sequence[Any]]
+    ) -> dict[str, Copied]:
+        entries: dict[str, list[tuple[str, str, int, str, str]]] = {p: [] for p in copy}
+        for p, collection, key, data, version, _, label, _, _ in rows:  # bulk.COLUMNS order
+            held = hashlib.sha256(data.encode()).hexdigest()
+            entries[p].append((collection, key, version, label, held))
+        copied: dict[str, Copied] = {}
+        for p, listed in entries.items():
+            subject_id = found[p].subject_id
+            if subject_id is None:
+                continue  # verification says why
+            digest = subject_digest(
+                (self.pseudonyms.record(subject_id, c, k), v, held) for c, k, v, _, held in listed
+            )
+            copied[p] = Copied(subject_id, bulk.fingerprint(listed), (len(listed), digest))
+        return copied
 
     # copying -> verified -> switched: the write pause
 
-    async def _cutover(self, live: dict[str, MoveRow], outcome: BatchOutcome) -> None:
+    async def _cutover(
+        self, live: dict[str, MoveRow], outcome: BatchOutcome, copied: dict[str, Copied]
+    ) -> None:
         todo = [m for m in live.values() if m.state in (COPYING, VERIFIED)]
         if not todo:
             return
         source, target = self._shards(live)
         started = time.monotonic()
-        wanted = {m.pseudonym for m in todo}
         async with source.write() as conn:
             # Waits for in-flight writes (they hold the fence row's share lock); later ones
             # see moving_out and answer 503.
-            subject_ids: dict[str, str | None] = _pairs(
-                await conn.execute(
-                    update(subjects)
-                    .where(
-                        _where_in(subjects.c.pseudonym, wanted),
-                        subjects.c.state.in_((HOME, MOVING_OUT)),
-                    )
-                    .values(state=MOVING_OUT, updated_at=_now())
-                    .returning(subjects.c.pseudonym, subjects.c.subject_id)
-                )
+            subject_ids = await bulk.set_state(
+                conn,
+                [m.pseudonym for m in todo],
+                expect=(HOME, MOVING_OUT),
+                to=MOVING_OUT,
+                now=_now(),
             )
         vanished = [m for m in todo if m.pseudonym not in subject_ids]
         if vanished:  # erased before the fence went up
@@ -481,7 +492,7 @@ class Mover:
         todo = [m for m in todo if m.pseudonym in subject_ids]
         if not todo:
             return
-        verdicts = await self._sync_and_verify(source, target, todo, subject_ids)
+        verdicts = await self._verify(source, target, todo, subject_ids, copied)
         details: dict[str, tuple[int, str]] = {}
         for m in todo:
             verdict = verdicts[m.pseudonym]
@@ -496,6 +507,37 @@ class Mover:
         )
         await self._switch(live, [live[m.id] for m in good], target)
         outcome.pause = time.monotonic() - started
+
+    async def _verify(
+        self,
+        source: Shard,
+        target: Shard,
+        moves: Sequence[MoveRow],
+        subject_ids: dict[str, str | None],
+        copied: dict[str, Copied],
+    ) -> dict[str, tuple[int, str] | str]:
+        """Compare the fingerprints of both shards (every record's content digest, one row per
+        subject from each): a subject whose copy is intact and still what the copy step wrote
+        keeps the verdict computed then. The rest (written since the copy, resumed, corrupt)
+        are synced and compared record by record."""
+        wanted = [m.pseudonym for m in moves]
+        src, dst = await asyncio.gather(
+            _fingerprints(source, wanted), _fingerprints(target, wanted)
+        )
+        verdicts: dict[str, tuple[int, str] | str] = {}
+        for p in wanted:
+            done, held = copied.get(p), src.get(p)
+            if (
+                done is not None
+                and done.subject_id == subject_ids[p]
+                and held == dst.get(p) == done.fingerprint
+                and (held is None or held.intact)
+            ):
+                verdicts[p] = done.verdict
+        rest = [m for m in moves if m.pseudonym not in verdicts]
+        if rest:
+            verdicts.update(await self._sync_and_verify(source, target, rest, subject_ids))
+        return verdicts
 
     async def _sync_and_verify(
         self,
@@ -552,23 +594,11 @@ class Mover:
     ) -> None:
         if not moves:
             return
-        by_pseudonym = {m.pseudonym: m for m in moves}
+        entries = self._entries(target, events.SUBJECT_MOVED_IN, moves)
         async with target.write() as conn:
-            homed = set(
-                (
-                    await conn.execute(
-                        update(subjects)
-                        .where(
-                            _where_in(subjects.c.pseudonym, by_pseudonym),
-                            subjects.c.state == MOVING_IN,
-                        )
-                        .values(state=HOME, updated_at=_now())
-                        .returning(subjects.c.pseudonym)
-                    )
-                ).scalars()
+            await bulk.set_state(
+                conn, list(entries), expect=(MOVING_IN,), to=HOME, now=_now(), entries=entries
             )
-            moved_in = [by_pseudonym[p] for p in sorted(homed)]
-            await self._audit(conn, target, events.SUBJECT_MOVED_IN, moved_in)
         switched = await self.catalog.switch_placements(moves, owner=self.owner, lease=self.lease)
         for m in moves:
             if m.id in switched:
@@ -584,25 +614,17 @@ class Mover:
         if not todo:
             return
         source, _ = self._shards(live)
-        by_pseudonym = {m.pseudonym: m for m in todo}
+        entries = self._entries(source, events.SUBJECT_MOVED_OUT, todo)
         async with source.write() as conn:
-            left = set(
-                (
-                    await conn.execute(
-                        update(subjects)
-                        .where(
-                            _where_in(subjects.c.pseudonym, by_pseudonym),
-                            subjects.c.state == MOVING_OUT,
-                        )
-                        .values(state=GONE, subject_id=None, updated_at=_now())
-                        .returning(subjects.c.pseudonym)
-                    )
-                ).scalars()
+            await bulk.set_state(
+                conn,
+                list(entries),
+                expect=(MOVING_OUT,),
+                to=GONE,
+                now=_now(),
+                entries=entries,
+                forget=True,
             )
-            if left:
-                await conn.execute(delete(records).where(_where_in(records.c.pseudonym, left)))
-            moved_out = [by_pseudonym[p] for p in sorted(left)]
-            await self._audit(conn, source, events.SUBJECT_MOVED_OUT, moved_out)
         await self._advance(live, todo, SWITCHED, PURGED)
 
     async def _finish(self, live: dict[str, MoveRow], outcome: BatchOutcome) -> None:
@@ -619,33 +641,26 @@ class Mover:
             outcome.done.append(live.pop(m.id))
         log.info("moved %d subjects %s -> %s", len(todo), todo[0].from_shard, todo[0].to_shard)
 
-    async def _audit(
-        self, conn: AsyncConnection, shard: Shard, event: str, moves: Sequence[MoveRow]
-    ) -> None:
-        """One entry per move, in the caller's transaction: the bulk twin of
-        ``shards.auditlog.append_entry`` (same leaves, one statement for the batch)."""
-        if not moves:
-            return
+    def _entries(self, shard: Shard, event: str, moves: Sequence[MoveRow]) -> dict[str, bytes]:
+        """The audit leaf of each move, by subject in pseudonym order: appended in the
+        transaction of the change, for the subjects it changes (a resumed step appends none
+        twice)."""
         site = site_of(shard)
-        rows = [
-            {
-                "subject": m.pseudonym,
-                "leaf": make_leaf(
-                    site,
-                    event,
-                    self.actor,
-                    subject=m.pseudonym,
-                    jurisdiction=m.jurisdiction,
-                    from_shard=m.from_shard,
-                    to_shard=m.to_shard,
-                    digest=m.digest,
-                    records=m.records,
-                    move=m.id,
-                ),
-            }
-            for m in moves
-        ]
-        await conn.execute(insert(audit_entries), rows)
+        return {
+            m.pseudonym: make_leaf(
+                site,
+                event,
+                self.actor,
+                subject=m.pseudonym,
+                jurisdiction=m.jurisdiction,
+                from_shard=m.from_shard,
+                to_shard=m.to_shard,
+                digest=m.digest,
+                records=m.records,
+                move=m.id,
+            )
+            for m in sorted(moves, key=lambda m: m.pseudonym)
+        }
 
     # rolling back (before the point of no return only)
 
@@ -684,19 +699,19 @@ class Mover:
 
     async def _unfence(self, source: Shard, moves: Sequence[MoveRow]) -> None:
         async with source.write() as conn:
-            await conn.execute(
-                update(subjects)
-                .where(
-                    _where_in(subjects.c.pseudonym, [m.pseudonym for m in moves]),
-                    subjects.c.state == MOVING_OUT,
-                )
-                .values(state=HOME, updated_at=_now())
+            await bulk.set_state(
+                conn, [m.pseudonym for m in moves], expect=(MOVING_OUT,), to=HOME, now=_now()
             )
 
 
 async def _listing(shard: Shard, pseudonyms: Sequence[str]) -> bulk.Listing:
     async with shard.read() as conn:
         return await bulk.listing(conn, pseudonyms)
+
+
+async def _fingerprints(shard: Shard, pseudonyms: Sequence[str]) -> dict[str, bulk.Fingerprint]:
+    async with shard.read() as conn:
+        return await bulk.fingerprints(conn, pseudonyms)
 
 
 def _pairs(rows: Iterable[Any]) -> dict[Any, Any]:

@@ -52,15 +52,15 @@ class CrashingMover(Mover):
 
     point = ""
 
-    async def _cutover(self, live: Any, outcome: BatchOutcome) -> None:
+    async def _cutover(self, live: Any, outcome: BatchOutcome, copied: Any) -> None:
         if self.point == "copied":
             raise Crash
-        await super()._cutover(live, outcome)
+        await super()._cutover(live, outcome, copied)
 
-    async def _sync_and_verify(self, *args: Any) -> Any:
+    async def _verify(self, *args: Any) -> Any:
         if self.point == "fenced":
             raise Crash
-        return await super()._sync_and_verify(*args)
+        return await super()._verify(*args)
 
     async def _purge(self, live: Any, outcome: BatchOutcome) -> None:
         if self.point == "switched":
@@ -201,7 +201,7 @@ async def test_kill_9_of_comply_at_random_points_then_resume(deployment: Deploym
 class FlakyTarget(Mover):
     """The target shard becomes unreachable just after the source was fenced."""
 
-    async def _sync_and_verify(self, *args: Any) -> Any:
+    async def _verify(self, *args: Any) -> Any:
         raise ShardUnavailable("ru-msk-1")
 
 

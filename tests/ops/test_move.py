@@ -4,13 +4,24 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 import pytest
 
 from router.runtime import open_runtime
+from shards.catalog import DONE, FAILED
 from shards.moves import Mover
-from tests.conftest import Api, Deployment, start_api
-from tests.ops.conftest import assert_settled, audit_events, cli, seed, set_policy, views
+from tests.conftest import Api, Deployment, query_shard, start_api
+from tests.ops.conftest import (
+    ACTOR,
+    assert_settled,
+    audit_events,
+    cli,
+    seed,
+    set_policy,
+    views,
+)
 
 pytestmark = pytest.mark.anyio
 
@@ -153,3 +164,70 @@ async def test_a_move_by_another_process_is_seen_by_a_serving_router(
         assert got.headers["X-Domicile-Shard"] == other
         written = await api.put("hans", "profile", "main", {"v": 2})
         assert written.json()["shard"] == other
+
+
+class Interleaved(Mover):
+    """Runs ``meanwhile`` between the copy and the fence, and counts the subjects verified
+    record by record (the fingerprints of the two shards disagreed)."""
+
+    meanwhile: Callable[[], Awaitable[Any]] | None = None
+    slow: int = 0
+
+    async def _cutover(self, live: Any, outcome: Any, copied: Any) -> None:
+        if self.meanwhile is not None:
+            await self.meanwhile()
+        await super()._cutover(live, outcome, copied)
+
+    async def _sync_and_verify(self, source: Any, target: Any, moves: Any, *args: Any) -> Any:
+        self.slow += len(moves)
+        return await super()._sync_and_verify(source, target, moves, *args)
+
+
+async def test_a_write_between_copy_and_fence_is_carried_over_and_verified(
+    two_homes: Deployment,
+) -> None:
+    dep = two_homes
+    pseudonym, source = await home_of(dep, "boris")
+    target = "eu-fra-1" if source == "ru-msk-1" else "ru-msk-1"
+    async with open_runtime(dep.settings()) as rt:
+        mover = Interleaved(rt.settings.topology, rt.registry, rt.directory, rt.pseudonyms)
+        there = await mover.move_subject("boris", target)
+        # The copy was still what the source held: the database fingerprints agreed with the
+        # one computed from the copied rows, so no record-by-record pass was needed.
+        assert (there.state, there.records, mover.slow) == (DONE, 3, 0)
+
+        async def late_write() -> None:
+            await rt.store.put("boris", "notes", "late", {"after": "copy"}, ACTOR)
+
+        mover.meanwhile = late_write
+        back = await mover.move_subject("boris", source)
+        assert (back.state, back.records, mover.slow) == (DONE, 4, 1)
+        assert back.digest != there.digest
+        assert (await rt.store.get("boris", "notes", "late")).data == b'{"after":"copy"}'
+    assert_settled(await views(dep), {pseudonym: (source, 4)})
+    [entry] = await audit_events(dep, source, "subject.moved_in")
+    assert (entry["records"], entry["digest"]) == (4, back.digest)
+
+
+async def test_a_record_whose_bytes_do_not_match_its_digest_is_not_moved(
+    two_homes: Deployment,
+) -> None:
+    dep = two_homes
+    pseudonym, source = await home_of(dep, "boris")
+    target = "eu-fra-1" if source == "ru-msk-1" else "ru-msk-1"
+
+    async def corrupt() -> None:  # after the copy, behind domicile's back
+        await query_shard(
+            dep, source, "UPDATE records SET data = '{\"forged\":1}' WHERE key = 'k1'"
+        )
+
+    async with open_runtime(dep.settings()) as rt:
+        mover = Interleaved(rt.settings.topology, rt.registry, rt.directory, rt.pseudonyms)
+        mover.meanwhile = corrupt
+        failed = await mover.move_subject("boris", target)
+    assert failed.state == FAILED
+    assert failed.error == f"a record's content at {source} does not match its digest"
+    after = await views(dep)
+    assert after[source].subjects[pseudonym][0] == "home"  # the fence was lifted
+    assert after[source].records[pseudonym] == 3
+    assert pseudonym not in after[target].subjects  # the copy was deleted
