@@ -22,14 +22,13 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from alembic.util import CommandError
-from sqlalchemy import delete, insert, select, text
+from sqlalchemy import insert, select, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -41,9 +40,10 @@ from shards.auditlog import append_entry
 from shards.catalog import MIGRATION_DONE, MIGRATION_FAILED, Catalog
 from shards.engines import _WRITE, create_engine, is_unavailable
 from shards.errors import DomicileError, InvalidInput, ShardUnavailable
+from shards.guard import sync_guard
 from shards.policy import Region, ShardSpec, Topology
 from shards.registry import Shard
-from shards.schema import shard_identity, shard_jurisdictions
+from shards.schema import shard_identity
 
 SHARD_HISTORY = "shard"
 CATALOG_HISTORY = "catalog"
@@ -442,9 +442,4 @@ async def sync_shard(shard: Shard, jurisdictions: frozenset[str]) -> None:
             raise ShardIdentityMismatch(
                 f"the database configured for shard {shard.name} belongs to shard {row.name}"
             )
-        present = set((await conn.execute(select(shard_jurisdictions.c.code))).scalars())
-        if present != jurisdictions:
-            await conn.execute(delete(shard_jurisdictions))
-            rows: list[dict[str, Any]] = [{"code": code} for code in sorted(jurisdictions)]
-            if rows:
-                await conn.execute(insert(shard_jurisdictions), rows)
+        await sync_guard(conn, jurisdictions)
