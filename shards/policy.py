@@ -110,8 +110,9 @@ class Topology:
         return tuple(s for s in self.shards.values() if s.region in regions)
 
     def is_permitted(self, jurisdiction: str, shard: str) -> bool:
+        # Asked on every write: a set lookup rather than resolving the rule each time.
         spec = self.shards.get(shard)
-        return spec is not None and spec.region in self.permitted_regions(jurisdiction)
+        return spec is not None and jurisdiction in self._held_by_region[spec.region]
 
     @cached_property
     def _held_by_region(self) -> Mapping[str, frozenset[str]]:

@@ -5,6 +5,7 @@ from pathlib import Path
 import pytest
 
 from router.config import ConfigError, Environment, load_settings
+from shards.policy import ISO_CODES
 
 BASE = """
 [regions.ru-msk]
@@ -103,6 +104,11 @@ store_in = ["us-east"]
     assert topo.permitted_regions("NO") == ("eu-fra",)
     assert topo.permitted_regions("FR") == ("us-east",)  # own rule beats its group
     assert topo.permitted_regions("JP") == ("us-east",)
+    # The write path's shortcut agrees with the rules for every country and shard.
+    for code in ISO_CODES:
+        for name, spec in topo.shards.items():
+            assert topo.is_permitted(code, name) == (spec.region in topo.permitted_regions(code))
+    assert not topo.is_permitted("DE", "no-such-shard")
 
 
 def test_environment_expansion(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
