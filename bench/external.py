@@ -42,6 +42,8 @@ def externals() -> list[External]:
             ["--backend", "postgres"],
             {
                 "append_per_s": r"append, 1 entry per transaction[^:]*: ([\d,.]+)/s",
+                "append_floor_per_s": r"floor: 1-row INSERT[^:]*: ([\d,.]+)/s",
+                "append_batched_per_s": r"append_entries, \d+ entries per transaction: ([\d,.]+)/s",
                 "tree_size": r"inclusion proof at ([\d,]+):",
                 "inclusion_p50_ms": r"inclusion proof at [\d,]+: p50 ([\d.]+) ms",
                 "inclusion_p99_ms": r"inclusion proof at [\d,]+: p50 [\d.]+ ms, p99 ([\d.]+) ms",

@@ -233,9 +233,39 @@ def targets(facts: Facts) -> list[Target]:
             True,
         ),
         _external(w6, "verify_leaves_per_s", "W6 audit verify", " leaves/s", ">= 100,000/s", 1e5),
-        _external(w6, "append_per_s", "W6 append", " entries/s", ">= 10,000/s", 10_000),
+        _external(
+            w6, "append_batched_per_s", "W6 append, batched", " entries/s", ">= 10,000/s", 10_000
+        ),
+        _append_per_commit(w6),
     ]
     return found
+
+
+def _append_per_commit(job: External) -> Target:
+    """One entry per transaction is bounded by the server's commit rate, which the bench
+    measures beside it (the same writers inserting one row into a table without indexes)."""
+    target = _external(
+        job,
+        "append_per_s",
+        "W6 append, one entry per transaction (16 writers)",
+        " entries/s",
+        ">= 10,000/s",
+        10_000,
+    )
+    floor = job.values.get("append_floor_per_s")
+    if target.met is False and floor is not None:
+        target.why = (
+            "every entry here is its own durable commit (as when each record write is its own "
+            f"request), and this machine's PostgreSQL commits at most {floor:,.0f} one-row "
+            "transactions a second with the same 16 writers (a table without indexes, measured "
+            "in the same run: the disk's fdatasync takes about 300 us, and group commit only "
+            f"shares it among the writers waiting at that moment): the log gets "
+            f"{job.values['append_per_s'] / floor:.0%} of that floor. Raising it would mean "
+            "weakening durability (synchronous_commit, fsync), which the log exists to "
+            "provide. Entries appended together, as moves and imports do, reach the target "
+            "(the row above)."
+        )
+    return target
 
 
 def _external(
