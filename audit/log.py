@@ -1,8 +1,9 @@
 """One shard's residency log, kept in that shard's own database.
 
-Writers append entries inside their own transactions (``shards.auditlog``) without touching the
-tree. The integrator then gives committed entries their leaf indices, in commit order, and stores
-every perfect subtree they complete (``audit_nodes``) in one transaction. Proofs and checkpoint
+Writers append entries to the log's queue (``audit_pending``) inside their own transactions
+(``shards.auditlog``) without touching the tree. The integrator then moves committed entries,
+in id order, into the insert-only log (``audit_entries``) with their leaf indices, and stores
+every perfect subtree they complete (``audit_nodes``), in one transaction. Proofs and checkpoint
 roots are read from those stored nodes: O(log n) lookups, never a rehash of the log.
 """
 
@@ -14,7 +15,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
-from sqlalchemy import and_, bindparam, insert, or_, select, update
+from sqlalchemy import and_, delete, func, insert, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -30,7 +31,7 @@ from audit.merkle import (
 )
 from audit.note import Signer
 from shards.registry import Shard
-from shards.schema import audit_checkpoints, audit_entries, audit_nodes, audit_state
+from shards.schema import audit_checkpoints, audit_entries, audit_nodes, audit_pending, audit_state
 
 #: Entries integrated per transaction: bounds how long the integrator holds the log's lock.
 INTEGRATE_BATCH = 4096
@@ -40,10 +41,14 @@ _STATE_ID = 1
 # PostgreSQL runs the log's bulk statements on the transaction's own asyncpg connection: one
 # statement per batch (array parameters), and rows as the driver returns them. SQLAlchemy's
 # executemany and row objects cost more client CPU per entry than hashing it (bench/RESULTS.md).
-_PENDING_PG = "SELECT id, leaf FROM audit_entries WHERE idx IS NULL ORDER BY id LIMIT $1"
-_NUMBER_PG = (
-    "UPDATE audit_entries AS e SET idx = v.new_idx"
-    " FROM unnest($1::bigint[], $2::bigint[]) AS v(row_id, new_idx) WHERE e.id = v.row_id"
+_PENDING_PG = "SELECT id, leaf FROM audit_pending ORDER BY id LIMIT $1"
+# Exactly the ids read (not "up to the last"): an entry with a lower id may have committed since.
+_MOVE_PG = (
+    "WITH moved AS (DELETE FROM audit_pending WHERE id = ANY($1::bigint[])"
+    " RETURNING id, leaf, subject)"
+    " INSERT INTO audit_entries (id, leaf, subject, idx)"
+    " SELECT m.id, m.leaf, m.subject, $2::bigint + v.n - 1"
+    " FROM unnest($1::bigint[]) WITH ORDINALITY AS v(id, n) JOIN moved AS m ON m.id = v.id"
 )
 # The hashes travel as one bytea, cut in 32-byte pieces by the server: asyncpg checks every
 # element of a bytea[] against an abstract base class, a quarter of integration's client CPU.
@@ -128,18 +133,16 @@ class ShardLog:
         """Cheap unlocked probe, so an idle log never takes the write lock."""
         async with self.shard.read() as conn:
             row = await conn.execute(
-                # Ordered by id so the planner walks the partial "pending" index even when its
-                # statistics are stale, rather than scanning the whole log.
-                select(audit_entries.c.id)
-                .where(audit_entries.c.idx.is_(None))
-                .order_by(audit_entries.c.id)
-                .limit(1)
+                # By the primary key: a queue's statistics are often stale, and its heap holds
+                # the dead rows of entries already integrated until vacuum.
+                select(audit_pending.c.id).order_by(audit_pending.c.id).limit(1)
             )
             return row.first() is not None
 
     async def integrate(self, batch: int = INTEGRATE_BATCH) -> int:
-        """Give every committed entry without an index the next one, in id order, and store the
-        tree nodes they complete. Returns the tree size. Safe to run from many processes."""
+        """Move every committed entry of the queue into the log with the next index, in id
+        order, and store the tree nodes they complete. Returns the tree size. Safe to run from
+        many processes."""
         while True:
             async with self.shard.write() as conn:
                 size = await self._lock_state(conn)  # also begins the transaction
@@ -150,9 +153,8 @@ class ShardLog:
                 else:
                     pending = (
                         await conn.execute(
-                            select(audit_entries.c.id, audit_entries.c.leaf)
-                            .where(audit_entries.c.idx.is_(None))
-                            .order_by(audit_entries.c.id)
+                            select(audit_pending.c.id, audit_pending.c.leaf)
+                            .order_by(audit_pending.c.id)
                             .limit(batch)
                         )
                     ).all()
@@ -161,20 +163,28 @@ class ShardLog:
                 tree = CompactRange.from_nodes(size, await _nodes(conn, range_node_ids(size)))
                 nodes = NodeColumns()
                 tree.extend((leaf_hash(bytes(leaf)) for _, leaf in pending), nodes)
-                ids = [row_id for row_id, _ in pending]
-                indices = list(range(size, tree.size))
                 if raw is not None:
-                    await raw.execute(_NUMBER_PG, ids, indices)
+                    moved = await raw.execute(_MOVE_PG, [row_id for row_id, _ in pending], size)
+                    if moved != f"INSERT 0 {len(pending)}":  # the nodes would not match the log
+                        raise RuntimeError(f"log {self.name}: queued entries vanished: {moved}")
                     await raw.execute(
                         _STORE_NODES_PG, nodes.levels, nodes.indices, b"".join(nodes.hashes)
                     )
-                else:
+                else:  # SQLite: this write transaction excludes every other writer
+                    queued = audit_pending.c.id <= pending[-1][0]
+                    index = size - 1 + func.row_number().over(order_by=audit_pending.c.id)
                     await conn.execute(
-                        update(audit_entries)
-                        .where(audit_entries.c.id == bindparam("row_id"))
-                        .values(idx=bindparam("new_idx")),
-                        [{"row_id": i, "new_idx": n} for i, n in zip(ids, indices, strict=True)],
+                        insert(audit_entries).from_select(
+                            ["id", "leaf", "subject", "idx"],
+                            select(
+                                audit_pending.c.id,
+                                audit_pending.c.leaf,
+                                audit_pending.c.subject,
+                                index,
+                            ).where(queued),
+                        )
                     )
+                    await conn.execute(delete(audit_pending).where(queued))
                     await conn.execute(
                         insert(audit_nodes),
                         [

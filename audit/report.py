@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import rfc8785
-from sqlalchemy import func, or_, select, text
+from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from audit.events import rfc3339
@@ -20,7 +20,7 @@ from audit.service import AuditService
 from shards.errors import Unavailable
 from shards.policy import Topology
 from shards.registry import Shard
-from shards.schema import audit_entries, records, subjects
+from shards.schema import audit_entries, audit_pending, records, subjects
 
 REPORT_TYPE = "domicile residency report"
 _GONE = "gone"  # a moved-away subject's tombstone: it holds no personal data
@@ -62,10 +62,15 @@ async def _shard_section(
         codes = sorted(held.keys() | stored.keys())
         refused = [c for c in codes if not topology.is_permitted(c, shard.name)]
         violations = await _violations(conn, refused)
+        # Queued entries have no index yet: every one of them is after the checkpoint.
         later = await conn.scalar(
-            select(func.count())
-            .select_from(audit_entries)
-            .where(or_(audit_entries.c.idx.is_(None), audit_entries.c.idx >= checkpoint.size))
+            select(
+                select(func.count()).select_from(audit_pending).scalar_subquery()
+                + select(func.count())
+                .select_from(audit_entries)
+                .where(audit_entries.c.idx >= checkpoint.size)
+                .scalar_subquery()
+            )
         )
     rows = []
     for code in codes:

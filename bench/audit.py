@@ -55,7 +55,7 @@ ORIGIN_KEY = "domicile/bench"
 
 
 # The entry half of ``shards.store``'s one-statement put.
-APPEND_ONE_PG = "INSERT INTO audit_entries (leaf, subject) VALUES ($1, $2)"
+APPEND_ONE_PG = "INSERT INTO audit_pending (leaf, subject) VALUES ($1, $2)"
 FLOOR_PG = "INSERT INTO bench_floor VALUES ($1)"
 
 

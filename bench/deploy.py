@@ -281,10 +281,7 @@ async def wait_for_integration(dep: Deployment) -> None:
     conns = [await asyncpg.connect(pg_dsn(db)) for db in dep.shard_dbs.values()]
     try:
         for _ in range(300):
-            counts = [
-                await conn.fetchval("SELECT count(*) FROM audit_entries WHERE idx IS NULL")
-                for conn in conns
-            ]
+            counts = [await conn.fetchval("SELECT count(*) FROM audit_pending") for conn in conns]
             if not any(counts):
                 return
             await asyncio.sleep(0.2)

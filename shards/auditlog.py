@@ -1,6 +1,6 @@
 """Appending residency-log entries, always inside the caller's shard transaction, so an entry
-commits exactly when its change does. Leaf indices are assigned later by the log's integrator
-(``audit.log``)."""
+commits exactly when its change does. Entries wait in the log's queue (``audit_pending``) until
+the log's integrator (``audit.log``) gives them leaf indices."""
 
 from __future__ import annotations
 
@@ -13,11 +13,11 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from audit.events import Actor, LogSite, make_leaf
 from shards.registry import Shard
-from shards.schema import audit_entries
+from shards.schema import audit_pending
 
 # A batch in one statement: an executemany sends and executes a statement per row.
 _APPEND_MANY_PG = text(
-    "INSERT INTO audit_entries (leaf, subject)"
+    "INSERT INTO audit_pending (leaf, subject)"
     " SELECT * FROM unnest(CAST(:leaves AS bytea[]), CAST(:subjects AS text[]))"
 )
 
@@ -49,7 +49,7 @@ async def append_entry(
     leaf = make_leaf(
         site_of(shard), event, actor, subject=subject, jurisdiction=jurisdiction, **fields
     )
-    await conn.execute(insert(audit_entries).values(leaf=leaf, subject=subject))
+    await conn.execute(insert(audit_pending).values(leaf=leaf, subject=subject))
 
 
 async def append_entries(
@@ -77,7 +77,7 @@ async def append_entries(
         await conn.execute(_APPEND_MANY_PG, {"leaves": leaves, "subjects": subjects})
     else:  # SQLite runs an executemany as fast as one statement, and has no arrays
         rows = [{"leaf": leaf, "subject": s} for leaf, s in zip(leaves, subjects, strict=True)]
-        await conn.execute(insert(audit_entries), rows)
+        await conn.execute(insert(audit_pending), rows)
     return len(leaves)
 
 

@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from shards.engines import GUARD_MARKER
 from shards.errors import DomicileError, ResidencyGuardViolation
-from shards.schema import audit_entries, records, subjects
+from shards.schema import audit_pending, records, subjects
 
 #: Every column of ``records`` (and of ``subjects``), in the order rows are passed around here.
 COLUMNS: tuple[str, ...] = tuple(c.name for c in records.columns)
@@ -200,7 +200,7 @@ async def set_state(
             )
         if entries:
             sql += (
-                ", logged AS (INSERT INTO audit_entries (leaf, subject)"
+                ", logged AS (INSERT INTO audit_pending (leaf, subject)"
                 " SELECT e.leaf, e.subject"
                 " FROM unnest($5::text[], $6::bytea[]) WITH ORDINALITY AS e(subject, leaf, n)"
                 " WHERE e.subject IN (SELECT pseudonym FROM changed) ORDER BY e.n)"
@@ -224,7 +224,7 @@ async def set_state(
         await conn.execute(delete(records).where(records.c.pseudonym.in_(list(changed))))
     logged = [{"subject": p, "leaf": leaf} for p, leaf in (entries or {}).items() if p in changed]
     if logged:
-        await conn.execute(insert(audit_entries), logged)
+        await conn.execute(insert(audit_pending), logged)
     return changed
 
 
@@ -254,10 +254,10 @@ def fingerprint(entries: Iterable[tuple[str, str, int, str, str]]) -> Fingerprin
 
 
 _FINGERPRINTS_PG = """
-SELECT pseudonym, count(*), bool_and(content_sha256 = held),
+SELECT pseudonym, count(*) AS records, bool_and(content_sha256 = held) AS intact,
        encode(sha256(convert_to(string_agg(
            collection || ' ' || key || ' ' || version || ' ' || content_sha256 || ' ' || held,
-           E'\n' ORDER BY collection COLLATE "C", key COLLATE "C"), 'UTF8')), 'hex')
+           E'\n' ORDER BY collection COLLATE "C", key COLLATE "C"), 'UTF8')), 'hex') AS digest
 FROM (SELECT pseudonym, collection, key, version, content_sha256,
              encode(sha256(convert_to(data, 'UTF8')), 'hex') AS held
       FROM records WHERE pseudonym = ANY($1::text[])) AS r
@@ -280,6 +280,45 @@ async def fingerprints(conn: AsyncConnection, pseudonyms: Sequence[str]) -> dict
         for p, held in found.items()
         if (fp := fingerprint((c, k, *entry) for (c, k), entry in held.items())) is not None
     }
+
+
+# The column list is the schema's own, never input.
+_DRIFTED_PG = f"""
+WITH held AS ({_FINGERPRINTS_PG}), drifted AS (
+    SELECT e.pseudonym FROM unnest($1::text[], $2::text[]) AS e(pseudonym, digest)
+    LEFT JOIN held h ON h.pseudonym = e.pseudonym
+    WHERE h.digest IS DISTINCT FROM e.digest OR NOT coalesce(h.intact, true)
+)
+SELECT d.pseudonym, {", ".join("r." + c for c in COLUMNS[1:])}
+FROM drifted d LEFT JOIN records r ON r.pseudonym = d.pseudonym
+"""  # noqa: S608
+
+
+async def drifted(
+    conn: AsyncConnection, expected: Mapping[str, str | None]
+) -> dict[str, list[Sequence[Any]]]:
+    """The subjects whose fingerprint digest is not the ``expected`` one (None: no records) or
+    whose records' bytes do not all match their digests, with all their records (rows in
+    ``COLUMNS`` order), in one snapshot: on PostgreSQL one statement, which compares in place
+    and sends only the rows of those subjects."""
+    if conn.dialect.name == "postgresql":
+        raw = await _driver(conn, in_transaction=False)
+        found: dict[str, list[Sequence[Any]]] = {}
+        for r in await raw.fetch(_DRIFTED_PG, list(expected), list(expected.values())):
+            rows = found.setdefault(r[0], [])
+            if r[1] is not None:
+                rows.append(tuple(r))
+        return found
+    held = await fingerprints(conn, list(expected))
+    wrong = []
+    for p, digest in expected.items():
+        fp = held.get(p)
+        if (fp.digest if fp else None) != digest or (fp is not None and not fp.intact):
+            wrong.append(p)
+    found = {p: [] for p in wrong}
+    for row in await read_records(conn, wrong):
+        found[row[0]].append(row)
+    return found
 
 
 async def listing(conn: AsyncConnection, pseudonyms: Iterable[str]) -> Listing:

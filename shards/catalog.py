@@ -44,6 +44,65 @@ _GET_PG = (
     " WHERE pseudonym = $1"
 )
 
+# The move journal's hot steps on PostgreSQL: one prepared statement each, through the statement
+# pool (no transaction block: a statement of CTEs is atomic). Each answers one row of arrays.
+_PLAN_PG = """
+WITH plan AS (
+    SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::int[])
+        AS p(id, pseudonym, jurisdiction, from_shard, to_shard, placement_version)
+), current AS (  -- row locks serialise planners with switches
+    SELECT d.pseudonym FROM directory d JOIN plan p ON p.pseudonym = d.pseudonym
+    WHERE d.state = 'active' AND d.shard = p.from_shard
+      AND d.placement_version = p.placement_version
+    FOR UPDATE OF d
+), planned AS (  -- the partial unique index refuses a second unfinished move of a subject
+    INSERT INTO moves (id, pseudonym, jurisdiction, from_shard, to_shard, placement_version,
+                       state, reason, owner, lease_until, created_at, updated_at)
+    SELECT p.id, p.pseudonym, p.jurisdiction, p.from_shard, p.to_shard, p.placement_version,
+           'planned', $7, $8, $9, $10, $10
+    FROM plan p WHERE p.pseudonym IN (SELECT pseudonym FROM current)
+    ON CONFLICT DO NOTHING
+    RETURNING id
+)
+SELECT coalesce(array_agg(id), '{}') FROM planned
+"""
+_ADVANCE_PG = """
+WITH advanced AS (
+    UPDATE moves m
+    SET state = $4, updated_at = $5, error = $6, lease_until = $7, finished_at = $8,
+        owner = CASE WHEN $8::timestamptz IS NULL THEN m.owner END,
+        records = coalesce(d.records, m.records), digest = coalesce(d.digest, m.digest)
+    FROM unnest($1::text[]) AS i(id)
+         LEFT JOIN unnest($9::text[], $10::int[], $11::text[]) AS d(id, records, digest)
+         ON d.id = i.id
+    WHERE m.id = i.id AND m.owner = $2 AND m.state = ANY($3::text[])
+    RETURNING m.id
+)
+SELECT coalesce(array_agg(id), '{}') FROM advanced
+"""
+_SWITCH_PG = """
+WITH held AS (
+    SELECT id, pseudonym, placement_version FROM moves
+    WHERE id = ANY($1::text[]) AND owner = $2 AND state = 'verified'
+    FOR UPDATE
+), switched AS (
+    UPDATE directory d
+    SET shard = $4, placement_version = d.placement_version + 1, updated_at = $5
+    FROM held h
+    WHERE d.pseudonym = h.pseudonym AND d.placement_version = h.placement_version
+      AND d.shard = $3 AND d.state = 'active'
+    RETURNING d.pseudonym
+), journaled AS (
+    UPDATE moves m SET state = 'switched', updated_at = $5, lease_until = $6,
+        records = coalesce(d.records, m.records), digest = coalesce(d.digest, m.digest)
+    FROM held h LEFT JOIN unnest($7::text[], $8::int[], $9::text[]) AS d(id, records, digest)
+        ON d.id = h.id
+    WHERE m.id = h.id AND h.pseudonym IN (SELECT pseudonym FROM switched)
+    RETURNING m.id
+)
+SELECT (SELECT count(*) FROM held), (SELECT coalesce(array_agg(id), '{}') FROM journaled)
+"""
+
 
 @dataclass(frozen=True)
 class Placement:
@@ -93,6 +152,7 @@ def parse_token(token: str) -> tuple[str, str] | None:
 
 # Move states, in order; a move ends done, failed (stopped by an error and rolled back) or
 # rolled_back (cancelled, or its subject was erased or moved by someone else meanwhile).
+# ``copying`` and ``purged`` are only read: journals of earlier releases may still hold them.
 PLANNED, COPYING, VERIFIED, SWITCHED, PURGED = (
     "planned",
     "copying",
@@ -182,6 +242,22 @@ def _move(r: Row[Any]) -> MoveRow:
         r.updated_at,
         r.finished_at,
     )
+
+
+async def _record_details(
+    conn: AsyncConnection, details: Mapping[str, tuple[int, str]], ids: AbstractSet[str]
+) -> None:
+    """Journal (records, digest) of the moves ``ids`` that ``details`` has (SQLite)."""
+    params = [
+        {"b_id": i, "b_records": n, "b_digest": d} for i, (n, d) in details.items() if i in ids
+    ]
+    if params:
+        await conn.execute(
+            update(moves)
+            .where(moves.c.id == bindparam("b_id"))
+            .values(records=bindparam("b_records"), digest=bindparam("b_digest")),
+            params,
+        )
 
 
 def _dialect_insert(conn: AsyncConnection) -> Any:
@@ -343,8 +419,49 @@ class Catalog:
         if not plans:
             return []
         now = _now()
+        pool = statement_pool(self.engine)
+        if pool is not None:
+            ids = [secrets.token_hex(16) for _ in plans]
+            row = await pool.fetchrow(
+                _PLAN_PG,
+                ids,
+                [p.pseudonym for p in plans],
+                [p.jurisdiction for p in plans],
+                [p.from_shard for p in plans],
+                [p.to_shard for p in plans],
+                [p.placement_version for p in plans],
+                reason,
+                owner,
+                now + lease,
+                now,
+                unavailable=CatalogUnavailable,
+            )
+            assert row is not None
+            created = set(row[0])
+            return [
+                MoveRow(
+                    i,
+                    p.pseudonym,
+                    p.jurisdiction,
+                    p.from_shard,
+                    p.to_shard,
+                    p.placement_version,
+                    PLANNED,
+                    reason,
+                    records=None,
+                    digest=None,
+                    error=None,
+                    owner=owner,
+                    lease_until=now + lease,
+                    created_at=now,
+                    updated_at=now,
+                    finished_at=None,
+                )
+                for i, p in zip(ids, plans, strict=True)
+                if i in created
+            ]
         async with self._tx(write=True) as conn:
-            # Row locks serialise planners on PostgreSQL; SQLite writers are serialised anyway.
+            # SQLite writers are serialised anyway.
             current = {
                 r.pseudonym: (r.shard, r.placement_version)
                 for r in await conn.execute(
@@ -402,6 +519,26 @@ class Catalog:
             values.update(finished_at=now, owner=None, lease_until=None)
         else:
             values["lease_until"] = now + lease
+        pool = statement_pool(self.engine)
+        if pool is not None:
+            given = {i: d for i, d in (details or {}).items() if i in ids}
+            row = await pool.fetchrow(
+                _ADVANCE_PG,
+                list(ids),
+                owner,
+                expected,
+                to,
+                now,
+                error,
+                values.get("lease_until"),
+                values.get("finished_at"),
+                list(given),
+                [n for n, _ in given.values()],
+                [d for _, d in given.values()],
+                unavailable=CatalogUnavailable,
+            )
+            assert row is not None
+            return set(row[0])
         async with self._tx(write=True) as conn:
             advanced = set(
                 (
@@ -417,32 +554,47 @@ class Catalog:
                     )
                 ).scalars()
             )
-            if details:
-                params = [
-                    {"b_id": i, "b_records": n, "b_digest": d}
-                    for i, (n, d) in details.items()
-                    if i in advanced
-                ]
-                if params:
-                    await conn.execute(
-                        update(moves)
-                        .where(moves.c.id == bindparam("b_id"))
-                        .values(records=bindparam("b_records"), digest=bindparam("b_digest")),
-                        params,
-                    )
+            await _record_details(conn, details or {}, advanced)
         return advanced
 
     async def switch_placements(
-        self, batch: Sequence[MoveRow], *, owner: str, lease: timedelta
+        self,
+        batch: Sequence[MoveRow],
+        *,
+        owner: str,
+        lease: timedelta,
+        details: Mapping[str, tuple[int, str]] | None = None,
     ) -> set[str]:
         """The directory switch: compare-and-swap each subject's placement from (from_shard,
-        version) to (to_shard, version + 1), and journal the moves as switched, atomically.
-        Returns the ids switched."""
+        version) to (to_shard, version + 1), and journal the moves as switched, atomically;
+        ``details`` records (records, digest) per move. Returns the ids switched; raises
+        ``LeaseLost`` if ``owner`` no longer holds them all (on PostgreSQL those it still holds
+        are switched: each move is its own)."""
         if not batch:
             return set()
         source, target = batch[0].from_shard, batch[0].to_shard
         assert all(m.from_shard == source and m.to_shard == target for m in batch)
         now = _now()
+        given = dict(details or {})
+        pool = statement_pool(self.engine)
+        if pool is not None:
+            row = await pool.fetchrow(
+                _SWITCH_PG,
+                [m.id for m in batch],
+                owner,
+                source,
+                target,
+                now,
+                now + lease,
+                list(given),
+                [n for n, _ in given.values()],
+                [d for _, d in given.values()],
+                unavailable=CatalogUnavailable,
+            )
+            assert row is not None
+            if row[0] != len(batch):
+                raise LeaseLost()
+            return set(row[1])
         async with self._tx(write=True) as conn:
             switched = set(
                 (
@@ -479,6 +631,7 @@ class Catalog:
                     )
                 ).scalars()
             )
+            await _record_details(conn, given, journaled)
             if len(journaled) != len(ids):
                 raise LeaseLost()  # rolls the directory switch back with it
         return journaled

@@ -1,23 +1,27 @@
 """Online moves of subjects between shards: a state machine journaled in the catalog.
 
-    planned -> copying -> verified -> switched -> purged -> done      (or failed / rolled_back)
+    planned -> verified -> switched -> done      (or failed / rolled_back)
 
-- copying: the subject's rows are copied to the target (its fence row there is ``moving_in``, so
-  the target's residency guard checks every row) while the subject stays writable at the source.
-- verified: the write pause starts. The source fence turns ``moving_out``, which waits for every
-  in-flight write holding the fence's share lock and refuses new ones (503, retry). Each side's
-  fingerprint of every record's content digest is compared; subjects written since the copy get
-  their delta copied and are compared record by record.
-- switched: the target fence turns ``home`` (with ``subject.moved_in`` on the target's log), then
-  the directory is compare-and-swapped on the placement version and every router's cache entry
-  dropped: the pause ends.
-- purged: the source keeps a ``gone`` tombstone without the raw subject id; its records are
-  deleted, with ``subject.moved_out`` on the source's log.
+- planned -> verified: the subject's rows are copied to the target (its fence row there is
+  ``moving_in``, so the target's residency guard checks every row) while the subject stays
+  writable at the source; the verification (records, digest) is computed from the copied rows
+  and the target's fingerprint read back before the copy commits.
+- verified -> switched, the write pause: the source fence turns ``moving_out``, which waits for
+  every in-flight write holding the fence's share lock and refuses new ones (503, retry). The
+  source compares its fingerprints with the copy's in place; subjects written since the copy
+  are copied again and verified from the source's rows. The target fence turns ``home`` (with
+  ``subject.moved_in`` on the target's log), then one catalog statement compare-and-swaps the
+  directory on the placement version and journals the move switched; every router's cache
+  entry is dropped: the pause ends.
+- switched -> done: the source keeps a ``gone`` tombstone without the raw subject id; its
+  records are deleted, with ``subject.moved_out`` on the source's log.
 
-The target's ``home`` commit is the point of no return: before it a move rolls back (source home
-again, the target's copy deleted), from it on it only rolls forward. Every step is idempotent and
-re-derives what to do from the shards, so a run killed at any point is resumed (or cancelled) by
-another. Subjects move in batches sharing a source and target: one statement per step per batch.
+Earlier releases also journaled ``copying`` (resumed as ``planned``) and ``purged`` (as
+``switched``). The target's ``home`` commit is the point of no return: before it a move rolls
+back (source home again, the target's copy deleted), from it on it only rolls forward. Every
+step is idempotent and re-derives what to do from the shards, so a run killed at any point is
+resumed (or cancelled) by another. Subjects move in batches sharing a source and target: one
+statement per step per batch.
 """
 
 from __future__ import annotations
@@ -72,6 +76,9 @@ from shards.schema import records, subjects
 from shards.store import GONE, HOME, MOVING_IN, MOVING_OUT, validate_subject_id
 
 log = logging.getLogger("domicile.moves")
+
+#: A fingerprint digest no subject has: what ``_verify`` expects of a subject it has no copy of.
+_UNKNOWN = ""
 
 #: How long a run may hold a move without advancing it before another run may take it over.
 LEASE = timedelta(minutes=2)
@@ -153,12 +160,15 @@ def describe_error(exc: BaseException) -> str:
 @dataclass(frozen=True)
 class Copied:
     """What the copy step wrote to the target for one subject, and its verification (records,
-    digest), computed outside the write pause: valid for as long as the fingerprints of both
-    shards still match ``fingerprint``."""
+    digest), computed outside the write pause: valid for as long as the source's fingerprint
+    still matches ``fingerprint``. The target's copy cannot change meanwhile (it is
+    ``moving_in``: only this move writes it)."""
 
     subject_id: str
     fingerprint: bulk.Fingerprint | None
     verdict: tuple[int, str]
+    #: The target's fingerprint, read back in the copy's transaction, matched ``fingerprint``.
+    landed: bool
 
 
 @dataclass
@@ -202,9 +212,6 @@ class Mover:
         self.actor = actor
         self.owner = owner or process_owner()
         self.lease = lease
-        # One batch at a time in its write pause: parallel batches overlap their copies and
-        # purges, but pauses that share the client and the databases would stretch each other.
-        self._pause = asyncio.Lock()
 
     # -- planning ----------------------------------------------------------------------------
 
@@ -288,8 +295,7 @@ class Mover:
         live = {m.id: m for m in batch}
         try:
             copied = await self._copy(live, outcome)
-            async with self._pause:
-                await self._cutover(live, outcome, copied)
+            await self._cutover(live, outcome, copied)
             await self._purge(live, outcome)
             await self._finish(live, outcome)
         except LeaseLost:
@@ -318,9 +324,20 @@ class Mover:
         error = describe_error(exc)
         log.warning("moves %s stopped: %s", _ids(live), error)
         with contextlib.suppress(DomicileError, DBAPIError):
-            unverified = [m for m in live.values() if m.state in (PLANNED, COPYING)]
-            if unverified:
-                await self._unfence(self._shards(live)[0], unverified)
+            early = [m for m in live.values() if m.state in (PLANNED, COPYING, VERIFIED)]
+            if early:
+                source, target = self._shards(live)
+                async with target.read() as conn:
+                    held = _pairs(
+                        await conn.execute(
+                            select(subjects.c.pseudonym, subjects.c.state).where(
+                                _where_in(subjects.c.pseudonym, [m.pseudonym for m in early])
+                            )
+                        )
+                    )
+                # A target copy already home is past the point of no return: its source stays
+                # fenced (the target unreachable: all stay fenced).
+                await self._unfence(source, [m for m in early if held.get(m.pseudonym) != HOME])
         with contextlib.suppress(DomicileError, DBAPIError):
             await self.catalog.release_moves(list(live), owner=self.owner, error=error)
         outcome.unfinished.extend(replace(m, error=error) for m in live.values())
@@ -391,13 +408,16 @@ class Mover:
             outcome.failed.append(replace(m, state=state, error=error))
         log.info("moves %s ended %s: %s", _ids(ids), state, error)
 
-    # planned/copying -> copying: bulk copy, the subject still writable at the source
+    # planned -> verified: bulk copy, the subject still writable at the source
 
     async def _copy(self, live: dict[str, MoveRow], outcome: BatchOutcome) -> dict[str, Copied]:
+        """Copy, and journal the copies ``verified`` with the verification computed from the
+        copied rows: outside the write pause, which only confirms it (``_verify``). From
+        ``verified`` on the target copy may be home, so a resume never copies again."""
+        # ``copying``: journaled by earlier releases before their copy; copied again.
         todo = [m for m in live.values() if m.state in (PLANNED, COPYING)]
         if not todo:
             return {}
-        await self._advance(live, todo, (PLANNED, COPYING), COPYING)
         source, target = self._shards(live)
         async with source.read() as conn:
             found, rows = await bulk.read_subjects(
@@ -412,6 +432,7 @@ class Mover:
             return {}
         by_pseudonym = {m.pseudonym: m for m in live.values()}
         now = _now()
+        landed: dict[str, bulk.Fingerprint] = {}
         async with target.write() as conn:
             # Earlier partial copies and tombstones make way; a subject the target holds as its
             # own is never touched.
@@ -436,6 +457,7 @@ class Mover:
                 )
                 rows = [r for r in rows if r[0] not in clash]
                 await bulk.write_records(conn, target.name, rows)
+                landed = await bulk.fingerprints(conn, copy)
         if clash:
             await self._end(
                 live,
@@ -444,15 +466,26 @@ class Mover:
                 FAILED,
                 f"shard {target.name} already holds the subject",
             )
-        return self._copied(found, copy, rows)
+        copied = self._copied(found, copy, rows, landed)
+        await self._advance(
+            live,
+            [by_pseudonym[p] for p in copy],
+            (PLANNED, COPYING),
+            VERIFIED,
+            details={by_pseudonym[p].id: c.verdict for p, c in copied.items()},
+        )
+        return copied
 
     def _copied(
-        self, found: dict[str, bulk.Held], copy: Sequence[str], rows: Sequence[Sequence[Any]]
+        self,
+        found: dict[str, bulk.Held],
+        copy: Sequence[str],
+        rows: Sequence[Sequence[Any]],
+        landed: dict[str, bulk.Fingerprint],
     ) -> dict[str, Copied]:
         entries: dict[str, list[tuple[str, str, int, str, str]]] = {p: [] for p in copy}
         for p, collection, key, data, version, _, label, _, _ in rows:  # bulk.COLUMNS order
-            held = hashlib.sha256(data.encode()).hexdigest()
-            entries[p].append((collection, key, version, label, held))
+            entries[p].append((collection, key, version, label, _held(data)))
         copied: dict[str, Copied] = {}
         for p, listed in entries.items():
             subject_id = found[p].subject_id
@@ -461,7 +494,8 @@ class Mover:
             digest = subject_digest(
                 (self.pseudonyms.record(subject_id, c, k), v, held) for c, k, v, _, held in listed
             )
-            copied[p] = Copied(subject_id, bulk.fingerprint(listed), (len(listed), digest))
+            fp = bulk.fingerprint(listed)
+            copied[p] = Copied(subject_id, fp, (len(listed), digest), landed.get(p) == fp)
         return copied
 
     # copying -> verified -> switched: the write pause
@@ -469,7 +503,7 @@ class Mover:
     async def _cutover(
         self, live: dict[str, MoveRow], outcome: BatchOutcome, copied: dict[str, Copied]
     ) -> None:
-        todo = [m for m in live.values() if m.state in (COPYING, VERIFIED)]
+        todo = [m for m in live.values() if m.state == VERIFIED]
         if not todo:
             return
         source, target = self._shards(live)
@@ -493,19 +527,20 @@ class Mover:
         if not todo:
             return
         verdicts = await self._verify(source, target, todo, subject_ids, copied)
-        details: dict[str, tuple[int, str]] = {}
+        changed: dict[str, tuple[int, str]] = {}
         for m in todo:
             verdict = verdicts[m.pseudonym]
             if isinstance(verdict, str):
                 log.warning("move %s failed verification: %s", m.id, verdict)
                 await self._roll_back(live, [m], outcome, FAILED, verdict)
-            else:
-                details[m.id] = verdict
+            elif verdict != (m.records, m.digest):
+                # Written since the copy, or resumed: the audit entries carry this verdict.
+                # It is journaled with the switch; a run that stops before then leaves the
+                # source fenced, so the next one computes the same verdict again.
+                changed[m.id] = verdict
+                live[m.id] = replace(m, records=verdict[0], digest=verdict[1])
         good = [live[m.id] for m in todo if m.id in live]
-        await self._advance(
-            live, [m for m in good if m.state == COPYING], COPYING, VERIFIED, details=details
-        )
-        await self._switch(live, [live[m.id] for m in good], target)
+        await self._switch(live, good, target, changed)
         outcome.pause = time.monotonic() - started
 
     async def _verify(
@@ -516,27 +551,30 @@ class Mover:
         subject_ids: dict[str, str | None],
         copied: dict[str, Copied],
     ) -> dict[str, tuple[int, str] | str]:
-        """Compare the fingerprints of both shards (every record's content digest, one row per
-        subject from each): a subject whose copy is intact and still what the copy step wrote
-        keeps the verdict computed then. The rest (written since the copy, resumed, corrupt)
-        are synced and compared record by record."""
-        wanted = [m.pseudonym for m in moves]
-        src, dst = await asyncio.gather(
-            _fingerprints(source, wanted), _fingerprints(target, wanted)
-        )
-        verdicts: dict[str, tuple[int, str] | str] = {}
-        for p in wanted:
-            done, held = copied.get(p), src.get(p)
-            if (
-                done is not None
-                and done.subject_id == subject_ids[p]
-                and held == dst.get(p) == done.fingerprint
-                and (held is None or held.intact)
-            ):
-                verdicts[p] = done.verdict
-        rest = [m for m in moves if m.pseudonym not in verdicts]
+        """Compare the fenced source's fingerprints (every record's content digest) with the
+        copy's, in the source in one statement: a subject whose copy landed intact and is still
+        what the source holds keeps the verdict computed then. The source sends the records of
+        the rest (written since the copy, resumed, corrupt), which are synced and verified."""
+        expected = {
+            m.pseudonym: (
+                (done.fingerprint.digest if done.fingerprint else None)
+                if (done := copied.get(m.pseudonym)) is not None
+                and done.landed
+                and done.subject_id == subject_ids[m.pseudonym]
+                else _UNKNOWN
+            )
+            for m in moves
+        }
+        async with source.read() as conn:
+            drifted = await bulk.drifted(conn, expected)
+        verdicts: dict[str, tuple[int, str] | str] = {
+            p: copied[p].verdict for p in expected if p not in drifted
+        }
+        rest = [m for m in moves if m.pseudonym in drifted]
         if rest:
-            verdicts.update(await self._sync_and_verify(source, target, rest, subject_ids))
+            verdicts.update(
+                await self._sync_and_verify(source, target, rest, subject_ids, drifted, copied)
+            )
         return verdicts
 
     async def _sync_and_verify(
@@ -545,52 +583,60 @@ class Mover:
         target: Shard,
         moves: Sequence[MoveRow],
         subject_ids: dict[str, str | None],
+        rows: dict[str, list[Sequence[Any]]],
+        copied: dict[str, Copied],
     ) -> dict[str, tuple[int, str] | str]:
-        """Bring the target's copy level with the fenced source, then compare every record's
-        content digest on both sides: the digest of the bytes each side holds, against the
-        digest the source recorded when the record was written. Per subject: (records,
-        verification digest), or why it failed."""
+        """Verify from the fenced source's ``rows``: each record's bytes against the digest
+        recorded when it was written, and the target's fingerprint against theirs. A subject
+        whose copy differs (written since the copy) is copied again and its fingerprint read
+        back, in one transaction. Per subject: (records, verification digest), or why it
+        failed."""
         wanted = [m.pseudonym for m in moves]
+        held = {p: copied[p].fingerprint for p in wanted if p in copied and copied[p].landed}
+        unknown = [p for p in wanted if p not in held]
+        if unknown:  # resumed: what the target holds is read
+            fetched = await _fingerprints(target, unknown)
+            held.update({p: fetched.get(p) for p in unknown})
+        entries = {
+            p: [  # rows in bulk.COLUMNS order
+                (collection, key, version, label, _held(data))
+                for _, collection, key, data, version, _, label, _, _ in rows[p]
+            ]
+            for p in wanted
+        }
+        expected = {p: bulk.fingerprint(listed) for p, listed in entries.items()}
+        stale = [p for p in wanted if expected[p] != held[p]]
+        if stale:
+            async with target.write() as conn:
+                await conn.execute(delete(records).where(_where_in(records.c.pseudonym, stale)))
+                await bulk.write_records(conn, target.name, [r for p in stale for r in rows[p]])
+                landed = await bulk.fingerprints(conn, stale)
+            held.update({p: landed.get(p) for p in stale})
         verdicts: dict[str, tuple[int, str] | str] = {}
-        for attempt in (1, 2):
-            src, dst = await asyncio.gather(_listing(source, wanted), _listing(target, wanted))
-            stale: set[tuple[str, str, str]] = set()
-            extra: set[tuple[str, str, str]] = set()
-            corrupt = f"a record's content at {source.name} does not match its digest"
-            for p in wanted:
-                mine, theirs = src.get(p, {}), dst.get(p, {})
-                for address, (version, label, actual) in mine.items():
-                    if actual != label:
-                        verdicts[p] = corrupt
-                    if theirs.get(address) != (version, label, label):
-                        stale.add((p, *address))
-                extra.update((p, *address) for address in theirs if address not in mine)
-            if not stale and not extra:
-                break
-            if attempt == 2:
-                for p in wanted:
-                    verdicts.setdefault(p, f"the copy at {target.name} does not converge")
-                return verdicts
-            await _rewrite(source, target, stale, extra)
-        for p in wanted:
-            if p in verdicts:
-                continue
+        for p, listed in entries.items():
             subject_id = subject_ids[p]
-            if subject_id is None:
+            if any(label != actual for _, _, _, label, actual in listed):
+                verdicts[p] = f"a record's content at {source.name} does not match its digest"
+            elif expected[p] != held[p]:
+                verdicts[p] = f"the copy at {target.name} does not match {source.name}"
+            elif subject_id is None:
                 verdicts[p] = f"the subject at {source.name} has no subject id"
-                continue
-            held = dst.get(p, {})
-            verdicts[p] = (
-                len(held),
-                subject_digest(
-                    (self.pseudonyms.record(subject_id, collection, key), version, actual)
-                    for (collection, key), (version, _, actual) in held.items()
-                ),
-            )
+            else:
+                verdicts[p] = (
+                    len(listed),
+                    subject_digest(
+                        (self.pseudonyms.record(subject_id, c, k), v, actual)
+                        for c, k, v, _, actual in listed
+                    ),
+                )
         return verdicts
 
     async def _switch(
-        self, live: dict[str, MoveRow], moves: Sequence[MoveRow], target: Shard
+        self,
+        live: dict[str, MoveRow],
+        moves: Sequence[MoveRow],
+        target: Shard,
+        details: dict[str, tuple[int, str]],
     ) -> None:
         if not moves:
             return
@@ -599,18 +645,24 @@ class Mover:
             await bulk.set_state(
                 conn, list(entries), expect=(MOVING_IN,), to=HOME, now=_now(), entries=entries
             )
-        switched = await self.catalog.switch_placements(moves, owner=self.owner, lease=self.lease)
+        try:
+            switched = await self.catalog.switch_placements(
+                moves, owner=self.owner, lease=self.lease, details=details
+            )
+        finally:  # also when the lease was lost: some may have switched
+            await asyncio.gather(*(self.directory.invalidate(m.pseudonym) for m in moves))
         for m in moves:
             if m.id in switched:
                 live[m.id] = replace(m, state=SWITCHED)
         # Moves not switched stay in ``live`` and are stopped by ``run``: only an operator can
         # change a fenced subject's directory entry, so they are left for one rather than guessed.
-        await asyncio.gather(*(self.directory.invalidate(m.pseudonym) for m in moves))
 
-    # switched -> purged -> done
+    # switched -> done (``purged``: journaled by earlier releases after their purge)
 
     async def _purge(self, live: dict[str, MoveRow], outcome: BatchOutcome) -> None:
-        todo = [m for m in live.values() if m.state == SWITCHED]
+        """Tombstone the source and delete its copy; idempotent, so the journal keeps the move
+        ``switched`` until ``_finish``."""
+        todo = [m for m in live.values() if m.state in (SWITCHED, PURGED)]
         if not todo:
             return
         source, _ = self._shards(live)
@@ -625,10 +677,9 @@ class Mover:
                 entries=entries,
                 forget=True,
             )
-        await self._advance(live, todo, SWITCHED, PURGED)
 
     async def _finish(self, live: dict[str, MoveRow], outcome: BatchOutcome) -> None:
-        todo = [m for m in live.values() if m.state == PURGED]
+        todo = [m for m in live.values() if m.state in (SWITCHED, PURGED)]
         if not todo:
             return
         source, _ = self._shards(live)
@@ -636,7 +687,7 @@ class Mover:
             # secure_delete zeroed the freed pages; the WAL still holds older copies.
             async with source.engine.connect() as conn:
                 await conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
-        await self._advance(live, todo, PURGED, DONE)
+        await self._advance(live, todo, (SWITCHED, PURGED), DONE)
         for m in todo:
             outcome.done.append(live.pop(m.id))
         log.info("moved %d subjects %s -> %s", len(todo), todo[0].from_shard, todo[0].to_shard)
@@ -704,40 +755,18 @@ class Mover:
             )
 
 
-async def _listing(shard: Shard, pseudonyms: Sequence[str]) -> bulk.Listing:
-    async with shard.read() as conn:
-        return await bulk.listing(conn, pseudonyms)
-
-
 async def _fingerprints(shard: Shard, pseudonyms: Sequence[str]) -> dict[str, bulk.Fingerprint]:
     async with shard.read() as conn:
         return await bulk.fingerprints(conn, pseudonyms)
 
 
+def _held(data: str) -> str:
+    """The digest of a record's bytes as a shard holds them, as ``bulk.fingerprints`` takes it."""
+    return hashlib.sha256(data.encode()).hexdigest()
+
+
 def _pairs(rows: Iterable[Any]) -> dict[Any, Any]:
     return {first: second for first, second in rows}
-
-
-async def _rewrite(
-    source: Shard,
-    target: Shard,
-    stale: set[tuple[str, str, str]],
-    extra: set[tuple[str, str, str]],
-) -> None:
-    """Replace the target's stale records by the source's, and delete its extra ones."""
-    async with source.read() as conn:
-        rows = await bulk.read_records(conn, {p for p, _, _ in stale})
-    fresh = [r for r in rows if (r[0], r[1], r[2]) in stale]
-    async with target.write() as conn:
-        for pseudonym, collection, key in stale | extra:
-            await conn.execute(
-                delete(records).where(
-                    records.c.pseudonym == pseudonym,
-                    records.c.collection == collection,
-                    records.c.key == key,
-                )
-            )
-        await bulk.write_records(conn, target.name, fresh)
 
 
 def _ids(moves: Iterable[str]) -> str:

@@ -72,21 +72,34 @@ records = Table(
     Column("updated_at", DateTime(timezone=True), nullable=False),
 )
 
-#: The residency log: one row per entry, appended in the transaction of its change. ``idx``
-#: (the leaf index) is assigned afterwards by the log's single integrator, in commit order.
-audit_entries = Table(
-    "audit_entries",
+#: The residency log's queue: an entry is appended here in the transaction of its change, and
+#: leaves it for ``audit_entries`` when the log's single integrator gives it its leaf index. Ids
+#: keep growing across both tables (SQLite: AUTOINCREMENT, as the queue is often empty).
+audit_pending = Table(
+    "audit_pending",
     metadata,
     Column(
         "id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
     ),
     Column("leaf", LargeBinary, nullable=False),
     Column("subject", String(64), nullable=True),
+    sqlite_autoincrement=True,
+)
+
+#: The integrated log, insert-only: an entry arrives with its leaf index ``idx`` and keeps its
+#: queue ``id`` (the column has no default of its own since schema 0002). A row without ``idx``
+#: is refused by a check (PostgreSQL) or trigger (SQLite) that 0002 adds, rather than NOT NULL,
+#: which would scan (PostgreSQL) or rewrite (SQLite) the whole log under lock.
+audit_entries = Table(
+    "audit_entries",
+    metadata,
+    Column(
+        "id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=False
+    ),
+    Column("leaf", LargeBinary, nullable=False),
+    Column("subject", String(64), nullable=True),
     Column("idx", BigInteger, nullable=True, unique=True),
     Index("ix_audit_entries_subject", "subject"),
-    Index(
-        "ix_audit_entries_pending", "id", postgresql_where="idx IS NULL", sqlite_where="idx IS NULL"
-    ),
 )
 
 #: One row: the log's integrated tree size. Integrators lock it, so there is one at a time per

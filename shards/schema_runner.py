@@ -28,15 +28,15 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from alembic.util import CommandError
-from sqlalchemy import insert, select, text
+from sqlalchemy import insert, inspect, select, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 import migrations
 from audit import events
-from audit.events import SYSTEM
-from shards.auditlog import append_entry
+from audit.events import SYSTEM, make_leaf
+from shards.auditlog import site_of
 from shards.catalog import MIGRATION_DONE, MIGRATION_FAILED, Catalog
 from shards.engines import _WRITE, create_engine, is_unavailable
 from shards.errors import DomicileError, InvalidInput, ShardUnavailable
@@ -48,6 +48,9 @@ from shards.schema import shard_identity
 SHARD_HISTORY = "shard"
 CATALOG_HISTORY = "catalog"
 UPGRADE, DOWNGRADE = "upgrade", "downgrade"
+
+_APPEND = text("INSERT INTO audit_pending (leaf) VALUES (:leaf)")
+_APPEND_BEFORE_0002 = text("INSERT INTO audit_entries (leaf) VALUES (:leaf)")
 
 #: ``pg_try_advisory_lock`` key held while a shard is being migrated ("domicile" in ASCII).
 _LOCK_KEY = 0x646F6D6963696C65
@@ -156,6 +159,10 @@ async def migrate(engine: AsyncEngine, history: str, action: str, revision: str)
     async with engine.connect() as conn:
         await conn.run_sync(_run, cfg, action, revision)
         await conn.commit()
+
+
+def _has_queue(connection: Connection) -> bool:
+    return inspect(connection).has_table("audit_pending")
 
 
 def _read_revision(connection: Connection) -> str | None:
@@ -270,9 +277,8 @@ async def _apply_step(
             if broken:
                 raise MigrationFailed(f"revision left {len(broken)} rows with dangling keys")
         if after is not None:  # downgrading to base drops the log itself
-            await append_entry(
-                conn,
-                shard,
+            leaf = make_leaf(
+                site_of(shard),
                 events.SCHEMA_MIGRATED,
                 SYSTEM,
                 subject=None,
@@ -281,6 +287,10 @@ async def _apply_step(
                 from_revision=before,
                 revision=after,
             )
+            # The step may leave the shard at a revision older than this code's: before 0002
+            # the log had no queue, and entries waited in audit_entries without an index.
+            queued = await conn.run_sync(_has_queue)
+            await conn.execute(_APPEND if queued else _APPEND_BEFORE_0002, {"leaf": leaf})
 
 
 async def run_wave(

@@ -89,7 +89,7 @@ WITH fence AS (
         content_sha256 = excluded.content_sha256, updated_at = excluded.updated_at
     RETURNING version
 ), entry AS (
-    INSERT INTO audit_entries (leaf, subject)
+    INSERT INTO audit_pending (leaf, subject)
     SELECT $8::bytea || convert_to(version::text, 'UTF8') || $9::bytea, $1 FROM put
 )
 SELECT (SELECT state FROM fence) AS state, (SELECT version FROM put) AS version

@@ -34,6 +34,12 @@ PG_PORT = int(os.environ.get("DOMICILE_TEST_PG_PORT", "5432"))
 PG_USER = os.environ.get("DOMICILE_TEST_PG_USER", "postgres")
 REDIS_URL = os.environ.get("DOMICILE_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 SHARDS = {"ru-msk-1": "ru-msk", "eu-fra-1": "eu-fra", "us-east-1": "us-east"}
+#: A shard log's leaves, integrated or still queued, in append (id) order: one statement, so an
+#: entry the integrator moves meanwhile is seen exactly once.
+LOG_LEAVES = (
+    "SELECT leaf FROM (SELECT id, leaf FROM audit_entries"
+    " UNION ALL SELECT id, leaf FROM audit_pending) AS e ORDER BY id"
+)
 
 
 @pytest.fixture

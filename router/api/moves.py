@@ -39,7 +39,9 @@ class MoveOut(BaseModel):
     jurisdiction: str
     from_shard: str
     to_shard: str
-    state: str  # planned | copying | verified | switched | purged | done | failed | rolled_back
+    # planned | verified | switched | done | failed | rolled_back (journals of earlier
+    # releases may still show copying or purged)
+    state: str
     reason: str
     records: int | None
     digest: str | None  # SHA-256 over the moved records' (pseudonym, version, content_sha256)

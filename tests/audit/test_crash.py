@@ -22,7 +22,7 @@ import pytest
 
 from shards.pseudonym import Pseudonymizer
 from tests.audit.conftest import cli
-from tests.conftest import SHARDS, Deployment, query_shard
+from tests.conftest import LOG_LEAVES, SHARDS, Deployment, query_shard
 
 pytestmark = pytest.mark.anyio
 
@@ -95,7 +95,7 @@ async def write_until_killed(
 async def logged(dep: Deployment) -> set[tuple[str, ...]]:
     found: set[tuple[str, ...]] = set()
     for shard in SHARDS:
-        for (leaf,) in await query_shard(dep, shard, "SELECT leaf FROM audit_entries"):
+        for (leaf,) in await query_shard(dep, shard, LOG_LEAVES):
             event = json.loads(bytes(leaf))
             if event["event"] == "subject.registered":
                 found.add(("subject", event["subject"]))

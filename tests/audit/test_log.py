@@ -42,12 +42,14 @@ async def test_append_entries_commits_a_batch_with_its_transaction(
         await failing_change()
     async with shard.write() as conn:
         assert await append_entries(conn, shard, ACTOR, []) == 0
-    assert await query_shard(deployment, "ru-msk-1", "SELECT count(*) FROM audit_entries") == [(0,)]
+    assert await query_shard(deployment, "ru-msk-1", "SELECT count(*) FROM audit_pending") == [(0,)]
 
     async with shard.write() as conn:
         await append_entries(conn, shard, ACTOR, changes)
+    assert await query_shard(deployment, "ru-msk-1", "SELECT count(*) FROM audit_pending") == [(5,)]
     log = runtime.audit.log("ru-msk-1")
     assert await log.integrate() == 5
+    assert await query_shard(deployment, "ru-msk-1", "SELECT count(*) FROM audit_pending") == [(0,)]
     entries = await log.entries(0, 5)
     assert [(e.index, e.leaf) for e in entries] == await log.leaves(0, 5)
     events = [json.loads(e.leaf) for e in entries]
@@ -77,17 +79,19 @@ async def test_integration_and_proofs_from_stored_nodes(
     await runtime.store.register("ivan", "RU", ACTOR)
     for n in range(12):
         await runtime.store.put("ivan", "notes", f"n{n}", {"n": n}, ACTOR)
-    pending = await query_shard(deployment, "ru-msk-1", "SELECT id FROM audit_entries")
+    pending = await query_shard(deployment, "ru-msk-1", "SELECT id FROM audit_pending ORDER BY id")
     assert len(pending) == 13
+    assert not await query_shard(deployment, "ru-msk-1", "SELECT id FROM audit_entries")
     ru = runtime.audit.log("ru-msk-1")
     assert await ru.size() == 0
     assert await ru.integrate(batch=5) == 13  # several batches, one index sequence
 
-    # Indices follow commit (id) order.
+    # Indices follow commit (id) order; entries keep their ids and leave the queue.
     rows = await query_shard(
         deployment, "ru-msk-1", "SELECT id, idx FROM audit_entries ORDER BY id"
     )
-    assert [r[1] for r in rows] == list(range(13))
+    assert rows == [(row_id, n) for n, (row_id,) in enumerate(pending)]
+    assert not await query_shard(deployment, "ru-msk-1", "SELECT id FROM audit_pending")
 
     leaves = await leaves_by_index(deployment, "ru-msk-1")
     tree = CompactRange()

@@ -58,7 +58,8 @@ async def reorder(dep: Deployment) -> None:
 async def insert(dep: Deployment) -> None:
     [(leaf,)] = await query_shard(dep, LOG, "SELECT leaf FROM audit_entries WHERE idx = 2")
     await shift(dep, 3, 1)
-    await sql(dep, "INSERT INTO audit_entries (leaf, subject, idx) VALUES ($1, NULL, 3)", leaf)
+    forged = "INSERT INTO audit_entries (id, leaf, subject, idx) VALUES (-1, $1, NULL, 3)"
+    await sql(dep, forged, leaf)
 
 
 TAMPERING = {

@@ -21,7 +21,7 @@ from audit.events import Actor
 from router.cli import main
 from router.config import Settings
 from router.runtime import open_runtime
-from tests.conftest import Deployment, query_shard
+from tests.conftest import LOG_LEAVES, Deployment, query_shard
 
 ACTOR = Actor(key_id="test")
 SHARD_NAMES = ("ru-msk-1", "eu-fra-1", "us-east-1")
@@ -120,7 +120,7 @@ async def views(dep: Deployment) -> dict[str, ShardView]:
 
 
 async def audit_events(dep: Deployment, shard: str, event: str) -> list[dict[str, Any]]:
-    rows = await query_shard(dep, shard, "SELECT leaf FROM audit_entries ORDER BY id")
+    rows = await query_shard(dep, shard, LOG_LEAVES)
     decoded = [json.loads(bytes(r[0])) for r in rows]
     return [e for e in decoded if e["event"] == event]
 

@@ -367,7 +367,10 @@ async def test_purpose_and_request_id_reach_the_audit_entry(
         headers={"X-Domicile-Purpose": "support ticket 42", "X-Request-Id": "req-123"},
     )
     assert response.headers["x-request-id"] == "req-123"
-    leaves = await query_shard(deployment, "ru-msk-1", "SELECT leaf FROM audit_entries ORDER BY id")
+    await api.runtime.audit.log("ru-msk-1").integrate()
+    leaves = await query_shard(
+        deployment, "ru-msk-1", "SELECT leaf FROM audit_entries ORDER BY idx"
+    )
     last = bytes(leaves[-1][0]).decode()
     assert '"purpose":"support ticket 42"' in last
     assert '"request_id":"req-123"' in last

@@ -20,8 +20,9 @@ async def test_put_appends_a_canonical_leaf_with_the_new_version(
     for version in (1, 2, 3):
         response = await api.put("ivan", "profile", "main", {"v": version, "name": "Иван"})
         assert response.json()["version"] == version
+        await api.runtime.audit.log("ru-msk-1").integrate()
         rows = await query_shard(
-            deployment, "ru-msk-1", "SELECT leaf FROM audit_entries ORDER BY id DESC LIMIT 1"
+            deployment, "ru-msk-1", "SELECT leaf FROM audit_entries ORDER BY idx DESC LIMIT 1"
         )
         leaf = bytes(rows[0][0])
         event = json.loads(leaf)
