@@ -32,6 +32,8 @@ def externals() -> list[External]:
             [],
             {
                 "records_per_s": r"throughput: ([\d,.]+) records/s",
+                "mover_cpu_us": r"mover CPU: ([\d.]+) us per record",
+                "pause_p50_ms": r"write pause per subject \(mover\): p50 ([\d.]+) ms",
                 "pause_p99_ms": r"write pause per subject \(mover\):.*p99 ([\d.]+) ms",
                 "observed_pause_p99_ms": r"pauses met: \d+, p99 ([\d.]+) ms",
             },
