@@ -1,5 +1,6 @@
 """``python -m bench`` (``make bench``): every workload, interleaved repeats, a table on stdout
-and ``bench/RESULTS.md``.
+and ``bench/RESULTS.md``, rendered from the run's raw figures in ``bench/RESULTS.json``
+(``--render bench/RESULTS.json`` renders them again without measuring).
 
 Order of a run: build the deployment; start domicile (``domicile serve``) and the baseline B;
 warm both; then ``--repeats`` rounds, each running W1, W2 and W3 on both servers back to back
@@ -136,7 +137,20 @@ def main() -> None:
     parser.add_argument(
         "--output", type=Path, default=Path(__file__).with_name("RESULTS.md"), help="report file"
     )
+    parser.add_argument(
+        "--render",
+        type=Path,
+        metavar="FACTS",
+        help="measure nothing: render the report again from a run's figures (RESULTS.json)",
+    )
     args = parser.parse_args()
+    facts = report.load_facts(args.render) if args.render else measure(args)
+    print(report.console_table(facts))
+    args.output.write_text(report.markdown(facts))
+    print(f"bench: wrote {args.output}")
+
+
+def measure(args: argparse.Namespace) -> report.Facts:
     wrk = servers.ensure_wrk()
     began = time.time()
     load_before = os.getloadavg()
@@ -169,9 +183,10 @@ def main() -> None:
         library=library,
         external=jobs,
     )
-    print(report.console_table(facts))
-    args.output.write_text(report.markdown(facts))
-    print(f"bench: wrote {args.output}")
+    figures = args.output.with_suffix(".json")
+    report.save_facts(facts, figures)
+    print(f"bench: wrote {figures}")
+    return facts
 
 
 if __name__ == "__main__":

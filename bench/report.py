@@ -3,7 +3,9 @@ target met or explained."""
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.metadata
+import json
 import os
 import platform
 import statistics
@@ -45,6 +47,18 @@ class Facts:
     http: dict[str, list[dict[str, float]]]
     library: dict[str, Any]
     external: list[External]
+
+
+def save_facts(facts: Facts, path: Path) -> None:
+    """The run's raw figures, written before the report so that it can be rendered again."""
+    path.write_text(json.dumps(dataclasses.asdict(facts), indent=1) + "\n")
+
+
+def load_facts(path: Path) -> Facts:
+    raw = json.loads(path.read_text())
+    raw["load"] = tuple(tuple(values) for values in raw["load"])
+    raw["external"] = [External(**job) for job in raw["external"]]
+    return Facts(**raw)
 
 
 @dataclass
@@ -169,7 +183,6 @@ def targets(facts: Facts) -> list[Target]:
             "tree, checkpoints signed), the API key, two pseudonyms and the metrics; FastAPI's "
             "dependency resolution, which B pays, is skipped. Each of these is one of the "
             "guarantees that B does not give. See 'Where the time goes'.",
-            "See 'Where the time goes'.",
         )
     )
     one, pooled = (
