@@ -199,13 +199,16 @@ def targets(facts: Facts) -> list[Target]:
             one <= 1.3,
             f"The library adds {_cpu(facts, 'L_get') - _cpu(facts, 'A_select'):.0f} us to the "
             f"{_cpu(facts, 'A_select'):.0f} us of a prepared statement on one connection, the "
-            "driver's floor: it takes a pooled connection, turns the subject id into its "
-            "pseudonym (HMAC-SHA256, 3 us), looks the placement up in the cache, validates the "
-            "ids, reads the fence row with the record (a join, two more columns) and builds its "
-            "answer, each a few microseconds of Python. Against asyncpg's pool, which any "
-            f"concurrent service needs to share connections, the library costs {pooled:.2f}x. "
-            "On this VM A itself moved between 15 and 48 us over a day (most of it system time "
-            "for the round trip's wake-ups), and the ratio with it, from 1.3x to 2.3x.",
+            "driver's floor. Its own Python, timed alone, is about 8 us a read (the subject's "
+            "pseudonym 2 us, the cache lookup 1 us, the id checks, the answer 2 us); the rest "
+            "is the round trip, whose system time on this VM grows with the work around it "
+            "and with the server's answer time (the fence row joined to the record, one of "
+            "three databases): in development runs, a loop of the raw statement cost 5 us more "
+            "per read with only the pseudonym added, 23 us more with all of it. Against "
+            "asyncpg's pool, which any concurrent service needs to share connections, the "
+            f"library costs {pooled:.2f}x. A itself ranged from 25 to 125 us between runs on "
+            "this VM (most of it system time for the round trip's wake-ups), and the ratio "
+            "moves with it: 1.34x in the previous recorded run.",
         )
     )
     routing = _cpu_ratio(facts, "W7_pg_300", "L_get")
@@ -632,4 +635,4 @@ Where the rest goes:
 - **The library read** (A vs L): the library's own Python is about 8 us a read (pseudonym
   3 us, cache lookup, checks, the answer); the rest of the difference is the round trip, whose
   system time on this VM moves with the server's answer time (a join of the fence row to the
-  record) and with the machine's load: A itself ranged from 25 to 80 us within one hour."""
+  record) and with the machine's load: A itself ranged from 25 to 125 us between runs."""
