@@ -29,6 +29,8 @@ class Load:
     acked: Acked = field(default_factory=dict)
     seen: Counter[int | str] = field(default_factory=Counter)
     pauses: list[float] = field(default_factory=list)  # first 503 to success, per write
+    # Every answer per record, so a count that does not add up shows what the writer was told.
+    answers: dict[tuple[str, str], list[str]] = field(default_factory=dict)
     everyone: asyncio.Event = field(default_factory=asyncio.Event)  # each subject acked a write
 
 
@@ -44,6 +46,10 @@ async def writer(api: Api, subjects: list[str], n: int, stop: asyncio.Event, loa
             while True:
                 response = await api.put(subject, "hammer", key, value)
                 load.seen[response.status_code] += 1
+                answer = str(response.status_code)
+                if response.status_code != 200:
+                    answer += " " + response.json()["error"]["code"]
+                load.answers.setdefault((subject, key), []).append(answer)
                 if response.status_code == 200:
                     load.acked[(subject, key)] = value
                     if len({s for s, _ in load.acked}) == len(subjects):
@@ -95,15 +101,18 @@ async def hammer_while(
     return load, report
 
 
-async def settled_on_russia(
-    dep: Deployment, subjects: list[str], seeded: int, acked: Acked
-) -> None:
+async def settled_on_russia(dep: Deployment, subjects: list[str], seeded: int, load: Load) -> None:
+    acked = load.acked
     async with open_runtime(dep.settings(), prepare=False) as rt:
         expected = {
             rt.pseudonyms.subject(s): ("ru-msk-1", seeded + sum(1 for (t, _) in acked if t == s))
             for s in subjects
         }
-    assert_settled(await views(dep), expected)
+    try:
+        assert_settled(await views(dep), expected)
+    except AssertionError as failure:
+        unacked = {k: v for k, v in load.answers.items() if k not in acked}
+        raise AssertionError(f"{failure}\nanswers to writes never acked: {unacked}") from None
 
 
 async def test_writes_during_a_drain_are_never_lost(deployment: Deployment) -> None:
@@ -121,7 +130,7 @@ async def test_writes_during_a_drain_are_never_lost(deployment: Deployment) -> N
     assert load.seen[200] > 0
     assert load.seen[409] == 0  # the source stays permitted: only the cutover pauses writes
     assert max(load.pauses, default=0) < 5  # bounded; every refused write landed on retry
-    await settled_on_russia(deployment, subjects, 2, load.acked)
+    await settled_on_russia(deployment, subjects, 2, load)
 
 
 async def test_writes_during_comply_are_never_lost(
@@ -135,4 +144,4 @@ async def test_writes_during_comply_are_never_lost(
     assert report.remaining == 0
     assert load.seen[409] > 0  # refused while still in the EU,
     assert {s for s, _ in load.acked} == set(subjects)  # and accepted in Russia afterwards
-    await settled_on_russia(dep, subjects, 3, load.acked)
+    await settled_on_russia(dep, subjects, 3, load)
