@@ -34,12 +34,14 @@ from shards.catalog_schema import directory as directory_table
 from shards.engines import create_engine
 from shards.placement import choose_home
 from shards.schema import records as records_table
+from shards.schema import subjects as subjects_table
 from shards.schema_runner import CATALOG_HISTORY, SHARD_HISTORY, migrate
 from shards.store import encode_data
 
-#: The records table's columns, in the order rows are built for COPY.
+#: The tables' columns, in the order rows are built for COPY.
 RECORD_COLUMNS = [column.name for column in records_table.columns]
 DIRECTORY_COLUMNS = [column.name for column in directory_table.columns]
+SUBJECT_COLUMNS = [column.name for column in subjects_table.columns]
 
 T = TypeVar("T")
 
@@ -231,15 +233,7 @@ async def _seed(dep: Deployment) -> None:
             db,
             "subjects",
             subjects[shard],
-            [
-                "pseudonym",
-                "subject_id",
-                "jurisdiction",
-                "state",
-                "placement_version",
-                "created_at",
-                "updated_at",
-            ],
+            SUBJECT_COLUMNS,
         )
         await _copy(
             db,

@@ -33,7 +33,7 @@ from typing import Any
 import asyncpg
 
 from audit.events import Actor
-from bench.deploy import DIRECTORY_COLUMNS, RECORD_COLUMNS
+from bench.deploy import DIRECTORY_COLUMNS, RECORD_COLUMNS, SUBJECT_COLUMNS
 from router.config import load_settings
 from router.runtime import open_runtime
 from shards.catalog import ACTIVE
@@ -114,15 +114,7 @@ async def load_data(setup: Setup, dsn: str, databases: dict[str, str]) -> None:
         await source.copy_records_to_table(
             "subjects",
             records=subject_rows,
-            columns=[
-                "pseudonym",
-                "subject_id",
-                "jurisdiction",
-                "state",
-                "placement_version",
-                "created_at",
-                "updated_at",
-            ],
+            columns=SUBJECT_COLUMNS,
         )
         await source.copy_records_to_table(
             "records",

@@ -106,7 +106,7 @@ class StatementPool:
             raise
 
     async def _run(self, conn: asyncpg.Connection, sql: str, args: tuple[Any, ...]) -> Any:
-        statements = self._prepared.setdefault(conn, {})
+        statements = self._prepared[conn]
         statement = statements.get(sql)
         if statement is None:
             statement = statements[sql] = await conn.prepare(sql)
@@ -125,7 +125,9 @@ class StatementPool:
             if self._open < self._size:
                 self._open += 1
                 try:
-                    return await self._connect()
+                    conn = await self._connect()
+                    self._prepared[conn] = {}
+                    return conn
                 except BaseException:
                     self._open -= 1
                     self._hand_over(None)

@@ -400,18 +400,16 @@ class RecordStore:
 
         async def put_on(p: Placement, shard: Shard) -> StoredRecord:
             now = _now()
+            entry = {
+                "subject": p.pseudonym,
+                "jurisdiction": p.jurisdiction,
+                "record": record_pseudonym,
+                "content_sha256": digest,
+            }
             pool = statement_pool(shard.engine)
             if pool is not None and if_match is None:
                 await shard.ensure_ready()
-                head, tail = leaf_around_version(
-                    shard,
-                    events.RECORD_PUT,
-                    actor,
-                    subject=p.pseudonym,
-                    jurisdiction=p.jurisdiction,
-                    record=record_pseudonym,
-                    content_sha256=digest,
-                )
+                head, tail = leaf_around_version(shard, events.RECORD_PUT, actor, **entry)
                 row = await pool.fetchrow(
                     _PUT_PG,
                     *(p.pseudonym, collection, key, body, p.jurisdiction, digest, now, head, tail),
@@ -471,17 +469,7 @@ class RecordStore:
                         ).scalar_one_or_none()
                         raise VersionMismatch(if_match, current)
                     version = int(row[0])
-                await append_entry(
-                    conn,
-                    shard,
-                    events.RECORD_PUT,
-                    actor,
-                    subject=p.pseudonym,
-                    jurisdiction=p.jurisdiction,
-                    record=record_pseudonym,
-                    content_sha256=digest,
-                    version=version,
-                )
+                await append_entry(conn, shard, events.RECORD_PUT, actor, **entry, version=version)
             return self._record(subject_id, p, shard, collection, key, version, digest)
 
         return await self._on_home(subject_id, put_on, writing=True)
