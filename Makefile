@@ -5,10 +5,14 @@ BIN    := $(VENV)/bin
 
 .PHONY: serve test lint bench services clean
 
-$(BIN)/domicile: pyproject.toml
+# Strict editable mode links every module into the venv's view of `domicile`, which is what mypy
+# reads (it cannot follow an import hook); a folder that gains or loses a file re-links it.
+PACKAGE_DIRS := $(shell find router shards audit migrations -type d -not -name __pycache__)
+
+$(BIN)/domicile: pyproject.toml $(PACKAGE_DIRS)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	$(BIN)/python -m pip install --quiet -e ".[dev]" --config-settings editable_mode=strict
 	touch $@
 
 # Run the API on the embedded default: three SQLite shards under ./domicile-data.

@@ -25,8 +25,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
-from audit.log import ShardLog
-from audit.note import Signer
+from domicile.audit.log import ShardLog
+from domicile.audit.note import Signer
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client

@@ -12,8 +12,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Final
 
-from audit.merkle import HASH_SIZE
-from audit.note import Signer, Verifier, open_note
+from domicile.audit.merkle import HASH_SIZE
+from domicile.audit.note import Signer, Verifier, open_note
 
 # Go tooling parses the size as uint64; a bigger number is an attack, not a log.
 MAX_TREE_SIZE: Final = 2**64 - 1

@@ -19,8 +19,8 @@ from sqlalchemy import and_, delete, func, insert, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from audit.checkpoint import Checkpoint, sign_checkpoint
-from audit.merkle import (
+from domicile.audit.checkpoint import Checkpoint, sign_checkpoint
+from domicile.audit.merkle import (
     CompactRange,
     NodeColumns,
     NodeId,
@@ -29,9 +29,15 @@ from audit.merkle import (
     leaf_hash,
     range_node_ids,
 )
-from audit.note import Signer
-from shards.registry import Shard
-from shards.schema import audit_checkpoints, audit_entries, audit_nodes, audit_pending, audit_state
+from domicile.audit.note import Signer
+from domicile.shards.registry import Shard
+from domicile.shards.schema import (
+    audit_checkpoints,
+    audit_entries,
+    audit_nodes,
+    audit_pending,
+    audit_state,
+)
 
 #: Entries integrated per transaction: bounds how long the integrator holds the log's lock.
 INTEGRATE_BATCH = 4096

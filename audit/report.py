@@ -13,14 +13,14 @@ import rfc8785
 from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from audit.events import rfc3339
-from audit.log import IssuedCheckpoint
-from audit.note import Signer
-from audit.service import AuditService
-from shards.errors import Unavailable
-from shards.policy import Topology
-from shards.registry import Shard
-from shards.schema import audit_entries, audit_pending, records, subjects
+from domicile.audit.events import rfc3339
+from domicile.audit.log import IssuedCheckpoint
+from domicile.audit.note import Signer
+from domicile.audit.service import AuditService
+from domicile.shards.errors import Unavailable
+from domicile.shards.policy import Topology
+from domicile.shards.registry import Shard
+from domicile.shards.schema import audit_entries, audit_pending, records, subjects
 
 REPORT_TYPE = "domicile residency report"
 _GONE = "gone"  # a moved-away subject's tombstone: it holds no personal data

@@ -8,7 +8,7 @@ from importlib.resources import files
 from string import Template
 from typing import Any
 
-from audit.report import by_region
+from domicile.audit.report import by_region
 
 
 def _cell(value: Any, cls: str = "") -> str:
@@ -124,7 +124,9 @@ def render_html(report: dict[str, Any], signed_note: str) -> str:
         f"<code>{escape(report['verifier_key'])}</code>:</p>",
         f"<pre>{escape(signed_note)}</pre>",
     ]
-    template = Template(files("audit").joinpath("templates/report.html").read_text("utf-8"))
+    template = Template(
+        files("domicile.audit").joinpath("templates/report.html").read_text("utf-8")
+    )
     return template.substitute(
         title=escape(f"domicile residency report: {scope}"), content="\n".join(content)
     )

@@ -11,10 +11,10 @@ from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
-from audit.archive import Archiver, ArchiveStore, ArchiveTarget
-from audit.log import Entry, IssuedCheckpoint, ShardLog
-from audit.note import Signer
-from shards.registry import ShardRegistry
+from domicile.audit.archive import Archiver, ArchiveStore, ArchiveTarget
+from domicile.audit.log import Entry, IssuedCheckpoint, ShardLog
+from domicile.audit.note import Signer
+from domicile.shards.registry import ShardRegistry
 
 log = logging.getLogger("domicile.audit")
 

@@ -13,7 +13,7 @@ import urllib.request
 from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
 
-from audit.archive import (
+from domicile.audit.archive import (
     CHECKPOINTS,
     ENTRIES,
     ArchiveError,
@@ -21,9 +21,9 @@ from audit.archive import (
     parse_bundle_key,
     split_leaves,
 )
-from audit.log import ShardLog
-from audit.note import NoteError, Verifier
-from shards.errors import Unavailable
+from domicile.audit.log import ShardLog
+from domicile.audit.note import NoteError, Verifier
+from domicile.shards.errors import Unavailable
 
 #: Entries per request: the most the HTTP API serves at once.
 PAGE = 1000

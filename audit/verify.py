@@ -17,9 +17,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from audit.checkpoint import CheckpointError, open_checkpoint
-from audit.merkle import EMPTY_ROOT, CompactRange, ProofError, leaf_hash, verify_consistency
-from audit.note import NoteError, Verifier
+from domicile.audit.checkpoint import CheckpointError, open_checkpoint
+from domicile.audit.merkle import (
+    EMPTY_ROOT,
+    CompactRange,
+    ProofError,
+    leaf_hash,
+    verify_consistency,
+)
+from domicile.audit.note import NoteError, Verifier
 
 Progress = Callable[[str, int, int], None]
 """Called with (log, entries verified, entries to verify)."""

@@ -36,17 +36,17 @@ from pathlib import Path
 import asyncpg
 from sqlalchemy import text
 
-from audit.events import RECORD_PUT, Actor, LogSite, make_leaf
-from audit.log import ShardLog
-from audit.note import Signer
-from audit.sources import DatabaseSource
-from audit.verify import verify_log
-from shards.auditlog import Change, append_entries, append_entry, site_of
-from shards.engines import create_engine, statement_pool
-from shards.errors import ShardUnavailable
-from shards.policy import Region, ShardSpec
-from shards.registry import Shard
-from shards.schema_runner import SHARD_HISTORY, migrate
+from domicile.audit.events import RECORD_PUT, Actor, LogSite, make_leaf
+from domicile.audit.log import ShardLog
+from domicile.audit.note import Signer
+from domicile.audit.sources import DatabaseSource
+from domicile.audit.verify import verify_log
+from domicile.shards.auditlog import Change, append_entries, append_entry, site_of
+from domicile.shards.engines import create_engine, statement_pool
+from domicile.shards.errors import ShardUnavailable
+from domicile.shards.policy import Region, ShardSpec
+from domicile.shards.registry import Shard
+from domicile.shards.schema_runner import SHARD_HISTORY, migrate
 
 REGION = Region("eu-fra", "DE")
 SITE = LogSite("bench-1", "eu-fra", "DE")

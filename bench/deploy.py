@@ -27,16 +27,16 @@ import orjson
 import redis.asyncio as aioredis
 import uvloop
 
-from audit.events import Actor
-from router.config import load_settings
-from router.runtime import open_runtime
-from shards.catalog_schema import directory as directory_table
-from shards.engines import create_engine
-from shards.placement import choose_home
-from shards.schema import records as records_table
-from shards.schema import subjects as subjects_table
-from shards.schema_runner import CATALOG_HISTORY, SHARD_HISTORY, migrate
-from shards.store import encode_data
+from domicile.audit.events import Actor
+from domicile.router.config import load_settings
+from domicile.router.runtime import open_runtime
+from domicile.shards.catalog_schema import directory as directory_table
+from domicile.shards.engines import create_engine
+from domicile.shards.placement import choose_home
+from domicile.shards.schema import records as records_table
+from domicile.shards.schema import subjects as subjects_table
+from domicile.shards.schema_runner import CATALOG_HISTORY, SHARD_HISTORY, migrate
+from domicile.shards.store import encode_data
 
 #: The tables' columns, in the order rows are built for COPY.
 RECORD_COLUMNS = [column.name for column in records_table.columns]

@@ -30,14 +30,14 @@ from typing import Any
 
 import asyncpg
 
-from audit.events import Actor
 from bench.baseline_app import keep_session
 from bench.deploy import COLLECTION, JURISDICTIONS, KEY, hot_id, pg_url, record_body, run
-from router.config import load_settings
-from router.runtime import Runtime, open_runtime
-from shards.engines import create_engine
-from shards.placement import choose_home
-from shards.schema_runner import CATALOG_HISTORY, SHARD_HISTORY, migrate
+from domicile.audit.events import Actor
+from domicile.router.config import load_settings
+from domicile.router.runtime import Runtime, open_runtime
+from domicile.shards.engines import create_engine
+from domicile.shards.placement import choose_home
+from domicile.shards.schema_runner import CATALOG_HISTORY, SHARD_HISTORY, migrate
 
 SELECT = "SELECT version, data FROM records WHERE subject_id = $1 AND collection = $2 AND key = $3"
 INSERT = (

@@ -32,17 +32,17 @@ from typing import Any
 
 import asyncpg
 
-from audit.events import Actor
 from bench.deploy import DIRECTORY_COLUMNS, RECORD_COLUMNS, SUBJECT_COLUMNS
-from router.config import load_settings
-from router.runtime import open_runtime
-from shards.catalog import ACTIVE
-from shards.comply import Selection, comply
-from shards.errors import Unavailable
-from shards.moves import Mover
-from shards.pseudonym import Pseudonymizer
-from shards.schema_runner import CATALOG_HISTORY, SHARD_HISTORY, migrate
-from shards.store import HOME, content_digest, encode_data
+from domicile.audit.events import Actor
+from domicile.router.config import load_settings
+from domicile.router.runtime import open_runtime
+from domicile.shards.catalog import ACTIVE
+from domicile.shards.comply import Selection, comply
+from domicile.shards.errors import Unavailable
+from domicile.shards.moves import Mover
+from domicile.shards.pseudonym import Pseudonymizer
+from domicile.shards.schema_runner import CATALOG_HISTORY, SHARD_HISTORY, migrate
+from domicile.shards.store import HOME, content_digest, encode_data
 
 CONFIG = """\
 deployment = "bench"

@@ -7,12 +7,12 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from router import errors
-from router.api import audit, health, moves, records, shards, subjects
-from router.auth import Authenticator
-from router.config import Settings
-from router.observability import Metrics, Observability
-from router.runtime import bootstrap_admin_key, open_runtime
+from domicile.router import errors
+from domicile.router.api import audit, health, moves, records, shards, subjects
+from domicile.router.auth import Authenticator
+from domicile.router.config import Settings
+from domicile.router.observability import Metrics, Observability
+from domicile.router.runtime import bootstrap_admin_key, open_runtime
 
 
 def create_app(settings: Settings) -> FastAPI:

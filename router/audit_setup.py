@@ -5,12 +5,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from audit.archive import ArchiveStore, LocalStore, S3Store, s3_client
-from audit.note import Signer
-from audit.service import AuditService, key_name
-from router.config import Settings
-from router.secrets import write_private
-from shards.registry import ShardRegistry
+from domicile.audit.archive import ArchiveStore, LocalStore, S3Store, s3_client
+from domicile.audit.note import Signer
+from domicile.audit.service import AuditService, key_name
+from domicile.router.config import Settings
+from domicile.router.secrets import write_private
+from domicile.shards.registry import ShardRegistry
 
 
 def load_or_create_signer(path: Path, name: str) -> Signer:

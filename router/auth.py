@@ -10,8 +10,8 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from router.errors import ApiError
-from shards.catalog import ApiKey, Catalog, parse_token, secret_matches
+from domicile.router.errors import ApiError
+from domicile.shards.catalog import ApiKey, Catalog, parse_token, secret_matches
 
 
 class Authenticator:

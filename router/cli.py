@@ -13,10 +13,10 @@ from typing import Any, NoReturn, TypeVar
 
 import click
 
-from router.config import ConfigError, Settings, load_settings
-from router.runtime import Runtime, open_runtime
-from shards.catalog import SCOPES
-from shards.errors import DomicileError
+from domicile.router.config import ConfigError, Settings, load_settings
+from domicile.router.runtime import Runtime, open_runtime
+from domicile.shards.catalog import SCOPES
+from domicile.shards.errors import DomicileError
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -87,7 +87,7 @@ def serve(config: Path | None, host: str, port: int, access_log: bool) -> None:
     """Run the HTTP API."""
     import uvicorn
 
-    from router.app import create_app
+    from domicile.router.app import create_app
 
     settings = settings_from(config)
     if access_log:
@@ -136,8 +136,8 @@ def shards() -> None:
 
 
 def _register_groups() -> None:
-    from router import cli_ops, cli_shards
-    from router.cli_audit import audit
+    from domicile.router import cli_ops, cli_shards
+    from domicile.router.cli_audit import audit
 
     main.add_command(audit)
     for command in (cli_shards.status, cli_shards.upgrade, cli_shards.downgrade, cli_shards.drain):

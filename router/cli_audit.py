@@ -15,22 +15,22 @@ import orjson
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn
 
-from audit.archive import LocalStore, S3Store, s3_client
-from audit.events import decode_leaf
-from audit.log import ShardLog
-from audit.note import NoteError, Signer, Verifier
-from audit.report import build_report, sign_report
-from audit.report_html import render_html
-from audit.service import key_name
-from audit.sources import ArchiveSource, DatabaseSource, HttpSource, SourceError
-from audit.verify import LogSource, VerificationFailed, WitnessState, describe, verify_log
-from router.audit_setup import load_or_create_signer
-from router.cli import config_option, fail, run, settings_from, with_runtime
-from router.config import Settings
-from router.runtime import Runtime
-from shards.errors import DomicileError
-from shards.registry import open_registry
-from shards.store import validate_jurisdiction, validate_subject_id
+from domicile.audit.archive import LocalStore, S3Store, s3_client
+from domicile.audit.events import decode_leaf
+from domicile.audit.log import ShardLog
+from domicile.audit.note import NoteError, Signer, Verifier
+from domicile.audit.report import build_report, sign_report
+from domicile.audit.report_html import render_html
+from domicile.audit.service import key_name
+from domicile.audit.sources import ArchiveSource, DatabaseSource, HttpSource, SourceError
+from domicile.audit.verify import LogSource, VerificationFailed, WitnessState, describe, verify_log
+from domicile.router.audit_setup import load_or_create_signer
+from domicile.router.cli import config_option, fail, run, settings_from, with_runtime
+from domicile.router.config import Settings
+from domicile.router.runtime import Runtime
+from domicile.shards.errors import DomicileError
+from domicile.shards.registry import open_registry
+from domicile.shards.store import validate_jurisdiction, validate_subject_id
 
 FOLLOW_EVERY = 1.0
 

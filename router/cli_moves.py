@@ -9,13 +9,13 @@ from pathlib import Path
 import click
 import orjson
 
-from router.api.moves import move_json
-from router.cli import config_option, fail, run, settings_from, with_runtime
-from router.ops_console import mover_for, print_table, report_moves, short, stdout
-from router.runtime import Runtime
-from shards.catalog import ROLLED_BACK, MoveRow
-from shards.comply import batches
-from shards.moves import BatchOutcome, Mover
+from domicile.router.api.moves import move_json
+from domicile.router.cli import config_option, fail, run, settings_from, with_runtime
+from domicile.router.ops_console import mover_for, print_table, report_moves, short, stdout
+from domicile.router.runtime import Runtime
+from domicile.shards.catalog import ROLLED_BACK, MoveRow
+from domicile.shards.comply import batches
+from domicile.shards.moves import BatchOutcome, Mover
 
 
 @click.group("moves")

@@ -7,14 +7,14 @@ from pathlib import Path
 
 import click
 
-from router.cli import config_option, fail, run, settings_from, with_runtime
-from router.cli_moves import moves
-from router.ops_console import comply_options, mover_for, report_moves, run_comply, stdout
-from router.runtime import Runtime
-from shards.comply import Selection
-from shards.errors import SubjectNotFound
-from shards.moves import AlreadyPlaced, MoveInProgress, MoveRefused
-from shards.policy import is_jurisdiction
+from domicile.router.cli import config_option, fail, run, settings_from, with_runtime
+from domicile.router.cli_moves import moves
+from domicile.router.ops_console import comply_options, mover_for, report_moves, run_comply, stdout
+from domicile.router.runtime import Runtime
+from domicile.shards.comply import Selection
+from domicile.shards.errors import SubjectNotFound
+from domicile.shards.moves import AlreadyPlaced, MoveInProgress, MoveRefused
+from domicile.shards.policy import is_jurisdiction
 
 __all__ = ["comply_command", "move_command", "moves"]
 

@@ -10,12 +10,12 @@ import click
 import orjson
 from sqlalchemy.exc import DBAPIError
 
-from router.cli import config_option, fail, run, settings_from, with_runtime
-from router.ops_console import comply_options, print_table, run_comply, stdout
-from router.runtime import Runtime
-from shards.comply import Selection
-from shards.errors import DomicileError, InvalidInput
-from shards.schema_runner import (
+from domicile.router.cli import config_option, fail, run, settings_from, with_runtime
+from domicile.router.ops_console import comply_options, print_table, run_comply, stdout
+from domicile.router.runtime import Runtime
+from domicile.shards.comply import Selection
+from domicile.shards.errors import DomicileError, InvalidInput
+from domicile.shards.schema_runner import (
     CATALOG_HISTORY,
     DOWNGRADE,
     UPGRADE,
@@ -34,7 +34,7 @@ from shards.schema_runner import (
 def status(config: Path | None, fmt: str) -> None:
     """Each shard: region, health, schema revision against head, counts, whether it takes new
     subjects, and its last migration. Exit 1 when a shard is not up."""
-    from router.api.shards import describe_shard
+    from domicile.router.api.shards import describe_shard
 
     async def work(runtime: Runtime) -> int:
         shards = runtime.registry.all()

@@ -17,7 +17,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from shards.policy import (
+from domicile.shards.policy import (
     BUILTIN_GROUPS,
     DEFAULT_RULE,
     ISO_CODES,

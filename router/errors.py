@@ -12,8 +12,8 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
-from router.responses import error_response
-from shards import errors as e
+from domicile.router.responses import error_response
+from domicile.shards import errors as e
 
 log = logging.getLogger("domicile.api")
 

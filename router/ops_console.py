@@ -24,12 +24,12 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from audit.events import Actor
-from router.runtime import Runtime
-from shards.catalog import DONE, MoveRow
-from shards.comply import Report, Selection, comply, survey
-from shards.moves import Mover
-from shards.policy import Topology
+from domicile.audit.events import Actor
+from domicile.router.runtime import Runtime
+from domicile.shards.catalog import DONE, MoveRow
+from domicile.shards.comply import Report, Selection, comply, survey
+from domicile.shards.moves import Mover
+from domicile.shards.policy import Topology
 
 stdout = Console(highlight=False, markup=False, soft_wrap=True)
 stderr = Console(stderr=True, highlight=False, markup=False)

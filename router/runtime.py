@@ -8,18 +8,18 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
-from audit.service import AuditService
-from router.audit_setup import audit_service
-from router.config import Settings
-from router.secrets import load_or_create_key, write_private
-from shards.cache import LocalCache, PlacementCache, RedisCache
-from shards.catalog import SCOPES, Catalog
-from shards.directory import Directory
-from shards.engines import is_unavailable
-from shards.errors import ShardSchemaMissing, ShardUnavailable, Unavailable
-from shards.pseudonym import Pseudonymizer
-from shards.registry import Shard, ShardRegistry
-from shards.schema_runner import (
+from domicile.audit.service import AuditService
+from domicile.router.audit_setup import audit_service
+from domicile.router.config import Settings
+from domicile.router.secrets import load_or_create_key, write_private
+from domicile.shards.cache import LocalCache, PlacementCache, RedisCache
+from domicile.shards.catalog import SCOPES, Catalog
+from domicile.shards.directory import Directory
+from domicile.shards.engines import is_unavailable
+from domicile.shards.errors import ShardSchemaMissing, ShardUnavailable, Unavailable
+from domicile.shards.pseudonym import Pseudonymizer
+from domicile.shards.registry import Shard, ShardRegistry
+from domicile.shards.schema_runner import (
     CATALOG_HISTORY,
     SHARD_HISTORY,
     UPGRADE,
@@ -30,7 +30,7 @@ from shards.schema_runner import (
     migrate_shard,
     sync_shard,
 )
-from shards.store import RecordStore
+from domicile.shards.store import RecordStore
 
 log = logging.getLogger("domicile")
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import Request
 
-from router.runtime import Runtime
+from domicile.router.runtime import Runtime
 
 
 def runtime_of(request: Request) -> Runtime:

@@ -11,9 +11,9 @@ from typing import Any
 from sqlalchemy import insert, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from audit.events import Actor, LogSite, make_leaf
-from shards.registry import Shard
-from shards.schema import audit_pending
+from domicile.audit.events import Actor, LogSite, make_leaf
+from domicile.shards.registry import Shard
+from domicile.shards.schema import audit_pending
 
 # A batch in one statement: an executemany sends and executes a statement per row.
 _APPEND_MANY_PG = text(

@@ -19,9 +19,9 @@ import asyncpg
 from sqlalchemy import delete, insert, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from shards.engines import GUARD_MARKER
-from shards.errors import DomicileError, ResidencyGuardViolation
-from shards.schema import audit_pending, records, subjects
+from domicile.shards.engines import GUARD_MARKER
+from domicile.shards.errors import DomicileError, ResidencyGuardViolation
+from domicile.shards.schema import audit_pending, records, subjects
 
 #: Every column of ``records`` (and of ``subjects``), in the order rows are passed around here.
 COLUMNS: tuple[str, ...] = tuple(c.name for c in records.columns)

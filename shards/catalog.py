@@ -21,9 +21,9 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from shards.catalog_schema import api_keys, directory, moves, shard_migrations
-from shards.engines import create_engine, statement_pool, transaction
-from shards.errors import CatalogUnavailable, DomicileError
+from domicile.shards.catalog_schema import api_keys, directory, moves, shard_migrations
+from domicile.shards.engines import create_engine, statement_pool, transaction
+from domicile.shards.errors import CatalogUnavailable, DomicileError
 
 SCOPES: frozenset[str] = frozenset(
     {"records:read", "records:write", "subjects:write", "audit:read", "admin"}

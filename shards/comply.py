@@ -22,10 +22,10 @@ from datetime import UTC, datetime
 from functools import partial
 from typing import Any, Protocol
 
-from shards.catalog import Catalog, MovePlan, MoveRow, Placement
-from shards.moves import BatchOutcome, Mover, owner_is_dead
-from shards.placement import rendezvous
-from shards.policy import Topology
+from domicile.shards.catalog import Catalog, MovePlan, MoveRow, Placement
+from domicile.shards.moves import BatchOutcome, Mover, owner_is_dead
+from domicile.shards.placement import rendezvous
+from domicile.shards.policy import Topology
 
 
 @dataclass(frozen=True)

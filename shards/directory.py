@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from shards.cache import PlacementCache
-from shards.catalog import PENDING, Catalog, Placement
+from domicile.shards.cache import PlacementCache
+from domicile.shards.catalog import PENDING, Catalog, Placement
 
 
 class Directory:

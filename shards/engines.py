@@ -21,7 +21,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.util import await_
 
-from shards.errors import DomicileError
+from domicile.shards.errors import DomicileError
 
 GUARD_MARKER = "domicile residency guard"
 _WRITE = "domicile_write"

@@ -18,8 +18,8 @@ from typing import Any
 from sqlalchemy import delete, insert, select, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from shards.policy import is_jurisdiction
-from shards.schema import shard_jurisdictions
+from domicile.shards.policy import is_jurisdiction
+from domicile.shards.schema import shard_jurisdictions
 
 # As the first shard migration creates them: subjects are checked when they arrive or change
 # jurisdiction (one already here when the policy changes may still be fenced, moved out and

@@ -42,11 +42,11 @@ from typing import Any
 from sqlalchemy import delete, select
 from sqlalchemy.exc import DBAPIError
 
-from audit import events
-from audit.events import SYSTEM, Actor, make_leaf
-from shards import bulk
-from shards.auditlog import site_of
-from shards.catalog import (
+from domicile.audit import events
+from domicile.audit.events import SYSTEM, Actor, make_leaf
+from domicile.shards import bulk
+from domicile.shards.auditlog import site_of
+from domicile.shards.catalog import (
     COPYING,
     DONE,
     FAILED,
@@ -61,19 +61,19 @@ from shards.catalog import (
     MovePlan,
     MoveRow,
 )
-from shards.directory import Directory
-from shards.errors import (
+from domicile.shards.directory import Directory
+from domicile.shards.errors import (
     DomicileError,
     InvalidInput,
     ResidencyGuardViolation,
     SubjectNotFound,
     Unavailable,
 )
-from shards.policy import Topology
-from shards.pseudonym import Pseudonymizer
-from shards.registry import Shard, ShardRegistry
-from shards.schema import records, subjects
-from shards.store import GONE, HOME, MOVING_IN, MOVING_OUT, validate_subject_id
+from domicile.shards.policy import Topology
+from domicile.shards.pseudonym import Pseudonymizer
+from domicile.shards.registry import Shard, ShardRegistry
+from domicile.shards.schema import records, subjects
+from domicile.shards.store import GONE, HOME, MOVING_IN, MOVING_OUT, validate_subject_id
 
 log = logging.getLogger("domicile.moves")
 

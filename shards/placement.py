@@ -10,8 +10,8 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 
-from shards.errors import NoPermittedRegion
-from shards.policy import ShardSpec, Topology
+from domicile.shards.errors import NoPermittedRegion
+from domicile.shards.policy import ShardSpec, Topology
 
 
 def _weight(shard: str, pseudonym: str) -> bytes:

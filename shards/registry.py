@@ -10,9 +10,9 @@ from dataclasses import dataclass, field
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from shards.engines import create_engine, transaction
-from shards.errors import ResidencyGuardViolation, ShardUnavailable
-from shards.policy import Region, ShardSpec, Topology
+from domicile.shards.engines import create_engine, transaction
+from domicile.shards.errors import ResidencyGuardViolation, ShardUnavailable
+from domicile.shards.policy import Region, ShardSpec, Topology
 
 
 @dataclass

@@ -33,17 +33,17 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-import migrations
-from audit import events
-from audit.events import SYSTEM, make_leaf
-from shards.auditlog import site_of
-from shards.catalog import MIGRATION_DONE, MIGRATION_FAILED, Catalog
-from shards.engines import _WRITE, create_engine, is_unavailable
-from shards.errors import DomicileError, InvalidInput, ShardUnavailable
-from shards.guard import sync_guard
-from shards.policy import Region, ShardSpec, Topology
-from shards.registry import Shard
-from shards.schema import shard_identity
+from domicile import migrations
+from domicile.audit import events
+from domicile.audit.events import SYSTEM, make_leaf
+from domicile.shards.auditlog import site_of
+from domicile.shards.catalog import MIGRATION_DONE, MIGRATION_FAILED, Catalog
+from domicile.shards.engines import _WRITE, create_engine, is_unavailable
+from domicile.shards.errors import DomicileError, InvalidInput, ShardUnavailable
+from domicile.shards.guard import sync_guard
+from domicile.shards.policy import Region, ShardSpec, Topology
+from domicile.shards.registry import Shard
+from domicile.shards.schema import shard_identity
 
 SHARD_HISTORY = "shard"
 CATALOG_HISTORY = "catalog"

@@ -21,13 +21,13 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from audit import events
-from audit.events import Actor
-from shards.auditlog import append_entry, leaf_around_version
-from shards.catalog import MOVING, PENDING, Placement
-from shards.directory import Directory
-from shards.engines import statement_pool
-from shards.errors import (
+from domicile.audit import events
+from domicile.audit.events import Actor
+from domicile.shards.auditlog import append_entry, leaf_around_version
+from domicile.shards.catalog import MOVING, PENDING, Placement
+from domicile.shards.directory import Directory
+from domicile.shards.engines import statement_pool
+from domicile.shards.errors import (
     DomicileError,
     InvalidInput,
     JurisdictionConflict,
@@ -40,11 +40,11 @@ from shards.errors import (
     SubjectNotFound,
     VersionMismatch,
 )
-from shards.placement import choose_home
-from shards.policy import Topology, is_jurisdiction
-from shards.pseudonym import Pseudonymizer
-from shards.registry import Shard, ShardRegistry
-from shards.schema import records, subjects
+from domicile.shards.placement import choose_home
+from domicile.shards.policy import Topology, is_jurisdiction
+from domicile.shards.pseudonym import Pseudonymizer
+from domicile.shards.registry import Shard, ShardRegistry
+from domicile.shards.schema import records, subjects
 
 T = TypeVar("T")
 

@@ -23,11 +23,11 @@ import httpx
 import pytest
 import redis
 
-from router.app import create_app
-from router.config import load_settings
-from router.runtime import Runtime, open_runtime
-from shards.catalog import SCOPES
-from shards.schema_runner import CATALOG_HISTORY, SHARD_HISTORY, head_revision, migrate
+from domicile.router.app import create_app
+from domicile.router.config import load_settings
+from domicile.router.runtime import Runtime, open_runtime
+from domicile.shards.catalog import SCOPES
+from domicile.shards.schema_runner import CATALOG_HISTORY, SHARD_HISTORY, head_revision, migrate
 
 PG_HOST = os.environ.get("DOMICILE_TEST_PG_HOST", "127.0.0.1")
 PG_PORT = int(os.environ.get("DOMICILE_TEST_PG_PORT", "5432"))
@@ -111,7 +111,7 @@ async def _migrated_template(backend: str, history: str, tmp_root: Path) -> str:
     key = f"{backend}:{history}"
     if key in _templates:
         return _templates[key]
-    from shards.engines import create_engine
+    from domicile.shards.engines import create_engine
 
     if backend == "postgres":
         name = f"dom_tmpl_{uuid.uuid4().hex[:8]}_{history}"

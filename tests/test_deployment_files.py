@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from router.config import load_settings
+from domicile.router.config import load_settings
 
 ROOT = Path(__file__).resolve().parents[1]
 

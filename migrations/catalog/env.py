@@ -1,4 +1,4 @@
-from migrations.env_common import run
-from shards.catalog_schema import metadata
+from domicile.migrations.env_common import run
+from domicile.shards.catalog_schema import metadata
 
 run(metadata)

@@ -13,13 +13,13 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Query, Request
 from starlette.responses import HTMLResponse, PlainTextResponse, Response
 
-from audit.events import decode_leaf
-from audit.log import Entry, IssuedCheckpoint, ProofRangeError, ShardLog
-from audit.report import build_report, sign_report
-from audit.report_html import render_html
-from audit.service import AuditService, UnknownLog
-from audit.sources import PAGE
-from router.api.audit_models import (
+from domicile.audit.events import decode_leaf
+from domicile.audit.log import Entry, IssuedCheckpoint, ProofRangeError, ShardLog
+from domicile.audit.report import build_report, sign_report
+from domicile.audit.report_html import render_html
+from domicile.audit.service import AuditService, UnknownLog
+from domicile.audit.sources import PAGE
+from domicile.router.api.audit_models import (
     ConsistencyProofOut,
     EntryOut,
     InclusionProofOut,
@@ -27,13 +27,13 @@ from router.api.audit_models import (
     SignedReport,
     SubjectHistory,
 )
-from router.api.models import errors
-from router.auth import AuditRead
-from router.errors import ApiError
-from router.responses import JSONResponse
-from router.state import runtime_of
-from shards.errors import SubjectNotFound, Unavailable
-from shards.store import validate_jurisdiction, validate_subject_id
+from domicile.router.api.models import errors
+from domicile.router.auth import AuditRead
+from domicile.router.errors import ApiError
+from domicile.router.responses import JSONResponse
+from domicile.router.state import runtime_of
+from domicile.shards.errors import SubjectNotFound, Unavailable
+from domicile.shards.store import validate_jurisdiction, validate_subject_id
 
 router = APIRouter(prefix="/v1/audit", tags=["audit"])
 

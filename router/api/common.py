@@ -7,8 +7,8 @@ from typing import Any
 import orjson
 from fastapi import Request
 
-from audit.events import Actor
-from router.errors import ApiError
+from domicile.audit.events import Actor
+from domicile.router.errors import ApiError
 
 PURPOSE_MAX = 256
 

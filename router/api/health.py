@@ -8,9 +8,9 @@ from fastapi import APIRouter, Request
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.responses import Response
 
-from router.observability import Metrics
-from router.responses import JSONResponse
-from router.state import runtime_of
+from domicile.router.observability import Metrics
+from domicile.router.responses import JSONResponse
+from domicile.router.state import runtime_of
 
 router = APIRouter(tags=["operations"])
 

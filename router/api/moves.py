@@ -14,15 +14,15 @@ from fastapi import APIRouter, Request
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field
 from starlette.responses import Response
 
-from audit.events import rfc3339
-from router.api.common import actor_of, require_json
-from router.api.models import errors
-from router.auth import Admin
-from router.errors import ApiError
-from router.responses import JSONResponse
-from router.state import runtime_of
-from shards.catalog import FINISHED, MoveRow
-from shards.moves import AlreadyPlaced, Mover
+from domicile.audit.events import rfc3339
+from domicile.router.api.common import actor_of, require_json
+from domicile.router.api.models import errors
+from domicile.router.auth import Admin
+from domicile.router.errors import ApiError
+from domicile.router.responses import JSONResponse
+from domicile.router.state import runtime_of
+from domicile.shards.catalog import FINISHED, MoveRow
+from domicile.shards.moves import AlreadyPlaced, Mover
 
 router = APIRouter(prefix="/v1/moves", tags=["moves"])
 

@@ -10,14 +10,14 @@ import orjson
 from fastapi import APIRouter, Header, Query, Request
 from starlette.responses import Response
 
-from router.api.common import actor_of, parse_if_match, read_json_object
-from router.api.direct import DirectRoute
-from router.api.models import RecordList, RecordMeta, RecordOut, errors
-from router.auth import RecordsRead, authorize
-from router.errors import ApiError
-from router.responses import JSONResponse
-from router.state import runtime_of
-from shards.store import StoredRecord
+from domicile.router.api.common import actor_of, parse_if_match, read_json_object
+from domicile.router.api.direct import DirectRoute
+from domicile.router.api.models import RecordList, RecordMeta, RecordOut, errors
+from domicile.router.auth import RecordsRead, authorize
+from domicile.router.errors import ApiError
+from domicile.router.responses import JSONResponse
+from domicile.router.state import runtime_of
+from domicile.shards.store import StoredRecord
 
 PREFIX = "/v1/subjects/{subject_id}/records"
 

@@ -7,14 +7,14 @@ import asyncio
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
-from router.api.models import ShardList, errors
-from router.auth import Admin
-from router.responses import JSONResponse
-from router.runtime import Runtime
-from router.state import runtime_of
-from shards.errors import Unavailable
-from shards.registry import Shard
-from shards.schema_runner import SHARD_HISTORY, current_revision, head_revision
+from domicile.router.api.models import ShardList, errors
+from domicile.router.auth import Admin
+from domicile.router.responses import JSONResponse
+from domicile.router.runtime import Runtime
+from domicile.router.state import runtime_of
+from domicile.shards.errors import Unavailable
+from domicile.shards.registry import Shard
+from domicile.shards.schema_runner import SHARD_HISTORY, current_revision, head_revision
 
 router = APIRouter(prefix="/v1/shards", tags=["shards"])
 

@@ -8,13 +8,13 @@ import orjson
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
-from audit.events import rfc3339
-from router.api.common import actor_of, require_json
-from router.api.models import RegisterSubject, SubjectExport, SubjectPlacementOut, errors
-from router.auth import RecordsRead, SubjectsWrite
-from router.responses import JSONResponse
-from router.state import runtime_of
-from shards.store import StoredRecord, SubjectPlacement
+from domicile.audit.events import rfc3339
+from domicile.router.api.common import actor_of, require_json
+from domicile.router.api.models import RegisterSubject, SubjectExport, SubjectPlacementOut, errors
+from domicile.router.auth import RecordsRead, SubjectsWrite
+from domicile.router.responses import JSONResponse
+from domicile.router.state import runtime_of
+from domicile.shards.store import StoredRecord, SubjectPlacement
 
 router = APIRouter(prefix="/v1/subjects", tags=["subjects"])
 

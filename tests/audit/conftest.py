@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner, Result
 
-from audit.note import Verifier
-from router.cli import main
+from domicile.audit.note import Verifier
+from domicile.router.cli import main
 from tests.conftest import Api
 
 S3_HOST = os.environ.get("DOMICILE_TEST_S3_HOST", "127.0.0.1")

@@ -7,9 +7,9 @@ import base64
 
 import pytest
 
-from audit.checkpoint import open_checkpoint
-from audit.events import decode_leaf
-from audit.merkle import leaf_hash, verify_consistency, verify_inclusion
+from domicile.audit.checkpoint import open_checkpoint
+from domicile.audit.events import decode_leaf
+from domicile.audit.merkle import leaf_hash, verify_consistency, verify_inclusion
 from tests.audit.conftest import verifier_of, write_some
 from tests.conftest import Api
 

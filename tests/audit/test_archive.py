@@ -15,7 +15,7 @@ import pytest
 from botocore.exceptions import ClientError
 from mypy_boto3_s3 import S3Client
 
-from router.config import ConfigError, load_settings
+from domicile.router.config import ConfigError, load_settings
 from tests.audit.conftest import S3Server, cli, write_some
 from tests.conftest import (
     SHARDS,

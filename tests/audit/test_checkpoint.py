@@ -2,14 +2,14 @@ import base64
 
 import pytest
 
-from audit.checkpoint import (
+from domicile.audit.checkpoint import (
     MAX_TREE_SIZE,
     Checkpoint,
     CheckpointError,
     open_checkpoint,
     sign_checkpoint,
 )
-from audit.merkle import (
+from domicile.audit.merkle import (
     EMPTY_ROOT,
     CompactRange,
     NodeId,
@@ -19,7 +19,7 @@ from audit.merkle import (
     verify_consistency,
     verify_inclusion,
 )
-from audit.note import NoteError, Signer
+from domicile.audit.note import NoteError, Signer
 
 ORIGIN = "domicile/test/eu-residency"
 ROOT = bytes(range(32))

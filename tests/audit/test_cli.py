@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from shards.pseudonym import Pseudonymizer
+from domicile.shards.pseudonym import Pseudonymizer
 from tests.audit.conftest import cli, write_some
 from tests.conftest import Api, Deployment
 

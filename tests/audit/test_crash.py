@@ -20,7 +20,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from shards.pseudonym import Pseudonymizer
+from domicile.shards.pseudonym import Pseudonymizer
 from tests.audit.conftest import cli
 from tests.conftest import LOG_LEAVES, SHARDS, Deployment, query_shard
 

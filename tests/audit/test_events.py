@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 import rfc8785
 
-from audit.events import canonical_json
+from domicile.audit.events import canonical_json
 
 TRICKY = [
     "plain",

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from audit.merkle import (
+from domicile.audit.merkle import (
     EMPTY_ROOT,
     CompactRange,
     NodeColumns,

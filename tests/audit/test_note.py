@@ -4,7 +4,7 @@ import hashlib
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ec import SECP256R1, generate_private_key
 
-from audit.note import (
+from domicile.audit.note import (
     NoteError,
     NoteSignature,
     Signer,

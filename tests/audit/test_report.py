@@ -8,9 +8,9 @@ import json
 import pytest
 import rfc8785
 
-from audit.checkpoint import open_checkpoint
-from audit.note import verify_note
-from shards.pseudonym import Pseudonymizer
+from domicile.audit.checkpoint import open_checkpoint
+from domicile.audit.note import verify_note
+from domicile.shards.pseudonym import Pseudonymizer
 from tests.audit.conftest import cli, verifier_of, write_some
 from tests.conftest import Api, Deployment
 

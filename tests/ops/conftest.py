@@ -17,10 +17,10 @@ from typing import Any
 import pytest
 from click.testing import CliRunner, Result
 
-from audit.events import Actor
-from router.cli import main
-from router.config import Settings
-from router.runtime import open_runtime
+from domicile.audit.events import Actor
+from domicile.router.cli import main
+from domicile.router.config import Settings
+from domicile.router.runtime import open_runtime
 from tests.conftest import LOG_LEAVES, Deployment, query_shard
 
 ACTOR = Actor(key_id="test")
@@ -58,7 +58,7 @@ async def cli(config: Path, *args: str) -> Result:
 def domicile(config: Path, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
     """The real CLI, in its own process."""
     return subprocess.run(
-        [sys.executable, "-m", "router.cli", *args, "--config", str(config)],
+        [sys.executable, "-m", "domicile.router.cli", *args, "--config", str(config)],
         capture_output=True,
         text=True,
         timeout=timeout,
@@ -69,7 +69,7 @@ def domicile(config: Path, *args: str, timeout: float = 120) -> subprocess.Compl
 
 def spawn(config: Path, *args: str) -> subprocess.Popen[str]:
     return subprocess.Popen(
-        [sys.executable, "-m", "router.cli", *args, "--config", str(config)],
+        [sys.executable, "-m", "domicile.router.cli", *args, "--config", str(config)],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

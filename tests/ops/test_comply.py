@@ -11,10 +11,10 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from router.runtime import open_runtime
-from shards.comply import Selection, comply
-from shards.moves import Mover, subject_digest
-from shards.store import content_digest, encode_data
+from domicile.router.runtime import open_runtime
+from domicile.shards.comply import Selection, comply
+from domicile.shards.moves import Mover, subject_digest
+from domicile.shards.store import content_digest, encode_data
 from tests.conftest import Deployment, query_shard, start_api
 from tests.ops.conftest import (
     assert_settled,

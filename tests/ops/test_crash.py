@@ -15,10 +15,10 @@ from typing import Any
 import asyncpg
 import pytest
 
-from router.runtime import open_runtime
-from shards.comply import Selection, comply
-from shards.errors import ShardUnavailable
-from shards.moves import BatchOutcome, Mover
+from domicile.router.runtime import open_runtime
+from domicile.shards.comply import Selection, comply
+from domicile.shards.errors import ShardUnavailable
+from domicile.shards.moves import BatchOutcome, Mover
 from tests.conftest import Deployment
 from tests.ops.conftest import (
     ACTOR,

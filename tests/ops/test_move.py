@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
-from router.runtime import open_runtime
-from shards.catalog import DONE, FAILED
-from shards.moves import Mover
+from domicile.router.runtime import open_runtime
+from domicile.shards.catalog import DONE, FAILED
+from domicile.shards.moves import Mover
 from tests.conftest import Api, Deployment, query_shard, start_api
 from tests.ops.conftest import (
     ACTOR,

@@ -13,9 +13,9 @@ from typing import Any
 
 import pytest
 
-from router.runtime import open_runtime
-from shards.comply import Report, Selection, comply
-from shards.moves import Mover
+from domicile.router.runtime import open_runtime
+from domicile.shards.comply import Report, Selection, comply
+from domicile.shards.moves import Mover
 from tests.conftest import Api, Deployment, start_api
 from tests.ops.conftest import assert_settled, seed, set_accepting, set_policy, views
 

@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from router.runtime import open_runtime
+from domicile.router.runtime import open_runtime
 from tests.conftest import Deployment, create_databases, drop_databases, pg_url, query_shard
 from tests.ops.conftest import cli, seed, set_accepting
 

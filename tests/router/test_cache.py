@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from shards.cache import LocalCache, RedisCache
-from shards.catalog import Placement
+from domicile.shards.cache import LocalCache, RedisCache
+from domicile.shards.catalog import Placement
 from tests.conftest import Api, Deployment, make_deployment, query_shard, start_api
 
 pytestmark = [pytest.mark.anyio, pytest.mark.redis]

@@ -4,8 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from router.config import ConfigError, Environment, load_settings
-from shards.policy import ISO_CODES
+from domicile.router.config import ConfigError, Environment, load_settings
+from domicile.shards.policy import ISO_CODES
 
 BASE = """
 [regions.ru-msk]

@@ -10,7 +10,7 @@ import pytest
 from fastapi import APIRouter, FastAPI, Header, Request
 from starlette.responses import JSONResponse, Response
 
-from router.api.direct import DirectRoute
+from domicile.router.api.direct import DirectRoute
 
 pytestmark = pytest.mark.anyio
 

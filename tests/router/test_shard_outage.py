@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from shards.engines import create_engine
-from shards.schema_runner import SHARD_HISTORY, migrate
+from domicile.shards.engines import create_engine
+from domicile.shards.schema_runner import SHARD_HISTORY, migrate
 from tests.conftest import create_databases, drop_databases, make_deployment, pg_url, start_api
 from tests.pgcluster import Cluster
 

@@ -10,9 +10,9 @@ import asyncpg
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from shards.engines import create_engine
-from shards.guard import sync_guard
-from shards.schema_runner import SHARD_HISTORY, migrate
+from domicile.shards.engines import create_engine
+from domicile.shards.guard import sync_guard
+from domicile.shards.schema_runner import SHARD_HISTORY, migrate
 from tests.conftest import create_databases, drop_databases, pg_url
 
 pytestmark = [pytest.mark.anyio, pytest.mark.postgres]

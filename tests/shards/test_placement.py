@@ -7,13 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from audit.events import SYSTEM
-from router.config import load_settings
-from router.runtime import open_runtime
-from shards.errors import NoPermittedRegion
-from shards.placement import choose_home
-from shards.policy import Region, Rule, ShardSpec, Topology
-from shards.schema_runner import SHARD_HISTORY, migrate, sync_shard
+from domicile.audit.events import SYSTEM
+from domicile.router.config import load_settings
+from domicile.router.runtime import open_runtime
+from domicile.shards.errors import NoPermittedRegion
+from domicile.shards.placement import choose_home
+from domicile.shards.policy import Region, Rule, ShardSpec, Topology
+from domicile.shards.schema_runner import SHARD_HISTORY, migrate, sync_shard
 
 
 def topology(n_shards: int) -> Topology:

@@ -14,9 +14,9 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-import migrations
-from router.runtime import Runtime, open_runtime
-from shards.schema_runner import DOWNGRADE, UPGRADE, current_revision, run_wave
+from domicile import migrations
+from domicile.router.runtime import Runtime, open_runtime
+from domicile.shards.schema_runner import DOWNGRADE, UPGRADE, current_revision, run_wave
 from tests.conftest import LOG_LEAVES, Deployment, query_shard
 from tests.ops.conftest import ACTOR, cli, seed
 

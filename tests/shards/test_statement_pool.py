@@ -9,8 +9,8 @@ from collections.abc import AsyncIterator
 import asyncpg
 import pytest
 
-from shards.engines import create_engine, statement_pool
-from shards.errors import ShardUnavailable
+from domicile.shards.engines import create_engine, statement_pool
+from domicile.shards.errors import ShardUnavailable
 from tests.conftest import create_databases, drop_databases, pg_url
 
 pytestmark = pytest.mark.anyio
