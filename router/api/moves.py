@@ -8,20 +8,19 @@ pseudonym only, as the catalog does.
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime
 
 from fastapi import APIRouter, Request
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field
 from starlette.responses import Response
 
-from domicile.audit.events import rfc3339
 from domicile.router.api.common import actor_of, require_json
 from domicile.router.api.models import errors
 from domicile.router.auth import Admin
 from domicile.router.errors import ApiError
 from domicile.router.responses import JSONResponse
 from domicile.router.state import runtime_of
-from domicile.shards.catalog import FINISHED, MoveRow
+from domicile.router.views import move_json
+from domicile.shards.catalog import FINISHED
 from domicile.shards.moves import AlreadyPlaced, Mover
 
 router = APIRouter(prefix="/v1/moves", tags=["moves"])
@@ -49,30 +48,6 @@ class MoveOut(BaseModel):
     created_at: str
     updated_at: str
     finished_at: str | None
-
-
-def _time(moment: datetime | None) -> str | None:
-    if moment is None:
-        return None
-    return rfc3339(moment if moment.tzinfo else moment.replace(tzinfo=UTC))
-
-
-def move_json(m: MoveRow) -> dict[str, object]:
-    return {
-        "id": m.id,
-        "subject": m.pseudonym,
-        "jurisdiction": m.jurisdiction,
-        "from_shard": m.from_shard,
-        "to_shard": m.to_shard,
-        "state": m.state,
-        "reason": m.reason,
-        "records": m.records,
-        "digest": m.digest,
-        "error": m.error,
-        "created_at": _time(m.created_at),
-        "updated_at": _time(m.updated_at),
-        "finished_at": _time(m.finished_at),
-    }
 
 
 @router.post(

@@ -1,5 +1,5 @@
 """``domicile shards status|upgrade|downgrade|drain``: the state of every shard, schema
-migrations across shards, emptying a shard. Attached to the ``shards`` group by ``router.cli``."""
+migrations across shards, emptying a shard."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import click
 import orjson
 from sqlalchemy.exc import DBAPIError
 
-from domicile.router.cli import config_option, fail, run, settings_from, with_runtime
-from domicile.router.ops_console import comply_options, print_table, run_comply, stdout
+from domicile.router.cli.common import config_option, fail, run, settings_from, with_runtime
+from domicile.router.cli.console import comply_options, print_table, run_comply, stdout
 from domicile.router.runtime import Runtime
 from domicile.shards.comply import Selection
 from domicile.shards.errors import DomicileError, InvalidInput
@@ -28,7 +28,12 @@ from domicile.shards.schema_runner import (
 )
 
 
-@click.command("status")
+@click.group()
+def shards() -> None:
+    """Shard status and schema migrations."""
+
+
+@shards.command("status")
 @config_option
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table")
 def status(config: Path | None, fmt: str) -> None:
@@ -193,7 +198,7 @@ def _migrate(
     run(with_runtime(settings, work, prepare=False))
 
 
-@click.command("upgrade")
+@shards.command("upgrade")
 @config_option
 @click.argument("revision", default="head")
 @migration_options
@@ -212,7 +217,7 @@ def upgrade(
     _migrate(UPGRADE, config, revision, only, parallel, offline, timeouts)
 
 
-@click.command("downgrade")
+@shards.command("downgrade")
 @config_option
 @click.argument("revision")
 @migration_options
@@ -231,7 +236,7 @@ def downgrade(
     _migrate(DOWNGRADE, config, revision, only, parallel, offline, timeouts)
 
 
-@click.command("drain")
+@shards.command("drain")
 @config_option
 @click.argument("shard")
 @comply_options

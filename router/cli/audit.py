@@ -25,7 +25,7 @@ from domicile.audit.service import key_name
 from domicile.audit.sources import ArchiveSource, DatabaseSource, HttpSource, SourceError
 from domicile.audit.verify import LogSource, VerificationFailed, WitnessState, describe, verify_log
 from domicile.router.audit_setup import load_or_create_signer
-from domicile.router.cli import config_option, fail, run, settings_from, with_runtime
+from domicile.router.cli.common import config_option, fail, run, settings_from, with_runtime
 from domicile.router.config import Settings
 from domicile.router.runtime import Runtime
 from domicile.shards.errors import DomicileError

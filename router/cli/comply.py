@@ -1,5 +1,5 @@
-"""SRE operations: ``move`` (one subject, online), ``comply`` (everything the policy no longer
-permits where it is) and the ``moves`` journal (``router.cli_moves``)."""
+"""SRE operations: ``move`` (one subject, online) and ``comply`` (everything the policy no longer
+permits where it is)."""
 
 from __future__ import annotations
 
@@ -7,16 +7,13 @@ from pathlib import Path
 
 import click
 
-from domicile.router.cli import config_option, fail, run, settings_from, with_runtime
-from domicile.router.cli_moves import moves
-from domicile.router.ops_console import comply_options, mover_for, report_moves, run_comply, stdout
+from domicile.router.cli.common import config_option, fail, run, settings_from, with_runtime
+from domicile.router.cli.console import comply_options, mover_for, report_moves, run_comply, stdout
 from domicile.router.runtime import Runtime
 from domicile.shards.comply import Selection
 from domicile.shards.errors import SubjectNotFound
 from domicile.shards.moves import AlreadyPlaced, MoveInProgress, MoveRefused
 from domicile.shards.policy import is_jurisdiction
-
-__all__ = ["comply_command", "move_command", "moves"]
 
 
 @click.command("comply")

@@ -9,10 +9,10 @@ from pathlib import Path
 import click
 import orjson
 
-from domicile.router.api.moves import move_json
-from domicile.router.cli import config_option, fail, run, settings_from, with_runtime
-from domicile.router.ops_console import mover_for, print_table, report_moves, short, stdout
+from domicile.router.cli.common import config_option, fail, run, settings_from, with_runtime
+from domicile.router.cli.console import mover_for, print_table, report_moves, short, stdout
 from domicile.router.runtime import Runtime
+from domicile.router.views import move_json
 from domicile.shards.catalog import ROLLED_BACK, MoveRow
 from domicile.shards.comply import batches
 from domicile.shards.moves import BatchOutcome, Mover

@@ -1,0 +1,3 @@
+from domicile.router.cli import main
+
+main()
