@@ -27,6 +27,7 @@ lint: $(BIN)/domicile
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 services:
 	tests/services.sh
