@@ -25,6 +25,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
+from domicile.audit.errors import ArchiveConflict, ArchiveError
 from domicile.audit.log import ShardLog
 from domicile.audit.note import Signer
 
@@ -34,10 +35,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("domicile.audit")
 
 ENTRIES, CHECKPOINTS = "entries", "checkpoints"
-
-
-class ArchiveError(RuntimeError):
-    """The archive cannot be written as required (no Object Lock, conflicting content)."""
 
 
 def bundle_key(name: str, start: int, end: int) -> str:
@@ -76,11 +73,6 @@ class ArchiveStore(Protocol):
 
     def write(self, key: str, data: bytes) -> None:
         """Store ``data`` immutably; a no-op when the same bytes are already there."""
-
-
-class ArchiveConflict(ArchiveError):
-    def __init__(self, location: str, key: str) -> None:
-        super().__init__(f"{location}: {key} is already archived with different content")
 
 
 class LocalStore:

@@ -20,6 +20,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from domicile.audit.checkpoint import Checkpoint, sign_checkpoint
+from domicile.audit.errors import ProofRangeError
 from domicile.audit.merkle import (
     CompactRange,
     NodeColumns,
@@ -68,10 +69,6 @@ _NODES_PG = (
     " JOIN audit_nodes AS n ON n.level = w.level AND n.idx = w.idx"
 )
 _ENTRIES_PG = "SELECT idx, leaf FROM audit_entries WHERE idx >= $1 AND idx < $2 ORDER BY idx"
-
-
-class ProofRangeError(ValueError):
-    """A proof or entry range the log cannot serve (an index or size beyond the tree)."""
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 from domicile.audit.archive import Archiver, ArchiveStore, ArchiveTarget
+from domicile.audit.errors import UnknownLog
 from domicile.audit.log import Entry, IssuedCheckpoint, ShardLog
 from domicile.audit.note import Signer
 from domicile.shards.registry import ShardRegistry
@@ -28,15 +29,6 @@ ARCHIVE_EVERY = 30.0
 def key_name(deployment: str) -> str:
     """The verifier key's name: one key signs every log of a deployment."""
     return f"domicile/{deployment}"
-
-
-class UnknownLog(LookupError):
-    def __init__(self, name: str) -> None:
-        super().__init__(f"no audit log named {name!r}")
-        self.name = name
-
-    def __str__(self) -> str:
-        return str(self.args[0])
 
 
 @dataclass(frozen=True)

@@ -16,23 +16,25 @@ from typing import Any
 from domicile.audit.archive import (
     CHECKPOINTS,
     ENTRIES,
-    ArchiveError,
     ArchiveStore,
     parse_bundle_key,
     split_leaves,
 )
+from domicile.audit.errors import (
+    ArchiveError,
+    MissingNodes,
+    NoteError,
+    ProofRangeError,
+    SourceError,
+)
 from domicile.audit.log import ShardLog
-from domicile.audit.note import NoteError, Verifier
+from domicile.audit.note import Verifier
 from domicile.shards.errors import Unavailable
 
 #: Entries per request: the most the HTTP API serves at once.
 PAGE = 1000
 #: Entries per database read.
 DB_PAGE = 10_000
-
-
-class SourceError(RuntimeError):
-    """The source cannot be read (unreachable, refused, malformed): nothing was verified."""
 
 
 class DatabaseSource:
@@ -67,7 +69,7 @@ class DatabaseSource:
     async def consistency_proof(self, log: str, first: int, second: int) -> list[bytes] | None:
         try:
             return await self._logs[log].consistency_proof(first, second)
-        except ValueError:  # out of range, or stored nodes missing: a proof that fails
+        except (ProofRangeError, MissingNodes):  # a proof that fails
             return []
 
 

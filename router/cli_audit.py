@@ -16,14 +16,15 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn
 
 from domicile.audit.archive import LocalStore, S3Store, s3_client
+from domicile.audit.errors import NoteError, SourceError, VerificationFailed
 from domicile.audit.events import decode_leaf
 from domicile.audit.log import ShardLog
-from domicile.audit.note import NoteError, Signer, Verifier
+from domicile.audit.note import Signer, Verifier
 from domicile.audit.report import build_report, sign_report
 from domicile.audit.report_html import render_html
 from domicile.audit.service import key_name
-from domicile.audit.sources import ArchiveSource, DatabaseSource, HttpSource, SourceError
-from domicile.audit.verify import LogSource, VerificationFailed, WitnessState, describe, verify_log
+from domicile.audit.sources import ArchiveSource, DatabaseSource, HttpSource
+from domicile.audit.verify import LogSource, WitnessState, describe, verify_log
 from domicile.router.audit_setup import load_or_create_signer
 from domicile.router.cli import config_option, fail, run, settings_from, with_runtime
 from domicile.router.config import Settings

@@ -13,11 +13,12 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Query, Request
 from starlette.responses import HTMLResponse, PlainTextResponse, Response
 
+from domicile.audit.errors import ProofRangeError, UnknownLog
 from domicile.audit.events import decode_leaf
-from domicile.audit.log import Entry, IssuedCheckpoint, ProofRangeError, ShardLog
+from domicile.audit.log import Entry, IssuedCheckpoint, ShardLog
 from domicile.audit.report import build_report, sign_report
 from domicile.audit.report_html import render_html
-from domicile.audit.service import AuditService, UnknownLog
+from domicile.audit.service import AuditService
 from domicile.audit.sources import PAGE
 from domicile.router.api.audit_models import (
     ConsistencyProofOut,
