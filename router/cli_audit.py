@@ -20,7 +20,7 @@ from domicile.audit.errors import NoteError, SourceError, VerificationFailed
 from domicile.audit.events import decode_leaf
 from domicile.audit.log import ShardLog
 from domicile.audit.note import Signer, Verifier
-from domicile.audit.report import build_report, sign_report
+from domicile.audit.report import sign_report
 from domicile.audit.report_html import render_html
 from domicile.audit.service import key_name
 from domicile.audit.sources import ArchiveSource, DatabaseSource, HttpSource
@@ -31,6 +31,7 @@ from domicile.router.config import Settings
 from domicile.router.runtime import Runtime
 from domicile.shards.errors import DomicileError
 from domicile.shards.registry import open_registry
+from domicile.shards.residency import build_report
 from domicile.shards.store import validate_jurisdiction, validate_subject_id
 
 FOLLOW_EVERY = 1.0
@@ -343,7 +344,7 @@ def report(config: Path | None, jurisdiction: str | None, fmt: str) -> None:
             fail(f"--jurisdiction: {exc}")
 
     async def work(runtime: Runtime) -> int:
-        built = await build_report(runtime.audit, runtime.settings.topology, jurisdiction)
+        built = await build_report(runtime.audit, runtime.registry, jurisdiction)
         note = sign_report(built, runtime.audit.signer)
         if fmt == "html":
             click.echo(render_html(built, note), nl=False)

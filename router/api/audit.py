@@ -16,7 +16,7 @@ from starlette.responses import HTMLResponse, PlainTextResponse, Response
 from domicile.audit.errors import ProofRangeError, UnknownLog
 from domicile.audit.events import decode_leaf
 from domicile.audit.log import Entry, IssuedCheckpoint, ShardLog
-from domicile.audit.report import build_report, sign_report
+from domicile.audit.report import sign_report
 from domicile.audit.report_html import render_html
 from domicile.audit.service import AuditService
 from domicile.audit.sources import PAGE
@@ -34,6 +34,7 @@ from domicile.router.errors import ApiError
 from domicile.router.responses import JSONResponse
 from domicile.router.state import runtime_of
 from domicile.shards.errors import SubjectNotFound, Unavailable
+from domicile.shards.residency import build_report
 from domicile.shards.store import validate_jurisdiction, validate_subject_id
 
 router = APIRouter(prefix="/v1/audit", tags=["audit"])
@@ -249,7 +250,7 @@ async def residency_report(
     if jurisdiction is not None:
         validate_jurisdiction(jurisdiction)
     runtime = runtime_of(request)
-    report = await build_report(runtime.audit, runtime.settings.topology, jurisdiction)
+    report = await build_report(runtime.audit, runtime.registry, jurisdiction)
     note = sign_report(report, runtime.audit.signer)
     if fmt == "html":
         return HTMLResponse(render_html(report, note))
