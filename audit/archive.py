@@ -26,8 +26,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 from domicile.audit.errors import ArchiveConflict, ArchiveError
-from domicile.audit.log import ShardLog
 from domicile.audit.note import Signer
+from domicile.audit.store import LogStore, issue_checkpoint
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -212,7 +212,7 @@ def archived_size(store: ArchiveStore, name: str) -> int:
 
 @dataclass(frozen=True)
 class ArchiveTarget:
-    log: ShardLog
+    log: LogStore
     origin: str
     store: ArchiveStore
 
@@ -240,7 +240,7 @@ class Archiver:
             entries = await target.log.entries(done, end)
             if [e.index for e in entries] != list(range(done, end)):
                 raise ArchiveError(f"log {name}: entries {done}..{end - 1} are not all stored")
-            checkpoint = await target.log.issue(end, target.origin, self.signer)
+            checkpoint = await issue_checkpoint(target.log, end, target.origin, self.signer)
             body = b"".join(entry.leaf + b"\n" for entry in entries)
             await asyncio.to_thread(target.store.write, bundle_key(name, done, end), body)
             await asyncio.to_thread(

@@ -59,6 +59,12 @@ class UnknownLog(AuditError):
         self.name = name
 
 
+class LogUnavailable(AuditError):
+    """Retryable: the log's store cannot be reached now."""
+
+    code = "log_unavailable"
+
+
 class ArchiveError(AuditError):
     """The archive cannot be written as required (no Object Lock, conflicting content)."""
 

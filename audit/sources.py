@@ -22,14 +22,14 @@ from domicile.audit.archive import (
 )
 from domicile.audit.errors import (
     ArchiveError,
+    LogUnavailable,
     MissingNodes,
     NoteError,
     ProofRangeError,
     SourceError,
 )
-from domicile.audit.log import ShardLog
 from domicile.audit.note import Verifier
-from domicile.shards.errors import Unavailable
+from domicile.audit.store import LogStore
 
 #: Entries per request: the most the HTTP API serves at once.
 PAGE = 1000
@@ -38,9 +38,10 @@ DB_PAGE = 10_000
 
 
 class DatabaseSource:
-    """The shards' own databases, read-only (no integration, no signing)."""
+    """The log stores themselves (a deployment's own databases), read-only: no integration, no
+    signing."""
 
-    def __init__(self, logs: Mapping[str, ShardLog], location: str) -> None:
+    def __init__(self, logs: Mapping[str, LogStore], location: str) -> None:
         self._logs = dict(logs)
         self.location = location
 
@@ -50,7 +51,7 @@ class DatabaseSource:
     async def checkpoints(self, log: str) -> list[str]:
         try:
             return [c.note for c in await self._logs[log].checkpoints()]
-        except Unavailable as exc:
+        except LogUnavailable as exc:
             raise SourceError(str(exc)) from None
 
     async def leaves(
@@ -59,7 +60,7 @@ class DatabaseSource:
         while start < end:
             try:
                 page = await self._logs[log].leaves(start, min(end, start + DB_PAGE))
-            except Unavailable as exc:
+            except LogUnavailable as exc:
                 raise SourceError(str(exc)) from None
             if not page:
                 return

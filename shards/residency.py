@@ -11,9 +11,9 @@ from typing import Any
 from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from domicile.audit.log import IssuedCheckpoint
 from domicile.audit.report import assemble_report
 from domicile.audit.service import AuditService
+from domicile.audit.store import IssuedCheckpoint
 from domicile.shards.errors import Unavailable
 from domicile.shards.policy import Topology
 from domicile.shards.registry import Shard, ShardRegistry

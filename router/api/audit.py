@@ -15,11 +15,11 @@ from starlette.responses import HTMLResponse, PlainTextResponse, Response
 
 from domicile.audit.errors import ProofRangeError, UnknownLog
 from domicile.audit.events import decode_leaf
-from domicile.audit.log import Entry, IssuedCheckpoint, ShardLog
 from domicile.audit.report import sign_report
 from domicile.audit.report_html import render_html
 from domicile.audit.service import AuditService
 from domicile.audit.sources import PAGE
+from domicile.audit.store import Entry, IssuedCheckpoint, LogStore
 from domicile.router.api.audit_models import (
     ConsistencyProofOut,
     EntryOut,
@@ -50,7 +50,7 @@ def _service(request: Request) -> AuditService:
     return runtime_of(request).audit
 
 
-def _log(request: Request, name: str) -> ShardLog:
+def _log(request: Request, name: str) -> LogStore:
     try:
         return _service(request).log(name)
     except UnknownLog as exc:
@@ -77,14 +77,14 @@ def _checkpoint(checkpoint: IssuedCheckpoint | None) -> dict[str, Any] | None:
 async def list_logs(request: Request, _: AuditRead) -> Response:
     service = _service(request)
 
-    async def describe(shard_log: ShardLog) -> dict[str, Any]:
-        shard = shard_log.shard
+    async def describe(shard_log: LogStore) -> dict[str, Any]:
+        site = shard_log.site
         info: dict[str, Any] = {
             "log": shard_log.name,
             "origin": service.origin(shard_log.name),
-            "shard": shard.name,
-            "region": shard.region.name,
-            "country": shard.region.country,
+            "shard": site.log,  # a shard's log is named after it
+            "region": site.region,
+            "country": site.country,
             "status": "unavailable",
             "size": None,
             "checkpoint": None,
