@@ -3,7 +3,7 @@ connection is handed in by the caller (``config.attributes["connection"]``) rath
 built from a URL here. Offline mode (``--sql``) renders the SQL for a dialect instead.
 
 The schema is handed in the same way (``config.attributes["target_metadata"]``): it belongs to
-``domicile.shards``, which applies these histories, so importing it here would make the two
+the shards package, which applies these histories, so importing it here would make the two
 packages import each other."""
 
 from __future__ import annotations
