@@ -25,8 +25,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
-from domicile.audit.log import ShardLog
+from domicile.audit.errors import ArchiveConflict, ArchiveError
 from domicile.audit.note import Signer
+from domicile.audit.store import LogStore, issue_checkpoint
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -34,10 +35,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("domicile.audit")
 
 ENTRIES, CHECKPOINTS = "entries", "checkpoints"
-
-
-class ArchiveError(RuntimeError):
-    """The archive cannot be written as required (no Object Lock, conflicting content)."""
 
 
 def bundle_key(name: str, start: int, end: int) -> str:
@@ -76,11 +73,6 @@ class ArchiveStore(Protocol):
 
     def write(self, key: str, data: bytes) -> None:
         """Store ``data`` immutably; a no-op when the same bytes are already there."""
-
-
-class ArchiveConflict(ArchiveError):
-    def __init__(self, location: str, key: str) -> None:
-        super().__init__(f"{location}: {key} is already archived with different content")
 
 
 class LocalStore:
@@ -220,7 +212,7 @@ def archived_size(store: ArchiveStore, name: str) -> int:
 
 @dataclass(frozen=True)
 class ArchiveTarget:
-    log: ShardLog
+    log: LogStore
     origin: str
     store: ArchiveStore
 
@@ -248,7 +240,7 @@ class Archiver:
             entries = await target.log.entries(done, end)
             if [e.index for e in entries] != list(range(done, end)):
                 raise ArchiveError(f"log {name}: entries {done}..{end - 1} are not all stored")
-            checkpoint = await target.log.issue(end, target.origin, self.signer)
+            checkpoint = await issue_checkpoint(target.log, end, target.origin, self.signer)
             body = b"".join(entry.leaf + b"\n" for entry in entries)
             await asyncio.to_thread(target.store.write, bundle_key(name, done, end), body)
             await asyncio.to_thread(

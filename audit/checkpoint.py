@@ -12,16 +12,13 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Final
 
+from domicile.audit.errors import CheckpointError
 from domicile.audit.merkle import HASH_SIZE
 from domicile.audit.note import Signer, Verifier, open_note
 
 # Go tooling parses the size as uint64; a bigger number is an attack, not a log.
 MAX_TREE_SIZE: Final = 2**64 - 1
 _SIZE = re.compile(r"0|[1-9][0-9]{0,19}")  # ASCII only: str.isdigit would allow other scripts
-
-
-class CheckpointError(ValueError):
-    """A checkpoint is malformed or is not the one expected."""
 
 
 def _check_line(value: str, what: str) -> None:

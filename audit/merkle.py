@@ -14,6 +14,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Final
 
+from domicile.audit.errors import MissingNodes, ProofError
+
 NodeId = tuple[int, int]
 """``(level, index)`` of a perfect subtree."""
 
@@ -23,10 +25,6 @@ EMPTY_ROOT: Final = hashlib.sha256(b"").digest()
 # Domain separation prefixes (RFC 9162 §2.1.1): a leaf can never be passed off as a node.
 _LEAF_PREFIX: Final = b"\x00"
 _NODE_PREFIX: Final = b"\x01"
-
-
-class ProofError(ValueError):
-    """A Merkle proof failed to verify, or its inputs are malformed."""
 
 
 def leaf_hash(leaf: bytes) -> bytes:
@@ -110,7 +108,7 @@ class CompactRange:
         ids = range_node_ids(size)
         missing = [node for node in ids if node not in hashes_by_id]
         if missing:
-            raise ValueError(f"missing stored nodes for tree size {size}: {missing}")
+            raise MissingNodes(f"missing stored nodes for tree size {size}: {missing}")
         return cls(size, [hashes_by_id[node] for node in ids])
 
     @property
@@ -193,7 +191,7 @@ class ProofPlan:
     def assemble(self, hashes: Mapping[NodeId, bytes]) -> list[bytes]:
         missing = [node for node in self.node_ids if node not in hashes]
         if missing:
-            raise ValueError(f"missing stored nodes for proof: {missing}")
+            raise MissingNodes(f"missing stored nodes for proof: {missing}")
         return [_fold([hashes[node] for node in group]) for group in self.groups]
 
 

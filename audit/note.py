@@ -27,6 +27,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
     Ed25519PublicKey,
 )
 
+from domicile.audit.errors import NoteError
+
 ALG_ED25519: Final = 0x01
 # The spec asks verifiers to cap signatures but accept at least 16; Go caps at 100.
 MAX_SIGNATURES: Final = 100
@@ -36,10 +38,6 @@ _ED25519_KEY_SIZE: Final = 32
 _ED25519_SIG_SIZE: Final = 64
 _HEX_KEY_ID = re.compile(r"[0-9a-fA-F]{8}")
 _CONTROL = re.compile(r"[\x00-\x09\x0b-\x1f]")
-
-
-class NoteError(ValueError):
-    """A note, key or signature is malformed, or a note failed verification."""
 
 
 def _check_utf8(value: str, what: str) -> None:

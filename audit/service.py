@@ -7,14 +7,14 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Iterable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 from domicile.audit.archive import Archiver, ArchiveStore, ArchiveTarget
-from domicile.audit.log import Entry, IssuedCheckpoint, ShardLog
+from domicile.audit.errors import UnknownLog
 from domicile.audit.note import Signer
-from domicile.shards.registry import ShardRegistry
+from domicile.audit.store import Entry, IssuedCheckpoint, LogStore, issue_checkpoint
 
 log = logging.getLogger("domicile.audit")
 
@@ -28,15 +28,6 @@ ARCHIVE_EVERY = 30.0
 def key_name(deployment: str) -> str:
     """The verifier key's name: one key signs every log of a deployment."""
     return f"domicile/{deployment}"
-
-
-class UnknownLog(LookupError):
-    def __init__(self, name: str) -> None:
-        super().__init__(f"no audit log named {name!r}")
-        self.name = name
-
-    def __str__(self) -> str:
-        return str(self.args[0])
 
 
 @dataclass(frozen=True)
@@ -60,7 +51,7 @@ async def _pause(stopping: asyncio.Event, seconds: float) -> bool:
 class AuditService:
     def __init__(
         self,
-        registry: ShardRegistry,
+        logs: Iterable[LogStore],
         deployment: str,
         signer: Signer,
         archive_stores: Mapping[str, ArchiveStore] | None = None,
@@ -69,12 +60,12 @@ class AuditService:
         """``archive_stores`` maps a region to where its logs are archived."""
         self.deployment = deployment
         self.signer = signer
-        self.logs = {shard.name: ShardLog(shard) for shard in registry.all()}
+        self.logs = {store.name: store for store in logs}
         stores = archive_stores or {}
         targets = {
-            name: ArchiveTarget(shard_log, self.origin(name), stores[shard_log.shard.region.name])
-            for name, shard_log in self.logs.items()
-            if shard_log.shard.region.name in stores
+            name: ArchiveTarget(store, self.origin(name), stores[store.site.region])
+            for name, store in self.logs.items()
+            if store.site.region in stores
         }
         self.archiver = Archiver(targets, signer, bundle_size) if targets else None
         self._published: dict[str, tuple[int, float]] = {}
@@ -83,7 +74,7 @@ class AuditService:
     def origin(self, name: str) -> str:
         return f"{key_name(self.deployment)}/{name}"
 
-    def log(self, name: str) -> ShardLog:
+    def log(self, name: str) -> LogStore:
         try:
             return self.logs[name]
         except KeyError:
@@ -91,12 +82,12 @@ class AuditService:
 
     async def checkpoint(self, name: str) -> IssuedCheckpoint:
         """A checkpoint covering every entry committed before the call."""
-        shard_log = self.log(name)
-        size = await shard_log.integrate()
-        latest = await shard_log.latest_checkpoint()
+        store = self.log(name)
+        size = await store.integrate()
+        latest = await store.latest_checkpoint()
         if latest is not None and latest.size >= size:
             return latest
-        issued = await shard_log.issue(size, self.origin(name), self.signer)
+        issued = await issue_checkpoint(store, size, self.origin(name), self.signer)
         self._published[name] = (size, time.monotonic())
         return issued
 
@@ -108,10 +99,10 @@ class AuditService:
 
         async def one(name: str) -> tuple[str, IssuedCheckpoint, list[HistoryEntry]]:
             checkpoint = await self.checkpoint(name)
-            shard_log = self.logs[name]
-            found = await shard_log.subject_entries(pseudonym, checkpoint.size)
+            store = self.logs[name]
+            found = await store.subject_entries(pseudonym, checkpoint.size)
             proven = [
-                HistoryEntry(name, e, await shard_log.inclusion_proof(e.index, checkpoint.size))
+                HistoryEntry(name, e, await store.inclusion_proof(e.index, checkpoint.size))
                 for e in found
             ]
             return name, checkpoint, proven
@@ -123,22 +114,22 @@ class AuditService:
 
     # -- background work of a server -----------------------------------------------------------
 
-    async def _tick(self, name: str, shard_log: ShardLog) -> None:
-        if await shard_log.has_pending():
-            await shard_log.integrate()
+    async def _tick(self, name: str, store: LogStore) -> None:
+        if await store.has_pending():
+            await store.integrate()
         published_size, at = self._published.get(name, (-1, 0.0))
         if time.monotonic() - at < PUBLISH_EVERY:
             return
-        size = await shard_log.size()
+        size = await store.size()
         if size != published_size:
-            await shard_log.issue(size, self.origin(name), self.signer)
+            await issue_checkpoint(store, size, self.origin(name), self.signer)
             self._published[name] = (size, time.monotonic())
 
     async def tick(self) -> None:
         """Integrate every log; publish a checkpoint where a log grew (at most once a second)."""
-        for name, shard_log in self.logs.items():
+        for name, store in self.logs.items():
             try:
-                await self._tick(name, shard_log)
+                await self._tick(name, store)
             except Exception as exc:  # a shard outage must not stop the other logs
                 if name not in self._failing:  # once per outage, not every tick
                     log.warning("audit log %s: background integration failed: %s", name, exc)

@@ -16,14 +16,20 @@ from typing import Any
 from domicile.audit.archive import (
     CHECKPOINTS,
     ENTRIES,
-    ArchiveError,
     ArchiveStore,
     parse_bundle_key,
     split_leaves,
 )
-from domicile.audit.log import ShardLog
-from domicile.audit.note import NoteError, Verifier
-from domicile.shards.errors import Unavailable
+from domicile.audit.errors import (
+    ArchiveError,
+    LogUnavailable,
+    MissingNodes,
+    NoteError,
+    ProofRangeError,
+    SourceError,
+)
+from domicile.audit.note import Verifier
+from domicile.audit.store import LogStore
 
 #: Entries per request: the most the HTTP API serves at once.
 PAGE = 1000
@@ -31,14 +37,11 @@ PAGE = 1000
 DB_PAGE = 10_000
 
 
-class SourceError(RuntimeError):
-    """The source cannot be read (unreachable, refused, malformed): nothing was verified."""
-
-
 class DatabaseSource:
-    """The shards' own databases, read-only (no integration, no signing)."""
+    """The log stores themselves (a deployment's own databases), read-only: no integration, no
+    signing."""
 
-    def __init__(self, logs: Mapping[str, ShardLog], location: str) -> None:
+    def __init__(self, logs: Mapping[str, LogStore], location: str) -> None:
         self._logs = dict(logs)
         self.location = location
 
@@ -48,7 +51,7 @@ class DatabaseSource:
     async def checkpoints(self, log: str) -> list[str]:
         try:
             return [c.note for c in await self._logs[log].checkpoints()]
-        except Unavailable as exc:
+        except LogUnavailable as exc:
             raise SourceError(str(exc)) from None
 
     async def leaves(
@@ -57,7 +60,7 @@ class DatabaseSource:
         while start < end:
             try:
                 page = await self._logs[log].leaves(start, min(end, start + DB_PAGE))
-            except Unavailable as exc:
+            except LogUnavailable as exc:
                 raise SourceError(str(exc)) from None
             if not page:
                 return
@@ -67,7 +70,7 @@ class DatabaseSource:
     async def consistency_proof(self, log: str, first: int, second: int) -> list[bytes] | None:
         try:
             return await self._logs[log].consistency_proof(first, second)
-        except ValueError:  # out of range, or stored nodes missing: a proof that fails
+        except (ProofRangeError, MissingNodes):  # a proof that fails
             return []
 
 

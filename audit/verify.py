@@ -17,15 +17,21 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from domicile.audit.checkpoint import CheckpointError, open_checkpoint
+from domicile.audit.checkpoint import open_checkpoint
+from domicile.audit.errors import (
+    CheckpointError,
+    NoteError,
+    ProofError,
+    VerificationFailed,
+    WitnessStateUnreadable,
+)
 from domicile.audit.merkle import (
     EMPTY_ROOT,
     CompactRange,
-    ProofError,
     leaf_hash,
     verify_consistency,
 )
-from domicile.audit.note import NoteError, Verifier
+from domicile.audit.note import Verifier
 
 Progress = Callable[[str, int, int], None]
 """Called with (log, entries verified, entries to verify)."""
@@ -47,16 +53,6 @@ class LogSource(Protocol):
 
     async def consistency_proof(self, log: str, first: int, second: int) -> list[bytes] | None:
         """The source's proof, or None if it cannot give one (an archive)."""
-
-
-class VerificationFailed(Exception):
-    """A log failed verification; ``index`` is the first entry that could not be verified."""
-
-    def __init__(self, log: str, message: str, index: int | None = None) -> None:
-        where = f"log {log}" if index is None else f"log {log}, entry {index}"
-        super().__init__(f"{where}: {message}")
-        self.log = log
-        self.index = index
 
 
 @dataclass(frozen=True)
@@ -81,7 +77,7 @@ class WitnessState:
             try:
                 self._data = json.loads(path.read_text())["keys"]
             except (ValueError, KeyError, TypeError) as exc:
-                raise ValueError(f"witness state {path} is not readable: {exc}") from None
+                raise WitnessStateUnreadable(path, str(exc)) from None
 
     def get(self, verifier: Verifier, origin: str) -> tuple[int, bytes] | None:
         seen = self._data.get(verifier.vkey, {}).get(origin)

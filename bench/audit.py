@@ -37,13 +37,14 @@ import asyncpg
 from sqlalchemy import text
 
 from domicile.audit.events import RECORD_PUT, Actor, LogSite, make_leaf
-from domicile.audit.log import ShardLog
 from domicile.audit.note import Signer
 from domicile.audit.sources import DatabaseSource
+from domicile.audit.store import issue_checkpoint
 from domicile.audit.verify import verify_log
 from domicile.shards.auditlog import Change, append_entries, append_entry, site_of
 from domicile.shards.engines import create_engine, statement_pool
 from domicile.shards.errors import ShardUnavailable
+from domicile.shards.log_store import ShardLogStore
 from domicile.shards.policy import Region, ShardSpec
 from domicile.shards.registry import Shard
 from domicile.shards.schema_runner import SHARD_HISTORY, migrate
@@ -193,7 +194,7 @@ async def main(
 ) -> None:
     async with bench_shard(backend, pg_admin) as shard:
         await migrate(shard.engine, SHARD_HISTORY, "upgrade", "head")
-        log = ShardLog(shard)
+        log = ShardLogStore(shard)
         print(f"backend {backend}, tree of {size:,} entries")
         await bench_append(shard, appends, writers, batch)
         integrated = await log.integrate()
@@ -218,7 +219,7 @@ async def main(
         print(f"consistency proof: {(time.perf_counter() - started) * 1000:.2f} ms")
 
         signer = Signer.generate(ORIGIN_KEY)
-        await log.issue(total, f"{ORIGIN_KEY}/bench-1", signer)
+        await issue_checkpoint(log, total, f"{ORIGIN_KEY}/bench-1", signer)
         source = DatabaseSource({"bench-1": log}, "bench")
         started = time.perf_counter()
         result = await verify_log(source, "bench-1", signer.verifier())

@@ -1,15 +1,19 @@
 """Shared alembic environment: one history is applied to many databases in a loop, so the
 connection is handed in by the caller (``config.attributes["connection"]``) rather than
-built from a URL here. Offline mode (``--sql``) renders the SQL for a dialect instead."""
+built from a URL here. Offline mode (``--sql``) renders the SQL for a dialect instead.
+
+The schema is handed in the same way (``config.attributes["target_metadata"]``): it belongs to
+the shards package, which applies these histories, so importing it here would make the two
+packages import each other."""
 
 from __future__ import annotations
 
 from alembic import context
-from sqlalchemy import MetaData
 
 
-def run(target_metadata: MetaData) -> None:
+def run() -> None:
     config = context.config
+    target_metadata = config.attributes["target_metadata"]
     if context.is_offline_mode():
         context.configure(
             url=config.get_main_option("sqlalchemy.url"),

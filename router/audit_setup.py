@@ -10,6 +10,7 @@ from domicile.audit.note import Signer
 from domicile.audit.service import AuditService, key_name
 from domicile.router.config import Settings
 from domicile.router.secrets import write_private
+from domicile.shards.log_store import ShardLogStore
 from domicile.shards.registry import ShardRegistry
 
 
@@ -43,7 +44,7 @@ def archive_stores(settings: Settings) -> dict[str, ArchiveStore]:
 def audit_service(settings: Settings, registry: ShardRegistry) -> AuditService:
     signer = load_or_create_signer(settings.signing_key_path, key_name(settings.deployment))
     return AuditService(
-        registry,
+        [ShardLogStore(shard) for shard in registry.all()],
         settings.deployment,
         signer,
         archive_stores(settings),

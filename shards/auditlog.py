@@ -1,6 +1,6 @@
 """Appending residency-log entries, always inside the caller's shard transaction, so an entry
 commits exactly when its change does. Entries wait in the log's queue (``audit_pending``) until
-the log's integrator (``audit.log``) gives them leaf indices."""
+the log store's integrator (``shards.log_store``) gives them leaf indices."""
 
 from __future__ import annotations
 

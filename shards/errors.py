@@ -3,6 +3,8 @@ status codes in one place (``router.errors``) and the CLI to exit codes."""
 
 from __future__ import annotations
 
+from domicile.audit.errors import LogUnavailable
+
 
 class DomicileError(Exception):
     code = "domicile_error"
@@ -94,6 +96,11 @@ class ShardUnavailable(Unavailable):
     def __init__(self, shard: str) -> None:
         super().__init__(f"shard {shard} is unavailable")
         self.shard = shard
+
+
+class ShardLogUnavailable(ShardUnavailable, LogUnavailable):
+    """The shard holding a log is unavailable: audit's `LogUnavailable`, and still the shard's
+    error (its code, message and ``retry_after``) for the HTTP and CLI answers."""
 
 
 class ShardSchemaMissing(Unavailable):

@@ -38,15 +38,19 @@ from domicile.audit import events
 from domicile.audit.events import SYSTEM, make_leaf
 from domicile.shards.auditlog import site_of
 from domicile.shards.catalog import MIGRATION_DONE, MIGRATION_FAILED, Catalog
+from domicile.shards.catalog_schema import metadata as catalog_metadata
 from domicile.shards.engines import _WRITE, create_engine, is_unavailable
 from domicile.shards.errors import DomicileError, InvalidInput, ShardUnavailable
 from domicile.shards.guard import sync_guard
 from domicile.shards.policy import Region, ShardSpec, Topology
 from domicile.shards.registry import Shard
+from domicile.shards.schema import metadata as shard_metadata
 from domicile.shards.schema import shard_identity
 
 SHARD_HISTORY = "shard"
 CATALOG_HISTORY = "catalog"
+#: The schema each history builds, handed to its alembic environment (online and ``--sql``).
+_METADATA = {SHARD_HISTORY: shard_metadata, CATALOG_HISTORY: catalog_metadata}
 UPGRADE, DOWNGRADE = "upgrade", "downgrade"
 
 _APPEND = text("INSERT INTO audit_pending (leaf) VALUES (:leaf)")
@@ -92,6 +96,7 @@ def alembic_config(history: str, url: str | None = None, scripts: Path | None = 
     cfg = Config()
     location = scripts or Path(migrations.__file__).parent / history
     cfg.set_main_option("script_location", str(location))
+    cfg.attributes["target_metadata"] = _METADATA[history]
     if url is not None:
         cfg.set_main_option("sqlalchemy.url", url)
     return cfg

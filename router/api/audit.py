@@ -13,12 +13,13 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Query, Request
 from starlette.responses import HTMLResponse, PlainTextResponse, Response
 
+from domicile.audit.errors import ProofRangeError, UnknownLog
 from domicile.audit.events import decode_leaf
-from domicile.audit.log import Entry, IssuedCheckpoint, ProofRangeError, ShardLog
-from domicile.audit.report import build_report, sign_report
+from domicile.audit.report import sign_report
 from domicile.audit.report_html import render_html
-from domicile.audit.service import AuditService, UnknownLog
+from domicile.audit.service import AuditService
 from domicile.audit.sources import PAGE
+from domicile.audit.store import Entry, IssuedCheckpoint, LogStore
 from domicile.router.api.audit_models import (
     ConsistencyProofOut,
     EntryOut,
@@ -33,6 +34,7 @@ from domicile.router.errors import ApiError
 from domicile.router.responses import JSONResponse
 from domicile.router.state import runtime_of
 from domicile.shards.errors import SubjectNotFound, Unavailable
+from domicile.shards.residency import build_report
 from domicile.shards.store import validate_jurisdiction, validate_subject_id
 
 router = APIRouter(prefix="/v1/audit", tags=["audit"])
@@ -48,7 +50,7 @@ def _service(request: Request) -> AuditService:
     return runtime_of(request).audit
 
 
-def _log(request: Request, name: str) -> ShardLog:
+def _log(request: Request, name: str) -> LogStore:
     try:
         return _service(request).log(name)
     except UnknownLog as exc:
@@ -75,14 +77,14 @@ def _checkpoint(checkpoint: IssuedCheckpoint | None) -> dict[str, Any] | None:
 async def list_logs(request: Request, _: AuditRead) -> Response:
     service = _service(request)
 
-    async def describe(shard_log: ShardLog) -> dict[str, Any]:
-        shard = shard_log.shard
+    async def describe(shard_log: LogStore) -> dict[str, Any]:
+        site = shard_log.site
         info: dict[str, Any] = {
             "log": shard_log.name,
             "origin": service.origin(shard_log.name),
-            "shard": shard.name,
-            "region": shard.region.name,
-            "country": shard.region.country,
+            "shard": site.log,  # a shard's log is named after it
+            "region": site.region,
+            "country": site.country,
             "status": "unavailable",
             "size": None,
             "checkpoint": None,
@@ -248,7 +250,7 @@ async def residency_report(
     if jurisdiction is not None:
         validate_jurisdiction(jurisdiction)
     runtime = runtime_of(request)
-    report = await build_report(runtime.audit, runtime.settings.topology, jurisdiction)
+    report = await build_report(runtime.audit, runtime.registry, jurisdiction)
     note = sign_report(report, runtime.audit.signer)
     if fmt == "html":
         return HTMLResponse(render_html(report, note))

@@ -16,20 +16,23 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn
 
 from domicile.audit.archive import LocalStore, S3Store, s3_client
+from domicile.audit.errors import NoteError, SourceError, VerificationFailed
 from domicile.audit.events import decode_leaf
-from domicile.audit.log import ShardLog
-from domicile.audit.note import NoteError, Signer, Verifier
-from domicile.audit.report import build_report, sign_report
+from domicile.audit.note import Signer, Verifier
+from domicile.audit.report import sign_report
 from domicile.audit.report_html import render_html
 from domicile.audit.service import key_name
-from domicile.audit.sources import ArchiveSource, DatabaseSource, HttpSource, SourceError
-from domicile.audit.verify import LogSource, VerificationFailed, WitnessState, describe, verify_log
+from domicile.audit.sources import ArchiveSource, DatabaseSource, HttpSource
+from domicile.audit.store import LogStore
+from domicile.audit.verify import LogSource, WitnessState, describe, verify_log
 from domicile.router.audit_setup import load_or_create_signer
 from domicile.router.cli.common import config_option, fail, run, settings_from, with_runtime
 from domicile.router.config import Settings
 from domicile.router.runtime import Runtime
 from domicile.shards.errors import DomicileError
+from domicile.shards.log_store import ShardLogStore
 from domicile.shards.registry import open_registry
+from domicile.shards.residency import build_report
 from domicile.shards.store import validate_jurisdiction, validate_subject_id
 
 FOLLOW_EVERY = 1.0
@@ -199,7 +202,7 @@ def verify(
                 return await _verify(archived, verifier, logs, witness_path)
             settings = settings_from(config)
             async with open_registry(settings.topology) as registry:
-                shard_logs = {shard.name: ShardLog(shard) for shard in registry.all()}
+                shard_logs = {shard.name: ShardLogStore(shard) for shard in registry.all()}
                 source = DatabaseSource(shard_logs, str(config or "the embedded default"))
                 return await _verify(
                     source, verifier or _own_verifier(settings), logs, witness_path
@@ -245,7 +248,7 @@ def _line(event: dict[str, Any]) -> str:
 
 
 async def _log_lines(
-    shard_log: ShardLog, start: int, end: int, subject: str | None
+    shard_log: LogStore, start: int, end: int, subject: str | None
 ) -> AsyncIterator[Line]:
     while start < end:
         if subject is not None:
@@ -342,7 +345,7 @@ def report(config: Path | None, jurisdiction: str | None, fmt: str) -> None:
             fail(f"--jurisdiction: {exc}")
 
     async def work(runtime: Runtime) -> int:
-        built = await build_report(runtime.audit, runtime.settings.topology, jurisdiction)
+        built = await build_report(runtime.audit, runtime.registry, jurisdiction)
         note = sign_report(built, runtime.audit.signer)
         if fmt == "html":
             click.echo(render_html(built, note), nl=False)

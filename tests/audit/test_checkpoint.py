@@ -5,10 +5,10 @@ import pytest
 from domicile.audit.checkpoint import (
     MAX_TREE_SIZE,
     Checkpoint,
-    CheckpointError,
     open_checkpoint,
     sign_checkpoint,
 )
+from domicile.audit.errors import CheckpointError, NoteError
 from domicile.audit.merkle import (
     EMPTY_ROOT,
     CompactRange,
@@ -19,7 +19,7 @@ from domicile.audit.merkle import (
     verify_consistency,
     verify_inclusion,
 )
-from domicile.audit.note import NoteError, Signer
+from domicile.audit.note import Signer
 
 ORIGIN = "domicile/test/eu-residency"
 ROOT = bytes(range(32))

@@ -9,12 +9,12 @@ from typing import Any
 
 import pytest
 
+from domicile.audit.errors import ProofError
 from domicile.audit.merkle import (
     EMPTY_ROOT,
     CompactRange,
     NodeColumns,
     NodeId,
-    ProofError,
     consistency_plan,
     inclusion_plan,
     leaf_hash,

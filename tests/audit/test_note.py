@@ -4,8 +4,8 @@ import hashlib
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ec import SECP256R1, generate_private_key
 
+from domicile.audit.errors import NoteError
 from domicile.audit.note import (
-    NoteError,
     NoteSignature,
     Signer,
     Verifier,

@@ -1,4 +1,4 @@
-"""One shard's residency log, kept in that shard's own database.
+"""One shard's residency log, kept in that shard's own database: audit's `LogStore`.
 
 Writers append entries to the log's queue (``audit_pending``) inside their own transactions
 (``shards.auditlog``) without touching the tree. The integrator then moves committed entries,
@@ -9,8 +9,8 @@ roots are read from those stored nodes: O(log n) lookups, never a rehash of the 
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Iterable, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any
 
@@ -19,7 +19,8 @@ from sqlalchemy import and_, delete, func, insert, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from domicile.audit.checkpoint import Checkpoint, sign_checkpoint
+from domicile.audit.errors import ProofRangeError
+from domicile.audit.events import LogSite
 from domicile.audit.merkle import (
     CompactRange,
     NodeColumns,
@@ -29,7 +30,9 @@ from domicile.audit.merkle import (
     leaf_hash,
     range_node_ids,
 )
-from domicile.audit.note import Signer
+from domicile.audit.store import Entry, IssuedCheckpoint
+from domicile.shards.auditlog import site_of
+from domicile.shards.errors import ShardLogUnavailable, ShardUnavailable
 from domicile.shards.registry import Shard
 from domicile.shards.schema import (
     audit_checkpoints,
@@ -70,23 +73,6 @@ _NODES_PG = (
 _ENTRIES_PG = "SELECT idx, leaf FROM audit_entries WHERE idx >= $1 AND idx < $2 ORDER BY idx"
 
 
-class ProofRangeError(ValueError):
-    """A proof or entry range the log cannot serve (an index or size beyond the tree)."""
-
-
-@dataclass(frozen=True)
-class Entry:
-    index: int
-    leaf: bytes
-
-
-@dataclass(frozen=True)
-class IssuedCheckpoint:
-    size: int
-    root: bytes
-    note: str  # the signed note, exactly as served
-
-
 def _insert(conn: AsyncConnection) -> Any:
     return postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
 
@@ -125,19 +111,41 @@ async def _nodes(conn: AsyncConnection, ids: Iterable[NodeId]) -> dict[NodeId, b
     return {(r.level, r.idx): bytes(r.hash) for r in rows}
 
 
-class ShardLog:
+class ShardLogStore:
+    """Audit's `LogStore` for one shard's log. A failure of the shard's preparation (a schema
+    not there yet, say) passes through as the shard's own error."""
+
     def __init__(self, shard: Shard) -> None:
         self.shard = shard
+        self.site: LogSite = site_of(shard)
 
     @property
     def name(self) -> str:
         return self.shard.name
 
+    def _read(self) -> AbstractAsyncContextManager[AsyncConnection]:
+        return self._reachable(self.shard.read())
+
+    def _write(self) -> AbstractAsyncContextManager[AsyncConnection]:
+        return self._reachable(self.shard.write())
+
+    @asynccontextmanager
+    async def _reachable(
+        self, transaction: AbstractAsyncContextManager[AsyncConnection]
+    ) -> AsyncIterator[AsyncConnection]:
+        """The shard's unavailability leaves the store as audit's `LogUnavailable`, one that is
+        still the shard's error (`ShardLogUnavailable`) for the callers that answer it."""
+        try:
+            async with transaction as conn:
+                yield conn
+        except ShardUnavailable as exc:
+            raise ShardLogUnavailable(self.name) from exc
+
     # -- integration ---------------------------------------------------------------------------
 
     async def has_pending(self) -> bool:
         """Cheap unlocked probe, so an idle log never takes the write lock."""
-        async with self.shard.read() as conn:
+        async with self._read() as conn:
             row = await conn.execute(
                 # By the primary key: a queue's statistics are often stale, and its heap holds
                 # the dead rows of entries already integrated until vacuum.
@@ -150,7 +158,7 @@ class ShardLog:
         order, and store the tree nodes they complete. Returns the tree size. Safe to run from
         many processes."""
         while True:
-            async with self.shard.write() as conn:
+            async with self._write() as conn:
                 size = await self._lock_state(conn)  # also begins the transaction
                 raw = await _driver(conn)
                 pending: Sequence[Any]
@@ -221,7 +229,7 @@ class ShardLog:
 
     async def size(self) -> int:
         """The integrated tree size."""
-        async with self.shard.read() as conn:
+        async with self._read() as conn:
             return await self._size(conn)
 
     @staticmethod
@@ -236,7 +244,7 @@ class ShardLog:
     async def leaves(self, start: int, end: int) -> list[tuple[int, bytes]]:
         """``entries`` as plain (index, leaf) pairs: what the verifier reads every entry
         through, at a third of the client CPU of building objects for them."""
-        async with self.shard.read() as conn:
+        async with self._read() as conn:
             raw = await _driver(conn)
             if raw is not None:
                 return [(r[0], r[1]) for r in await raw.fetch(_ENTRIES_PG, start, end)]
@@ -250,7 +258,7 @@ class ShardLog:
 
     async def subject_entries(self, pseudonym: str, below: int) -> list[Entry]:
         """The subject's integrated entries with index below ``below``."""
-        async with self.shard.read() as conn:
+        async with self._read() as conn:
             rows = await conn.execute(
                 select(audit_entries.c.idx, audit_entries.c.leaf)
                 .where(audit_entries.c.subject == pseudonym, audit_entries.c.idx < below)
@@ -264,7 +272,7 @@ class ShardLog:
             raise ProofRangeError(f"{what} {size} exceeds the log's size {current}")
 
     async def root(self, size: int) -> bytes:
-        async with self.shard.read() as conn:
+        async with self._read() as conn:
             await self._check_size(conn, size, "tree size")
             ids = range_node_ids(size)
             return CompactRange.from_nodes(size, await _nodes(conn, ids)).root()
@@ -273,7 +281,7 @@ class ShardLog:
         if not 0 <= index < size:
             raise ProofRangeError(f"index {index} is not below tree_size {size}")
         plan = inclusion_plan(index, size)
-        async with self.shard.read() as conn:
+        async with self._read() as conn:
             await self._check_size(conn, size, "tree_size")
             return plan.assemble(await _nodes(conn, plan.node_ids))
 
@@ -281,7 +289,7 @@ class ShardLog:
         if not 0 < first <= second:
             raise ProofRangeError(f"need 0 < first <= second, got first={first} second={second}")
         plan = consistency_plan(first, second)
-        async with self.shard.read() as conn:
+        async with self._read() as conn:
             await self._check_size(conn, second, "second")
             return plan.assemble(await _nodes(conn, plan.node_ids))
 
@@ -289,7 +297,7 @@ class ShardLog:
 
     async def checkpoints(self) -> list[IssuedCheckpoint]:
         """Every checkpoint issued, smallest first."""
-        async with self.shard.read() as conn:
+        async with self._read() as conn:
             rows = await conn.execute(
                 select(
                     audit_checkpoints.c.size, audit_checkpoints.c.root, audit_checkpoints.c.note
@@ -298,7 +306,7 @@ class ShardLog:
             return [IssuedCheckpoint(r.size, bytes(r.root), r.note) for r in rows]
 
     async def latest_checkpoint(self) -> IssuedCheckpoint | None:
-        async with self.shard.read() as conn:
+        async with self._read() as conn:
             row = (
                 await conn.execute(
                     select(
@@ -310,14 +318,9 @@ class ShardLog:
             ).first()
         return None if row is None else IssuedCheckpoint(row.size, bytes(row.root), row.note)
 
-    async def issue(self, size: int, origin: str, signer: Signer) -> IssuedCheckpoint:
-        """Sign and keep the checkpoint of the tree at ``size`` (any integrated size).
-
-        Ed25519 signatures are deterministic, so racing issuers store the same note.
-        """
-        root = await self.root(size)
-        note = sign_checkpoint(Checkpoint(origin, size, root), signer)
-        async with self.shard.write() as conn:
+    async def keep_checkpoint(self, checkpoint: IssuedCheckpoint) -> IssuedCheckpoint:
+        size, root, note = checkpoint.size, checkpoint.root, checkpoint.note
+        async with self._write() as conn:
             await conn.execute(
                 _insert(conn)(audit_checkpoints)
                 .values(size=size, root=root, note=note, created_at=datetime.now(UTC))
