@@ -1,100 +1,15 @@
-"""Audit fixtures: the CLI run in-process, a verifier for the deployment, and a real S3 server
-(SeaweedFS, with Object Lock) started for the session unless one already answers on :8333."""
+"""Audit fixtures: a real S3 server (SeaweedFS, with Object Lock) for the session."""
 
 from __future__ import annotations
 
-import asyncio
-import os
-import socket
-import subprocess
-import sys
-import tempfile
-import time
 from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
-from click.testing import CliRunner, Result
 
-from domicile.audit.note import Verifier
-from domicile.router.cli import main
-from tests.conftest import Api
-
-S3_HOST = os.environ.get("DOMICILE_TEST_S3_HOST", "127.0.0.1")
-S3_PORT = int(os.environ.get("DOMICILE_TEST_S3_PORT", "8333"))
-S3_ACCESS_KEY = os.environ.get("DOMICILE_TEST_S3_ACCESS_KEY", "domicile")
-S3_SECRET_KEY = os.environ.get("DOMICILE_TEST_S3_SECRET_KEY", "domicile-test-secret")
-
-
-async def cli(*args: str | Path, env: dict[str, str] | None = None) -> Result:
-    """Run ``domicile …`` in a worker thread (it runs its own event loop)."""
-    runner = CliRunner()
-    argv = [str(a) for a in args]
-    return await asyncio.to_thread(runner.invoke, main, argv, env=env, catch_exceptions=False)
-
-
-async def verifier_of(api: Api) -> Verifier:
-    response = await api.client.get("/v1/audit/key")
-    return Verifier.parse(response.text.strip())
-
-
-async def write_some(api: Api, subjects: dict[str, str], records: int = 2) -> None:
-    for subject, jurisdiction in subjects.items():
-        assert (await api.register(subject, jurisdiction)).status_code in (200, 201)
-        for n in range(records):
-            response = await api.put(subject, "notes", f"n{n}", {"n": n, "who": subject})
-            assert response.status_code == 200, response.text
-
-
-def _answers(host: str, port: int) -> bool:
-    with socket.socket() as sock:
-        sock.settimeout(0.5)
-        return sock.connect_ex((host, port)) == 0
-
-
-@dataclass(frozen=True)
-class S3Server:
-    endpoint: str
-    access_key: str
-    secret_key: str
-
-    def env(self) -> dict[str, str]:
-        return {
-            "AWS_ACCESS_KEY_ID": self.access_key,
-            "AWS_SECRET_ACCESS_KEY": self.secret_key,
-            "AWS_DEFAULT_REGION": "us-east-1",
-        }
+from tests.support.s3 import S3Server, seaweedfs
 
 
 @pytest.fixture(scope="session")
 def s3_server() -> Iterator[S3Server]:
-    server = S3Server(f"http://{S3_HOST}:{S3_PORT}", S3_ACCESS_KEY, S3_SECRET_KEY)
-    if _answers(S3_HOST, S3_PORT):
-        yield server
-        return
-    weed = Path(sys.executable).with_name("weed")
-    with tempfile.TemporaryDirectory(prefix="domicile-s3-") as data:
-        log = Path(data) / "weed.log"
-        with log.open("wb") as out:
-            process = subprocess.Popen(
-                [str(weed), "mini", f"-dir={data}", f"-ip={S3_HOST}", "-master.telemetry=false"],
-                env={**os.environ, **server.env()},
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                cwd=data,
-            )
-        try:
-            deadline = time.monotonic() + 60
-            while not _answers(S3_HOST, S3_PORT):
-                if process.poll() is not None or time.monotonic() > deadline:
-                    pytest.fail(f"SeaweedFS did not start: {log.read_text()[-2000:]}")
-                time.sleep(0.2)
-            yield server
-        finally:
-            process.terminate()
-            try:
-                process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+    with seaweedfs() as s3:
+        yield s3

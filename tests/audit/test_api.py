@@ -10,8 +10,7 @@ import pytest
 from domicile.audit.checkpoint import open_checkpoint
 from domicile.audit.events import decode_leaf
 from domicile.audit.merkle import leaf_hash, verify_consistency, verify_inclusion
-from tests.audit.conftest import verifier_of, write_some
-from tests.conftest import Api
+from tests.support.api import Api, verifier_of, write_some
 
 pytestmark = pytest.mark.anyio
 

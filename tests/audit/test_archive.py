@@ -16,16 +16,16 @@ from botocore.exceptions import ClientError
 from mypy_boto3_s3 import S3Client
 
 from domicile.router.config import ConfigError, load_settings
-from tests.audit.conftest import S3Server, cli, write_some
-from tests.conftest import (
+from tests.support.api import Api, start_api, write_some
+from tests.support.cli import invoke
+from tests.support.deployment import (
     SHARDS,
-    Api,
     Deployment,
     drop_databases,
     make_deployment,
-    start_api,
     topology_toml,
 )
+from tests.support.s3 import S3Server
 
 # One worker runs every S3 test: the session starts a single SeaweedFS on :8333.
 pytestmark = [pytest.mark.anyio, pytest.mark.xdist_group("s3")]
@@ -72,7 +72,7 @@ async def test_local_archive(deployments: list[Deployment], tmp_path: Path, back
     key = await fill(dep)
     archive = dep.data_dir / "archive"
 
-    first = await cli("audit", "archive", "--config", dep.config)
+    first = await invoke("audit", "archive", "--config", dep.config)
     assert first.exit_code == 0, first.output
     assert "ru-msk-1: 8 entries archived" in first.stdout
     assert "eu-fra-1: 0 entries archived" in first.stdout
@@ -89,18 +89,18 @@ async def test_local_archive(deployments: list[Deployment], tmp_path: Path, back
     assert bundle.stat().st_mode & 0o222 == 0
     assert len(bundle.read_bytes().splitlines()) == 4
 
-    again = await cli("audit", "archive", "--config", dep.config)
+    again = await invoke("audit", "archive", "--config", dep.config)
     assert again.exit_code == 0
     assert again.stdout == first.stdout
 
-    verified = await cli("audit", "verify", "--archive", archive, "--key", key, "--no-state")
+    verified = await invoke("audit", "verify", "--archive", archive, "--key", key, "--no-state")
     assert verified.exit_code == 0, verified.output
     assert "ru-msk-1: ok, 8 entries" in verified.stdout
 
     bundle.chmod(0o644)
     lines = bundle.read_bytes().splitlines(keepends=True)
     bundle.write_bytes(lines[0] + lines[2] + lines[1] + lines[3])
-    tampered = await cli("audit", "verify", "--archive", archive, "--key", key, "--no-state")
+    tampered = await invoke("audit", "verify", "--archive", archive, "--key", key, "--no-state")
     assert tampered.exit_code == 1
     assert "log ru-msk-1, entry 0: entries 0..3 do not match" in tampered.stderr
 
@@ -128,7 +128,7 @@ async def test_s3_archive_is_locked_and_verifies(
     dep = await deploy(deployments, tmp_path, backend, s3_extra(s3_server.endpoint, buckets))
     key = await fill(dep)
 
-    result = await cli("audit", "archive", "--config", dep.config)
+    result = await invoke("audit", "archive", "--config", dep.config)
     assert result.exit_code == 0, result.output
     assert "ru-msk-1: 8 entries archived in s3://" in result.stdout
 
@@ -151,11 +151,11 @@ async def test_s3_archive_is_locked_and_verifies(
             s3.delete_object(Bucket=ru, Key=version["Key"], VersionId=version["VersionId"])
         assert refused.value.response["Error"]["Code"] == "AccessDenied"
 
-    again = await cli("audit", "archive", "--config", dep.config)
+    again = await invoke("audit", "archive", "--config", dep.config)
     assert again.exit_code == 0
     assert len(s3.list_object_versions(Bucket=ru, Prefix="test/")["Versions"]) == len(listed)
 
-    verified = await cli(
+    verified = await invoke(
         "audit",
         "verify",
         "--archive",
@@ -178,12 +178,12 @@ async def test_archiving_survives_s3_being_down(
     dep = await deploy(deployments, tmp_path, backend, s3_extra("http://127.0.0.1:9", buckets))
     await fill(dep)
 
-    down = await cli("audit", "archive", "--config", dep.config)
+    down = await invoke("audit", "archive", "--config", dep.config)
     assert down.exit_code == 1
     assert "ru-msk-1: archiving failed" in down.stderr
 
     dep.config.write_text(dep.config.read_text().replace("http://127.0.0.1:9", s3_server.endpoint))
-    up = await cli("audit", "archive", "--config", dep.config)
+    up = await invoke("audit", "archive", "--config", dep.config)
     assert up.exit_code == 0, up.output
     assert "ru-msk-1: 8 entries archived" in up.stdout
 
@@ -197,7 +197,7 @@ async def test_bucket_without_object_lock_is_refused(
         s3.create_bucket(Bucket=bucket)
     dep = await deploy(deployments, tmp_path, "sqlite", s3_extra(s3_server.endpoint, buckets))
     await fill(dep)
-    result = await cli("audit", "archive", "--config", dep.config)
+    result = await invoke("audit", "archive", "--config", dep.config)
     assert result.exit_code == 1
     assert "does not have Object Lock enabled" in result.stderr
     assert "Contents" not in s3.list_objects_v2(Bucket=buckets["ru-msk"])

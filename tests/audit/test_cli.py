@@ -10,14 +10,15 @@ from pathlib import Path
 import pytest
 
 from domicile.shards.pseudonym import Pseudonymizer
-from tests.audit.conftest import cli, write_some
-from tests.conftest import Api, Deployment
+from tests.support.api import Api, write_some
+from tests.support.cli import invoke
+from tests.support.deployment import Deployment
 
 pytestmark = pytest.mark.anyio
 
 
 async def test_key_matches_the_served_key(api: Api, deployment: Deployment) -> None:
-    result = await cli("audit", "key", "--config", deployment.config)
+    result = await invoke("audit", "key", "--config", deployment.config)
     assert result.exit_code == 0
     assert result.stdout == (await api.client.get("/v1/audit/key")).text
     key_file = deployment.data_dir / "audit-signing.key"
@@ -27,7 +28,7 @@ async def test_key_matches_the_served_key(api: Api, deployment: Deployment) -> N
 async def test_log_lines(api: Api, deployment: Deployment) -> None:
     await write_some(api, {"ivan": "RU", "hans": "DE"}, records=1)
     await api.request("DELETE", "/v1/subjects/hans")
-    result = await cli("audit", "log", "--config", deployment.config)
+    result = await invoke("audit", "log", "--config", deployment.config)
     assert result.exit_code == 0, result.output
     lines = result.stdout.splitlines()
     pseudonyms = Pseudonymizer(bytes.fromhex((deployment.data_dir / "pseudonym.key").read_text()))
@@ -42,18 +43,18 @@ async def test_log_lines(api: Api, deployment: Deployment) -> None:
     times = [line.split()[0] for line in lines]
     assert times == sorted(times)  # newest last
 
-    only_hans = await cli("audit", "log", "--config", deployment.config, "--subject", "hans")
+    only_hans = await invoke("audit", "log", "--config", deployment.config, "--subject", "hans")
     assert [line.split()[1] for line in only_hans.stdout.splitlines()] == [
         "subject.registered",
         "record.put",
         "subject.erased",
     ]
-    only_ru = await cli("audit", "log", "--config", deployment.config, "--log", "ru-msk-1")
+    only_ru = await invoke("audit", "log", "--config", deployment.config, "--log", "ru-msk-1")
     assert len(only_ru.stdout.splitlines()) == 2
-    future = await cli("audit", "log", "--config", deployment.config, "--since", "2999-01-01")
+    future = await invoke("audit", "log", "--config", deployment.config, "--since", "2999-01-01")
     assert future.exit_code == 0
     assert future.stdout == ""
-    recent = await cli("audit", "log", "--config", deployment.config, "--since", "1h")
+    recent = await invoke("audit", "log", "--config", deployment.config, "--since", "1h")
     assert recent.stdout == result.stdout
     assert "ivan" not in result.stdout
     assert "hans" not in result.stdout
@@ -64,7 +65,7 @@ async def test_log_lines(api: Api, deployment: Deployment) -> None:
     [("--since", "yesterday"), ("--log", "nope"), ("--subject", "bad id")],
 )
 async def test_log_usage_errors(deployment: Deployment, args: tuple[str, ...]) -> None:
-    result = await cli("audit", "log", "--config", deployment.config, *args)
+    result = await invoke("audit", "log", "--config", deployment.config, *args)
     assert result.exit_code == 2
     assert result.stderr.startswith("domicile: ")
     assert result.stderr.count("\n") == 1

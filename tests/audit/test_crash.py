@@ -21,8 +21,8 @@ import httpx
 import pytest
 
 from domicile.shards.pseudonym import Pseudonymizer
-from tests.audit.conftest import cli
-from tests.conftest import LOG_LEAVES, SHARDS, Deployment, query_shard
+from tests.support.cli import invoke
+from tests.support.deployment import LOG_LEAVES, SHARDS, Deployment, query_shard
 
 pytestmark = pytest.mark.anyio
 
@@ -120,7 +120,7 @@ async def stored(dep: Deployment, pseudonyms: Pseudonymizer) -> set[tuple[str, .
 
 
 async def test_sigkill_during_writes(deployment: Deployment, tmp_path: Path) -> None:
-    created = await cli(
+    created = await invoke(
         "keys", "create", "--config", deployment.config, "--name", "crash", "--scope", "admin"
     )
     secret = created.stdout.strip().splitlines()[-1]
@@ -153,11 +153,11 @@ async def test_sigkill_during_writes(deployment: Deployment, tmp_path: Path) -> 
 
     with server(deployment.config, port, log) as process:
         await until_up(url, process)
-        over_http = await cli(
+        over_http = await invoke(
             "audit", "verify", "--url", url, "--api-key", secret, "--state", tmp_path / "w.json"
         )
         assert over_http.exit_code == 0, over_http.output
         total = sum(int(line.split()[2]) for line in over_http.stdout.splitlines())
         assert total == len(entries)
-    from_databases = await cli("audit", "verify", "--config", deployment.config, "--no-state")
+    from_databases = await invoke("audit", "verify", "--config", deployment.config, "--no-state")
     assert from_databases.exit_code == 0, from_databases.output

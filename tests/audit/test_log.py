@@ -14,7 +14,7 @@ from domicile.audit.events import SUBJECT_ERASED, Actor, make_leaf
 from domicile.audit.merkle import CompactRange, leaf_hash, verify_consistency, verify_inclusion
 from domicile.router.runtime import Runtime, open_runtime
 from domicile.shards.auditlog import Change, append_entries, site_of
-from tests.conftest import Deployment, query_shard
+from tests.support.deployment import Deployment, query_shard
 
 pytestmark = pytest.mark.anyio
 

@@ -11,8 +11,9 @@ import rfc8785
 from domicile.audit.checkpoint import open_checkpoint
 from domicile.audit.note import verify_note
 from domicile.shards.pseudonym import Pseudonymizer
-from tests.audit.conftest import cli, verifier_of, write_some
-from tests.conftest import Api, Deployment
+from tests.support.api import Api, verifier_of, write_some
+from tests.support.cli import invoke
+from tests.support.deployment import Deployment
 
 pytestmark = pytest.mark.anyio
 
@@ -82,7 +83,7 @@ async def test_violations_after_a_policy_change(api: Api, deployment: Deployment
             '[policy.RU]\nstore_in = ["ru-msk"]', '[policy.RU]\nstore_in = ["eu-fra"]'
         )
     )
-    result = await cli("audit", "report", "--config", deployment.config, "--format", "json")
+    result = await invoke("audit", "report", "--config", deployment.config, "--format", "json")
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)["report"]
     pseudonyms = Pseudonymizer(bytes.fromhex((deployment.data_dir / "pseudonym.key").read_text()))
@@ -98,7 +99,7 @@ async def test_violations_after_a_policy_change(api: Api, deployment: Deployment
     assert report["summary"]["violations"] == 2
     assert report["policy"]["RU"]["store_in"] == ["eu-fra"]
 
-    html = await cli("audit", "report", "--config", deployment.config, "--format", "html")
+    html = await invoke("audit", "report", "--config", deployment.config, "--format", "html")
     assert html.exit_code == 0
     assert '<tr class="violation">' in html.stdout
     assert "2 violation(s) found." in html.stdout
@@ -106,6 +107,6 @@ async def test_violations_after_a_policy_change(api: Api, deployment: Deployment
 
 
 async def test_report_usage_errors(deployment: Deployment) -> None:
-    result = await cli("audit", "report", "--config", deployment.config, "--jurisdiction", "ZZ")
+    result = await invoke("audit", "report", "--config", deployment.config, "--jurisdiction", "ZZ")
     assert result.exit_code == 2
     assert result.stderr.startswith("domicile: --jurisdiction:")

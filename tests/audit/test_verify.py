@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.audit.conftest import cli, write_some
-from tests.conftest import Api, Deployment, query_shard
+from tests.support.api import Api, write_some
+from tests.support.cli import invoke
+from tests.support.deployment import Deployment, query_shard
 
 pytestmark = pytest.mark.anyio
 
@@ -80,12 +81,12 @@ async def test_tampering_names_log_and_index(
     await write_some(api, {"pyotr": "RU"})
     await checkpoint_all(api)
     state = tmp_path / "witness.json"
-    clean = await cli("audit", "verify", "--config", deployment.config, "--state", state)
+    clean = await invoke("audit", "verify", "--config", deployment.config, "--state", state)
     assert clean.exit_code == 0, clean.output
     assert f"{LOG}: ok, 9 entries" in clean.stdout
 
     await TAMPERING[how](deployment)
-    failed = await cli("audit", "verify", "--config", deployment.config, "--no-state")
+    failed = await invoke("audit", "verify", "--config", deployment.config, "--no-state")
     assert failed.exit_code == 1, failed.output
     assert f"log {LOG}, entry 3:" in failed.stderr
     assert "eu-fra-1: ok" in failed.stdout
@@ -101,7 +102,7 @@ async def test_witness_catches_a_truncated_log(
     await checkpoint_all(api)
     state = tmp_path / "witness.json"
     assert (
-        await cli("audit", "verify", "--config", deployment.config, "--state", state)
+        await invoke("audit", "verify", "--config", deployment.config, "--state", state)
     ).exit_code == 0
     remembered = json.loads(state.read_text())["keys"]
     [(origins)] = remembered.values()
@@ -110,9 +111,9 @@ async def test_witness_catches_a_truncated_log(
     # Drop the later history and its checkpoint: what is left is a consistent, shorter log.
     await sql(deployment, "DELETE FROM audit_checkpoints WHERE size > 3")
     await sql(deployment, "DELETE FROM audit_entries WHERE idx >= 3")
-    stateless = await cli("audit", "verify", "--config", deployment.config, "--no-state")
+    stateless = await invoke("audit", "verify", "--config", deployment.config, "--no-state")
     assert stateless.exit_code == 0
-    witnessed = await cli("audit", "verify", "--config", deployment.config, "--state", state)
+    witnessed = await invoke("audit", "verify", "--config", deployment.config, "--state", state)
     assert witnessed.exit_code == 1
     assert f"log {LOG}: rolled back" in witnessed.stderr
 
@@ -125,7 +126,7 @@ async def test_forged_checkpoint_signature_fails(api: Api, deployment: Deploymen
     )
     forged = note.replace("\n3\n", "\n2\n", 1)
     await sql(deployment, "UPDATE audit_checkpoints SET note = $1 WHERE size = 3", forged)
-    result = await cli("audit", "verify", "--config", deployment.config, "--no-state")
+    result = await invoke("audit", "verify", "--config", deployment.config, "--no-state")
     assert result.exit_code == 1
     assert f"log {LOG}: checkpoint of size 2 does not verify" in result.stderr
 
@@ -141,7 +142,7 @@ async def test_usage_errors(api: Api, deployment: Deployment, tmp_path: Path) ->
         ("--url", "http://127.0.0.1:9", "--key", key),
     ]
     for args in cases:
-        result = await cli("audit", "verify", "--no-state", *args)
+        result = await invoke("audit", "verify", "--no-state", *args)
         assert result.exit_code == 2, (args, result.output)
         assert result.stderr.startswith("domicile: ")
         assert result.stderr.count("\n") == 1

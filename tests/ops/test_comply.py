@@ -15,16 +15,10 @@ from domicile.router.runtime import open_runtime
 from domicile.shards.comply import Selection, comply
 from domicile.shards.moves import Mover, subject_digest
 from domicile.shards.store import content_digest, encode_data
-from tests.conftest import Deployment, query_shard, start_api
-from tests.ops.conftest import (
-    assert_settled,
-    audit_events,
-    cli,
-    seed,
-    set_policy,
-    verify_audit,
-    views,
-)
+from tests.support.api import start_api
+from tests.support.cli import cli
+from tests.support.deployment import Deployment, query_shard
+from tests.support.shards import assert_settled, audit_events, seed, set_policy, verify_audit, views
 
 pytestmark = pytest.mark.anyio
 

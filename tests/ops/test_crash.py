@@ -19,15 +19,14 @@ from domicile.router.runtime import open_runtime
 from domicile.shards.comply import Selection, comply
 from domicile.shards.errors import ShardUnavailable
 from domicile.shards.moves import BatchOutcome, Mover
-from tests.conftest import Deployment
-from tests.ops.conftest import (
+from tests.support.cli import cli, spawn
+from tests.support.deployment import Deployment
+from tests.support.shards import (
     ACTOR,
     assert_settled,
     audit_events,
-    cli,
     seed,
     set_policy,
-    spawn,
     verify_audit,
     views,
 )

@@ -12,16 +12,10 @@ import pytest
 from domicile.router.runtime import open_runtime
 from domicile.shards.catalog import DONE, FAILED
 from domicile.shards.moves import Mover
-from tests.conftest import Api, Deployment, query_shard, start_api
-from tests.ops.conftest import (
-    ACTOR,
-    assert_settled,
-    audit_events,
-    cli,
-    seed,
-    set_policy,
-    views,
-)
+from tests.support.api import Api, start_api
+from tests.support.cli import cli
+from tests.support.deployment import Deployment, query_shard
+from tests.support.shards import ACTOR, assert_settled, audit_events, seed, set_policy, views
 
 pytestmark = pytest.mark.anyio
 

@@ -16,8 +16,9 @@ import pytest
 from domicile.router.runtime import open_runtime
 from domicile.shards.comply import Report, Selection, comply
 from domicile.shards.moves import Mover
-from tests.conftest import Api, Deployment, start_api
-from tests.ops.conftest import assert_settled, seed, set_accepting, set_policy, views
+from tests.support.api import Api, start_api
+from tests.support.deployment import Deployment
+from tests.support.shards import assert_settled, seed, set_accepting, set_policy, views
 
 pytestmark = pytest.mark.anyio
 

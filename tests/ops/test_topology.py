@@ -9,8 +9,15 @@ from collections.abc import AsyncIterator
 import pytest
 
 from domicile.router.runtime import open_runtime
-from tests.conftest import Deployment, create_databases, drop_databases, pg_url, query_shard
-from tests.ops.conftest import cli, seed, set_accepting
+from tests.support.cli import cli
+from tests.support.deployment import (
+    Deployment,
+    create_databases,
+    drop_databases,
+    pg_url,
+    query_shard,
+)
+from tests.support.shards import seed, set_accepting
 
 pytestmark = pytest.mark.anyio
 

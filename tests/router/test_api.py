@@ -7,7 +7,8 @@ import hashlib
 
 import pytest
 
-from tests.conftest import Api, Deployment, query_shard
+from tests.support.api import Api
+from tests.support.deployment import Deployment, query_shard
 
 pytestmark = pytest.mark.anyio
 

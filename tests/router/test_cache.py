@@ -17,7 +17,8 @@ import pytest
 
 from domicile.shards.cache import LocalCache, RedisCache
 from domicile.shards.catalog import Placement
-from tests.conftest import Api, Deployment, make_deployment, query_shard, start_api
+from tests.support.api import Api, start_api
+from tests.support.deployment import Deployment, make_deployment, query_shard
 
 pytestmark = [pytest.mark.anyio, pytest.mark.redis]
 
@@ -72,7 +73,7 @@ async def two_routers(
             async for b in start_api(dep.settings()):
                 yield a, b, dep
     finally:
-        from tests.conftest import drop_databases
+        from tests.support.deployment import drop_databases
 
         if dep.databases:
             await drop_databases(dep.databases)

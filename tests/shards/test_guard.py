@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from domicile.shards.engines import create_engine
 from domicile.shards.guard import sync_guard
 from domicile.shards.schema_runner import SHARD_HISTORY, migrate
-from tests.conftest import create_databases, drop_databases, pg_url
+from tests.support.deployment import create_databases, drop_databases, pg_url
 
 pytestmark = [pytest.mark.anyio, pytest.mark.postgres]
 

@@ -17,8 +17,9 @@ import pytest
 from domicile import migrations
 from domicile.router.runtime import Runtime, open_runtime
 from domicile.shards.schema_runner import DOWNGRADE, UPGRADE, current_revision, run_wave
-from tests.conftest import LOG_LEAVES, Deployment, query_shard
-from tests.ops.conftest import ACTOR, cli, seed
+from tests.support.cli import cli
+from tests.support.deployment import LOG_LEAVES, Deployment, query_shard
+from tests.support.shards import ACTOR, seed
 
 pytestmark = pytest.mark.anyio
 

@@ -11,7 +11,7 @@ import pytest
 
 from domicile.shards.engines import create_engine, statement_pool
 from domicile.shards.errors import ShardUnavailable
-from tests.conftest import create_databases, drop_databases, pg_url
+from tests.support.deployment import create_databases, drop_databases, pg_url
 
 pytestmark = pytest.mark.anyio
 

@@ -8,7 +8,8 @@ import json
 import pytest
 import rfc8785
 
-from tests.conftest import Api, Deployment, query_shard
+from tests.support.api import Api
+from tests.support.deployment import Deployment, query_shard
 
 pytestmark = pytest.mark.anyio
 
