@@ -1,4 +1,4 @@
-"""Shard-operation fixtures: deployments whose policy changes under them."""
+"""End-to-end fixtures: deployments whose policy changes under them."""
 
 from __future__ import annotations
 

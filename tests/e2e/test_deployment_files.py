@@ -11,7 +11,7 @@ import yaml
 
 from domicile.router.config import load_settings
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_compose_file_is_complete(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
