@@ -27,7 +27,7 @@ from tests.support.deployment import (
 )
 from tests.support.s3 import S3Server
 
-# One worker runs every S3 test: the session starts a single SeaweedFS on :8333.
+# One worker runs every S3 test, so its session starts one SeaweedFS for them all.
 pytestmark = [pytest.mark.anyio, pytest.mark.xdist_group("s3")]
 
 REGIONS = ("ru-msk", "eu-fra", "us-east")

