@@ -24,6 +24,7 @@ from tests.support.deployment import (
     remove_session_databases,
     reusable_databases,
 )
+from tests.support.engines import without_statement_pools
 
 REDIS_URL = os.environ.get("DOMICILE_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 
@@ -39,8 +40,38 @@ def _session_databases() -> Iterator[None]:
     remove_session_databases()
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def backend(request: pytest.FixtureRequest) -> str:
+BACKENDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+#: PostgreSQL with no statement pools (tests.support.engines): the SQLAlchemy paths of store and
+#: catalog, which otherwise run on SQLite only. A third run costs time, so only the tests marked
+#: ``general_path`` take it: the record API (tests/router/test_app.py), the store statements and
+#: the log store (tests/shards), and the in-process moves and comply (tests/e2e: test_move,
+#: test_comply, test_online, and test_move_crash's crash at each step).
+GENERAL_PATH = pytest.param("postgres-general", marks=pytest.mark.postgres)
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Run each test that takes a ``backend`` on each backend, unless it names its own."""
+    if "backend" not in metafunc.fixturenames or any(
+        "backend" in _argnames(mark) for mark in metafunc.definition.iter_markers("parametrize")
+    ):
+        return
+    general = metafunc.definition.get_closest_marker("general_path") is not None
+    metafunc.parametrize(
+        "backend", [*BACKENDS, GENERAL_PATH] if general else BACKENDS, indirect=True
+    )
+
+
+def _argnames(parametrize: pytest.Mark) -> list[str]:
+    names = parametrize.args[0] if parametrize.args else parametrize.kwargs["argnames"]
+    return [n.strip() for n in names.split(",")] if isinstance(names, str) else list(names)
+
+
+@pytest.fixture
+def backend(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """The database a deployment is made on: "sqlite" or "postgres"."""
+    if request.param == "postgres-general":
+        without_statement_pools(monkeypatch)
+        return "postgres"
     return str(request.param)
 
 

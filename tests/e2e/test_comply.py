@@ -20,7 +20,7 @@ from tests.support.cli import cli
 from tests.support.deployment import Deployment, query_shard
 from tests.support.shards import assert_settled, audit_events, seed, set_policy, verify_audit, views
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.general_path]
 
 
 async def pseudonyms_of(dep: Deployment, subjects: list[str]) -> dict[str, str]:

@@ -17,7 +17,7 @@ from tests.support.cli import cli
 from tests.support.deployment import Deployment, query_shard
 from tests.support.shards import ACTOR, assert_settled, audit_events, seed, set_policy, views
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.general_path]
 
 
 async def home_of(dep: Deployment, subject: str) -> tuple[str, str]:

@@ -91,6 +91,7 @@ async def crash_comply(dep: Deployment, point: str) -> None:
 RESUMABLE = ["copied", "fenced", "target_home", "switched", "purged"]
 
 
+@pytest.mark.general_path
 @pytest.mark.parametrize("point", RESUMABLE)
 async def test_resume_after_a_crash_at_each_step(
     law_change: tuple[Deployment, dict[str, str]], point: str

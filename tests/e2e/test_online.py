@@ -20,7 +20,7 @@ from tests.support.api import Api, start_api
 from tests.support.deployment import Deployment
 from tests.support.shards import assert_settled, seed, set_accepting, set_policy, views
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.general_path]
 
 Acked = dict[tuple[str, str], dict[str, Any]]
 

@@ -19,6 +19,7 @@ async def rows_on(dep: Deployment, shard: str) -> list[tuple[object, ...]]:
     )
 
 
+@pytest.mark.general_path
 async def test_placement_by_jurisdiction(api: Api, deployment: Deployment) -> None:
     cases = {"ivan": "RU", "hans": "DE", "marie": "FR", "joao": "BR", "ann": "US"}
     expected = {
@@ -47,6 +48,7 @@ async def test_placement_by_jurisdiction(api: Api, deployment: Deployment) -> No
         assert len(records) == count
 
 
+@pytest.mark.general_path
 async def test_register_is_idempotent_and_conflicts(api: Api) -> None:
     assert (await api.register("ivan", "RU")).status_code == 201
     again = await api.register("ivan", "RU")
@@ -57,6 +59,7 @@ async def test_register_is_idempotent_and_conflicts(api: Api) -> None:
     assert conflict.json()["error"]["code"] == "jurisdiction_conflict"
 
 
+@pytest.mark.general_path
 async def test_unplaceable_jurisdiction_stores_nothing(api: Api, deployment: Deployment) -> None:
     response = await api.register("li", "CN")
     assert response.status_code == 422
@@ -68,6 +71,7 @@ async def test_unplaceable_jurisdiction_stores_nothing(api: Api, deployment: Dep
     assert 'domicile_placements_refused_total{jurisdiction="CN"} 1.0' in metrics
 
 
+@pytest.mark.general_path
 async def test_shard_guard_rejects_misplaced_insert(api: Api, deployment: Deployment) -> None:
     """Bypassing the router entirely: the shard itself refuses a row it may not hold."""
     stamp = "2026-01-01T00:00:00+00:00"
@@ -83,6 +87,7 @@ async def test_shard_guard_rejects_misplaced_insert(api: Api, deployment: Deploy
     assert await rows_on(deployment, "eu-fra-1") == [("x", "DE")]
 
 
+@pytest.mark.general_path
 async def test_record_roundtrip_headers_and_versions(api: Api) -> None:
     await api.register("hans", "DE")
     first = await api.put("hans", "profile", "main", {"name": "Hans", "tags": [1, 2]})
@@ -124,6 +129,7 @@ async def test_record_roundtrip_headers_and_versions(api: Api) -> None:
     assert again.status_code == 404
 
 
+@pytest.mark.general_path
 async def test_pagination_and_export(api: Api) -> None:
     await api.register("ann", "US")
     for i in range(7):
@@ -161,6 +167,7 @@ async def test_pagination_and_export(api: Api) -> None:
     assert bad.json()["error"]["code"] == "invalid_cursor"
 
 
+@pytest.mark.general_path
 async def test_erasure(api: Api, deployment: Deployment) -> None:
     await api.register("marie", "FR")
     secret = "marie-secret-diary-8c1f0e"
@@ -356,6 +363,7 @@ async def test_openapi_is_served(api: Api) -> None:
     assert "412" in put["responses"]
 
 
+@pytest.mark.general_path
 async def test_purpose_and_request_id_reach_the_audit_entry(
     api: Api, deployment: Deployment
 ) -> None:
@@ -380,6 +388,7 @@ async def test_purpose_and_request_id_reach_the_audit_entry(
     assert "profile" not in last
 
 
+@pytest.mark.general_path
 async def test_interrupted_erasure_completes_on_retry(api: Api, deployment: Deployment) -> None:
     await api.register("marie", "FR")
     await api.put("marie", "diary", "d1", {"t": 1})

@@ -16,7 +16,7 @@ from domicile.router.runtime import Runtime, open_runtime
 from domicile.shards.auditlog import Change, append_entries, site_of
 from tests.support.deployment import Deployment, query_shard
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.general_path]
 
 ACTOR = Actor(key_id="test")
 
