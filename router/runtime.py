@@ -16,14 +16,18 @@ from domicile.shards.cache import LocalCache, PlacementCache, RedisCache
 from domicile.shards.catalog import SCOPES, Catalog
 from domicile.shards.directory import Directory
 from domicile.shards.engines import is_unavailable
-from domicile.shards.errors import ShardSchemaMissing, ShardUnavailable, Unavailable
+from domicile.shards.errors import (
+    MigrationFailed,
+    ShardSchemaMissing,
+    ShardUnavailable,
+    Unavailable,
+)
 from domicile.shards.pseudonym import Pseudonymizer
 from domicile.shards.registry import Shard, ShardRegistry
 from domicile.shards.schema_runner import (
     CATALOG_HISTORY,
     SHARD_HISTORY,
     UPGRADE,
-    MigrationFailed,
     current_revision,
     head_revision,
     migrate,

@@ -23,7 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from domicile.shards.catalog_schema import api_keys, directory, moves, shard_migrations
 from domicile.shards.engines import create_engine, statement_pool, transaction
-from domicile.shards.errors import CatalogUnavailable, DomicileError
+from domicile.shards.errors import CatalogUnavailable, LeaseLost
 
 SCOPES: frozenset[str] = frozenset(
     {"records:read", "records:write", "subjects:write", "audit:read", "admin"}
@@ -164,13 +164,6 @@ DONE, FAILED, ROLLED_BACK = "done", "failed", "rolled_back"
 FINISHED: frozenset[str] = frozenset({DONE, FAILED, ROLLED_BACK})
 
 MIGRATION_RUNNING, MIGRATION_DONE, MIGRATION_FAILED = "running", "done", "failed"
-
-
-class LeaseLost(DomicileError):
-    code = "lease_lost"
-
-    def __init__(self) -> None:
-        super().__init__("another run took over these moves; this run stopped touching them")
 
 
 @dataclass(frozen=True)

@@ -39,7 +39,13 @@ from domicile.audit.events import SYSTEM, make_leaf
 from domicile.shards.auditlog import site_of
 from domicile.shards.catalog import MIGRATION_DONE, MIGRATION_FAILED, Catalog
 from domicile.shards.engines import _WRITE, create_engine, is_unavailable
-from domicile.shards.errors import DomicileError, InvalidInput, ShardUnavailable
+from domicile.shards.errors import (
+    DomicileError,
+    InvalidInput,
+    MigrationFailed,
+    ShardIdentityMismatch,
+    ShardUnavailable,
+)
 from domicile.shards.guard import sync_guard
 from domicile.shards.policy import Region, ShardSpec, Topology
 from domicile.shards.registry import Shard
@@ -54,14 +60,6 @@ _APPEND_BEFORE_0002 = text("INSERT INTO audit_entries (leaf) VALUES (:leaf)")
 
 #: ``pg_try_advisory_lock`` key held while a shard is being migrated ("domicile" in ASCII).
 _LOCK_KEY = 0x646F6D6963696C65
-
-
-class ShardIdentityMismatch(DomicileError):
-    code = "shard_identity_mismatch"
-
-
-class MigrationFailed(DomicileError):
-    code = "migration_failed"
 
 
 @dataclass(frozen=True)
