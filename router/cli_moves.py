@@ -13,9 +13,10 @@ from domicile.router.api.moves import move_json
 from domicile.router.cli import config_option, fail, run, settings_from, with_runtime
 from domicile.router.ops_console import mover_for, print_table, report_moves, short, stdout
 from domicile.router.runtime import Runtime
-from domicile.shards.catalog import ROLLED_BACK, MoveRow
+from domicile.shards.catalog import MoveRow
 from domicile.shards.comply import batches
 from domicile.shards.moves import BatchOutcome, Mover
+from domicile.shards.states import MoveState
 
 
 @click.group("moves")
@@ -113,9 +114,13 @@ def moves_cancel(config: Path | None, move_ids: tuple[str, ...], everything: boo
         outcomes = [await mover.cancel(b) for b in batches(claimed, 100)]
         final = await _reread(runtime, outcomes)
         for m in final:
-            verdict = "rolled back" if m.state == ROLLED_BACK else f"{m.state} (past its switch)"
+            verdict = (
+                "rolled back"
+                if m.state == MoveState.ROLLED_BACK
+                else f"{m.state} (past its switch)"
+            )
             stdout.print(f"move {m.id} of {short(m.pseudonym)}: {verdict}")
-        cancelled = all(m.state == ROLLED_BACK for m in final)
+        cancelled = all(m.state == MoveState.ROLLED_BACK for m in final)
         return 0 if cancelled and len(claimed) >= len(move_ids) else 1
 
     run(with_runtime(settings_from(config), work))

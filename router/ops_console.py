@@ -26,10 +26,11 @@ from rich.table import Table
 
 from domicile.audit.events import Actor
 from domicile.router.runtime import Runtime
-from domicile.shards.catalog import DONE, MoveRow
+from domicile.shards.catalog import MoveRow
 from domicile.shards.comply import Report, Selection, comply, survey
 from domicile.shards.moves import Mover
 from domicile.shards.policy import Topology
+from domicile.shards.states import MoveState
 
 stdout = Console(highlight=False, markup=False, soft_wrap=True)
 stderr = Console(stderr=True, highlight=False, markup=False)
@@ -218,10 +219,10 @@ def report_moves(moves: list[MoveRow]) -> int:
     """One line per move; 0 when all are done."""
     for m in moves:
         where = f"{short(m.pseudonym)} {m.from_shard} -> {m.to_shard}"
-        if m.state == DONE:
+        if m.state == MoveState.DONE:
             stdout.print(
                 f"moved {where}: {m.records} records verified (digest {m.digest}), move {m.id}"
             )
         else:
             stdout.print(f"move {m.id} of {where}: {m.state}" + (f": {m.error}" if m.error else ""))
-    return 0 if all(m.state == DONE for m in moves) else 1
+    return 0 if all(m.state == MoveState.DONE for m in moves) else 1

@@ -24,12 +24,11 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from domicile.shards.catalog_schema import api_keys, directory, moves, shard_migrations
 from domicile.shards.engines import create_engine, statement_pool, transaction
 from domicile.shards.errors import CatalogUnavailable, LeaseLost
+from domicile.shards.states import MigrationStatus, MoveState, PlacementState
 
 SCOPES: frozenset[str] = frozenset(
     {"records:read", "records:write", "subjects:write", "audit:read", "admin"}
 )
-
-PENDING, ACTIVE, MOVING = "pending", "active", "moving"
 
 # A placement's columns, in the order of ``Placement``'s fields.
 _PLACEMENT = (
@@ -46,26 +45,27 @@ _GET_PG = (
 
 # The move journal's hot steps on PostgreSQL: one prepared statement each, through the statement
 # pool (no transaction block: a statement of CTEs is atomic). Each answers one row of arrays.
-_PLAN_PG = """
+# States are the vocabulary's own values, never input.
+_PLAN_PG = f"""
 WITH plan AS (
     SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::int[])
         AS p(id, pseudonym, jurisdiction, from_shard, to_shard, placement_version)
 ), current AS (  -- row locks serialise planners with switches
     SELECT d.pseudonym FROM directory d JOIN plan p ON p.pseudonym = d.pseudonym
-    WHERE d.state = 'active' AND d.shard = p.from_shard
+    WHERE d.state = '{PlacementState.ACTIVE}' AND d.shard = p.from_shard
       AND d.placement_version = p.placement_version
     FOR UPDATE OF d
 ), planned AS (  -- the partial unique index refuses a second unfinished move of a subject
     INSERT INTO moves (id, pseudonym, jurisdiction, from_shard, to_shard, placement_version,
                        state, reason, owner, lease_until, created_at, updated_at)
     SELECT p.id, p.pseudonym, p.jurisdiction, p.from_shard, p.to_shard, p.placement_version,
-           'planned', $7, $8, $9, $10, $10
+           '{MoveState.PLANNED}', $7, $8, $9, $10, $10
     FROM plan p WHERE p.pseudonym IN (SELECT pseudonym FROM current)
     ON CONFLICT DO NOTHING
     RETURNING id
 )
-SELECT coalesce(array_agg(id), '{}') FROM planned
-"""
+SELECT coalesce(array_agg(id), '{{}}') FROM planned
+"""  # noqa: S608
 _ADVANCE_PG = """
 WITH advanced AS (
     UPDATE moves m
@@ -80,28 +80,28 @@ WITH advanced AS (
 )
 SELECT coalesce(array_agg(id), '{}') FROM advanced
 """
-_SWITCH_PG = """
+_SWITCH_PG = f"""
 WITH held AS (
     SELECT id, pseudonym, placement_version FROM moves
-    WHERE id = ANY($1::text[]) AND owner = $2 AND state = 'verified'
+    WHERE id = ANY($1::text[]) AND owner = $2 AND state = '{MoveState.VERIFIED}'
     FOR UPDATE
 ), switched AS (
     UPDATE directory d
     SET shard = $4, placement_version = d.placement_version + 1, updated_at = $5
     FROM held h
     WHERE d.pseudonym = h.pseudonym AND d.placement_version = h.placement_version
-      AND d.shard = $3 AND d.state = 'active'
+      AND d.shard = $3 AND d.state = '{PlacementState.ACTIVE}'
     RETURNING d.pseudonym
 ), journaled AS (
-    UPDATE moves m SET state = 'switched', updated_at = $5, lease_until = $6,
+    UPDATE moves m SET state = '{MoveState.SWITCHED}', updated_at = $5, lease_until = $6,
         records = coalesce(d.records, m.records), digest = coalesce(d.digest, m.digest)
     FROM held h LEFT JOIN unnest($7::text[], $8::int[], $9::text[]) AS d(id, records, digest)
         ON d.id = h.id
     WHERE m.id = h.id AND h.pseudonym IN (SELECT pseudonym FROM switched)
     RETURNING m.id
 )
-SELECT (SELECT count(*) FROM held), (SELECT coalesce(array_agg(id), '{}') FROM journaled)
-"""
+SELECT (SELECT count(*) FROM held), (SELECT coalesce(array_agg(id), '{{}}') FROM journaled)
+"""  # noqa: S608
 
 
 @dataclass(frozen=True)
@@ -110,7 +110,7 @@ class Placement:
     jurisdiction: str
     shard: str
     version: int
-    state: str
+    state: PlacementState
 
 
 @dataclass(frozen=True)
@@ -150,21 +150,6 @@ def parse_token(token: str) -> tuple[str, str] | None:
 
 # -- shard operations: moves and migrations ------------------------------------------------
 
-# Move states, in order; a move ends done, failed (stopped by an error and rolled back) or
-# rolled_back (cancelled, or its subject was erased or moved by someone else meanwhile).
-# ``copying`` and ``purged`` are only read: journals of earlier releases may still hold them.
-PLANNED, COPYING, VERIFIED, SWITCHED, PURGED = (
-    "planned",
-    "copying",
-    "verified",
-    "switched",
-    "purged",
-)
-DONE, FAILED, ROLLED_BACK = "done", "failed", "rolled_back"
-FINISHED: frozenset[str] = frozenset({DONE, FAILED, ROLLED_BACK})
-
-MIGRATION_RUNNING, MIGRATION_DONE, MIGRATION_FAILED = "running", "done", "failed"
-
 
 @dataclass(frozen=True)
 class MovePlan:
@@ -183,7 +168,7 @@ class MoveRow:
     from_shard: str
     to_shard: str
     placement_version: int
-    state: str
+    state: MoveState
     reason: str
     records: int | None
     digest: str | None
@@ -210,7 +195,7 @@ class MigrationEntry:
     action: str
     from_revision: str | None
     to_revision: str | None
-    status: str
+    status: MigrationStatus
     error: str | None
     started_at: datetime
     finished_at: datetime | None
@@ -224,7 +209,7 @@ def _move(r: Row[Any]) -> MoveRow:
         r.from_shard,
         r.to_shard,
         r.placement_version,
-        r.state,
+        MoveState(r.state),
         r.reason,
         r.records,
         r.digest,
@@ -251,6 +236,11 @@ async def _record_details(
             .values(records=bindparam("b_records"), digest=bindparam("b_digest")),
             params,
         )
+
+
+def _placement(row: Sequence[Any]) -> Placement:
+    pseudonym, jurisdiction, shard, version, state = row
+    return Placement(pseudonym, jurisdiction, shard, version, PlacementState(state))
 
 
 def _dialect_insert(conn: AsyncConnection) -> Any:
@@ -281,7 +271,7 @@ class Catalog:
                 row = (
                     await conn.execute(select(*_PLACEMENT).where(_PLACEMENT[0] == pseudonym))
                 ).first()
-        return None if row is None else Placement(*row)
+        return None if row is None else _placement(row)
 
     async def reserve(self, pseudonym: str, jurisdiction: str, shard: str) -> Placement:
         """Insert a pending placement, or return the one a concurrent or earlier attempt made."""
@@ -294,7 +284,7 @@ class Catalog:
                         jurisdiction=jurisdiction,
                         shard=shard,
                         placement_version=1,
-                        state=PENDING,
+                        state=PlacementState.PENDING,
                         created_at=now,
                         updated_at=now,
                     )
@@ -304,14 +294,17 @@ class Catalog:
             if existing is None:  # erased in between: try once more
                 return await self.reserve(pseudonym, jurisdiction, shard)
             return existing
-        return Placement(pseudonym, jurisdiction, shard, 1, PENDING)
+        return Placement(pseudonym, jurisdiction, shard, 1, PlacementState.PENDING)
 
     async def activate(self, pseudonym: str) -> None:
         async with self._tx(write=True) as conn:
             await conn.execute(
                 update(directory)
-                .where(directory.c.pseudonym == pseudonym, directory.c.state == PENDING)
-                .values(state=ACTIVE, updated_at=_now())
+                .where(
+                    directory.c.pseudonym == pseudonym,
+                    directory.c.state == PlacementState.PENDING,
+                )
+                .values(state=PlacementState.ACTIVE, updated_at=_now())
             )
 
     async def remove(self, pseudonym: str) -> None:
@@ -322,7 +315,7 @@ class Catalog:
         async with self._tx(write=False) as conn:
             rows = await conn.execute(
                 select(directory.c.shard, func.count())
-                .where(directory.c.state != PENDING)
+                .where(directory.c.state != PlacementState.PENDING)
                 .group_by(directory.c.shard)
             )
             return {shard: count for shard, count in rows}
@@ -378,7 +371,7 @@ class Catalog:
         async with self._tx(write=False) as conn:
             rows = await conn.execute(
                 select(directory.c.jurisdiction, directory.c.shard, func.count())
-                .where(directory.c.state != PENDING)
+                .where(directory.c.state != PlacementState.PENDING)
                 .group_by(directory.c.jurisdiction, directory.c.shard)
             )
             return {(j, shard): int(n) for j, shard, n in rows}
@@ -393,14 +386,20 @@ class Catalog:
                 .where(
                     directory.c.jurisdiction == jurisdiction,
                     directory.c.shard == shard,
-                    directory.c.state != PENDING,
+                    directory.c.state != PlacementState.PENDING,
                     directory.c.pseudonym > after,
                 )
                 .order_by(directory.c.pseudonym)
                 .limit(limit)
             )
             return [
-                Placement(r.pseudonym, r.jurisdiction, r.shard, r.placement_version, r.state)
+                Placement(
+                    r.pseudonym,
+                    r.jurisdiction,
+                    r.shard,
+                    r.placement_version,
+                    PlacementState(r.state),
+                )
                 for r in rows
             ]
 
@@ -439,7 +438,7 @@ class Catalog:
                     p.from_shard,
                     p.to_shard,
                     p.placement_version,
-                    PLANNED,
+                    MoveState.PLANNED,
                     reason,
                     records=None,
                     digest=None,
@@ -461,7 +460,7 @@ class Catalog:
                     select(directory.c.pseudonym, directory.c.shard, directory.c.placement_version)
                     .where(
                         directory.c.pseudonym.in_([p.pseudonym for p in plans]),
-                        directory.c.state == ACTIVE,
+                        directory.c.state == PlacementState.ACTIVE,
                     )
                     .with_for_update()
                 )
@@ -474,7 +473,7 @@ class Catalog:
                     "from_shard": p.from_shard,
                     "to_shard": p.to_shard,
                     "placement_version": p.placement_version,
-                    "state": PLANNED,
+                    "state": MoveState.PLANNED,
                     "reason": reason,
                     "owner": owner,
                     "lease_until": now + lease,
@@ -495,8 +494,8 @@ class Catalog:
         ids: Collection[str],
         *,
         owner: str,
-        expect: str | Collection[str],
-        to: str,
+        expect: MoveState | Collection[MoveState],
+        to: MoveState,
         lease: timedelta,
         error: str | None = None,
         details: Mapping[str, tuple[int, str]] | None = None,
@@ -505,10 +504,10 @@ class Catalog:
         them; ``details`` records (records, digest) per move. Returns the ids advanced."""
         if not ids:
             return set()
-        expected = [expect] if isinstance(expect, str) else list(expect)
+        expected = [expect] if isinstance(expect, MoveState) else list(expect)
         now = _now()
         values: dict[str, Any] = {"state": to, "updated_at": now, "error": error}
-        if to in FINISHED:
+        if to.finished:
             values.update(finished_at=now, owner=None, lease_until=None)
         else:
             values["lease_until"] = now + lease
@@ -598,7 +597,7 @@ class Catalog:
                                 [(m.pseudonym, m.placement_version) for m in batch]
                             ),
                             directory.c.shard == source,
-                            directory.c.state == ACTIVE,
+                            directory.c.state == PlacementState.ACTIVE,
                         )
                         .values(
                             shard=target,
@@ -617,9 +616,9 @@ class Catalog:
                         .where(
                             moves.c.id.in_(ids),
                             moves.c.owner == owner,
-                            moves.c.state == VERIFIED,
+                            moves.c.state == MoveState.VERIFIED,
                         )
-                        .values(state=SWITCHED, updated_at=now, lease_until=now + lease)
+                        .values(state=MoveState.SWITCHED, updated_at=now, lease_until=now + lease)
                         .returning(moves.c.id)
                     )
                 ).scalars()
@@ -733,7 +732,7 @@ class Catalog:
                             action=action,
                             from_revision=from_revision,
                             to_revision=to_revision,
-                            status=MIGRATION_RUNNING,
+                            status=MigrationStatus.RUNNING,
                             started_at=_now(),
                         )
                         .returning(shard_migrations.c.id)
@@ -741,7 +740,9 @@ class Catalog:
                 ).scalar_one()
             )
 
-    async def finish_migration(self, entry: int, status: str, error: str | None = None) -> None:
+    async def finish_migration(
+        self, entry: int, status: MigrationStatus, error: str | None = None
+    ) -> None:
         async with self._tx(write=True) as conn:
             await conn.execute(
                 update(shard_migrations)
@@ -756,10 +757,10 @@ class Catalog:
                 update(shard_migrations)
                 .where(
                     shard_migrations.c.shard == shard,
-                    shard_migrations.c.status == MIGRATION_RUNNING,
+                    shard_migrations.c.status == MigrationStatus.RUNNING,
                 )
                 .values(
-                    status=MIGRATION_FAILED,
+                    status=MigrationStatus.FAILED,
                     error="interrupted (the migrating process stopped)",
                     finished_at=_now(),
                 )
@@ -780,7 +781,7 @@ class Catalog:
                     r.action,
                     r.from_revision,
                     r.to_revision,
-                    r.status,
+                    MigrationStatus(r.status),
                     r.error,
                     r.started_at,
                     r.finished_at,

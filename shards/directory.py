@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from domicile.shards.cache import PlacementCache
-from domicile.shards.catalog import PENDING, Catalog, Placement
+from domicile.shards.catalog import Catalog, Placement
+from domicile.shards.states import PlacementState
 
 
 class Directory:
@@ -20,7 +21,7 @@ class Directory:
         placement = await self.catalog.get(pseudonym)
         if placement is None:
             return None
-        if placement.state != PENDING:
+        if placement.state != PlacementState.PENDING:
             await self.cache.put(placement)
         return placement
 

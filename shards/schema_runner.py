@@ -37,7 +37,7 @@ from domicile import migrations
 from domicile.audit import events
 from domicile.audit.events import SYSTEM, make_leaf
 from domicile.shards.auditlog import site_of
-from domicile.shards.catalog import MIGRATION_DONE, MIGRATION_FAILED, Catalog
+from domicile.shards.catalog import Catalog
 from domicile.shards.engines import _WRITE, create_engine, is_unavailable
 from domicile.shards.errors import (
     DomicileError,
@@ -50,6 +50,7 @@ from domicile.shards.guard import sync_guard
 from domicile.shards.policy import Region, ShardSpec, Topology
 from domicile.shards.registry import Shard
 from domicile.shards.schema import shard_identity
+from domicile.shards.states import MigrationStatus
 
 SHARD_HISTORY = "shard"
 CATALOG_HISTORY = "catalog"
@@ -207,9 +208,9 @@ async def migrate_shard(
                 try:
                     await _apply_step(conn, shard, action, before, after, scripts, timeouts)
                 except Exception as exc:
-                    await catalog.finish_migration(entry, MIGRATION_FAILED, _describe(exc))
+                    await catalog.finish_migration(entry, MigrationStatus.FAILED, _describe(exc))
                     raise
-                await catalog.finish_migration(entry, MIGRATION_DONE)
+                await catalog.finish_migration(entry, MigrationStatus.DONE)
                 result.after = after
                 result.applied.append(after or "base")
     except Exception as exc:  # reported per shard; the wave decides whether to go on

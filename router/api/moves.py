@@ -21,7 +21,7 @@ from domicile.router.auth import Admin
 from domicile.router.errors import ApiError
 from domicile.router.responses import JSONResponse
 from domicile.router.state import runtime_of
-from domicile.shards.catalog import FINISHED, MoveRow
+from domicile.shards.catalog import MoveRow
 from domicile.shards.errors import AlreadyPlaced
 from domicile.shards.moves import Mover
 
@@ -103,7 +103,7 @@ async def move_subject(body: MoveRequest, request: Request, _: Admin) -> Respons
     except AlreadyPlaced as exc:
         raise ApiError(409, exc.code, str(exc)) from None
     location = {"Location": f"/v1/moves/{moved.id}"}
-    if moved.state not in FINISHED:
+    if not moved.state.finished:
         raise ApiError(
             503,
             "move_interrupted",
