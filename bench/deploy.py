@@ -191,7 +191,7 @@ async def _seed(dep: Deployment) -> None:
     async with open_runtime(settings) as runtime:
         store = runtime.store
         dep.api_key = (
-            await runtime.catalog.create_key("bench", {"records:read", "records:write"})
+            await runtime.api_keys.create("bench", {"records:read", "records:write"})
         ).secret
         gate = asyncio.Semaphore(16)
 

@@ -206,6 +206,7 @@ async def move_all(setup: Setup, parallel: int, batch_size: int) -> tuple[float,
             runtime.settings.topology,
             runtime.registry,
             runtime.directory,
+            runtime.move_journal,
             runtime.pseudonyms,
             actor=Actor(key_id="bench", purpose="bench"),
         )

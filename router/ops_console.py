@@ -26,8 +26,8 @@ from rich.table import Table
 
 from domicile.audit.events import Actor
 from domicile.router.runtime import Runtime
-from domicile.shards.catalog import MoveRow
 from domicile.shards.comply import Report, Selection, comply, survey
+from domicile.shards.move_journal import MoveRow
 from domicile.shards.moves import Mover
 from domicile.shards.policy import Topology
 from domicile.shards.states import MoveState
@@ -56,6 +56,7 @@ def mover_for(runtime: Runtime, purpose: str) -> Mover:
         runtime.settings.topology,
         runtime.registry,
         runtime.directory,
+        runtime.move_journal,
         runtime.pseudonyms,
         actor=Actor(key_id="cli", purpose=purpose),
     )
@@ -172,9 +173,9 @@ async def run_comply(
     label: str,
 ) -> int:
     """``comply`` and ``shards drain``: exit 0 only when nothing misplaced remains."""
-    topology, catalog = runtime.settings.topology, runtime.catalog
+    topology = runtime.settings.topology
     if dry_run:
-        pairs = await survey(catalog, topology, selection)
+        pairs = await survey(runtime.directory, topology, selection)
         print_survey(pairs, topology)
         return 1 if pairs else 0
     mover = mover_for(runtime, purpose)

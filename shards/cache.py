@@ -18,7 +18,7 @@ from typing import Protocol
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from domicile.shards.catalog import Placement
+from domicile.shards.placements import Placement
 from domicile.shards.states import PlacementState
 
 log = logging.getLogger("domicile.cache")

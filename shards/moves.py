@@ -26,7 +26,6 @@ statement per step per batch.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import hashlib
 import logging
@@ -46,7 +45,6 @@ from domicile.audit import events
 from domicile.audit.events import SYSTEM, Actor, make_leaf
 from domicile.shards import bulk
 from domicile.shards.auditlog import site_of
-from domicile.shards.catalog import Catalog, MovePlan, MoveRow
 from domicile.shards.directory import Directory
 from domicile.shards.errors import (
     AlreadyPlaced,
@@ -58,6 +56,7 @@ from domicile.shards.errors import (
     ResidencyGuardViolation,
     SubjectNotFound,
 )
+from domicile.shards.move_journal import MoveJournal, MovePlan, MoveRow
 from domicile.shards.policy import Topology
 from domicile.shards.pseudonym import Pseudonymizer
 from domicile.shards.registry import Shard, ShardRegistry
@@ -159,6 +158,7 @@ class Mover:
         topology: Topology,
         registry: ShardRegistry,
         directory: Directory,
+        journal: MoveJournal,
         pseudonyms: Pseudonymizer,
         *,
         actor: Actor = SYSTEM,
@@ -168,7 +168,7 @@ class Mover:
         self.topology = topology
         self.registry = registry
         self.directory = directory
-        self.catalog: Catalog = directory.catalog
+        self.journal = journal
         self.pseudonyms = pseudonyms
         self.actor = actor
         self.owner = owner or process_owner()
@@ -195,16 +195,14 @@ class Mover:
         the plan was made, is left out."""
         for p in plans:
             self.check(p.jurisdiction, p.from_shard, p.to_shard)
-        return await self.catalog.plan_moves(
-            plans, reason=reason, owner=self.owner, lease=self.lease
-        )
+        return await self.journal.plan(plans, reason=reason, owner=self.owner, lease=self.lease)
 
     async def claim(
         self, *, ids: Collection[str] | None = None, jurisdiction: str | None = None
     ) -> list[MoveRow]:
         """Take over unfinished moves that no live run holds."""
-        dead = {o for o in await self.catalog.unfinished_owners() if owner_is_dead(o)}
-        return await self.catalog.claim_moves(
+        dead = {o for o in await self.journal.unfinished_owners() if owner_is_dead(o)}
+        return await self.journal.claim(
             owner=self.owner, lease=self.lease, dead_owners=dead, ids=ids, jurisdiction=jurisdiction
         )
 
@@ -212,10 +210,10 @@ class Mover:
         """Move one subject now (or finish its interrupted move to the same shard)."""
         validate_subject_id(subject_id)
         pseudonym = self.pseudonyms.subject(subject_id)
-        placement = await self.catalog.get(pseudonym)
+        placement = await self.directory.read(pseudonym)
         if placement is None or placement.state == PlacementState.PENDING:
             raise SubjectNotFound()
-        pending = await self.catalog.unfinished_move(pseudonym)
+        pending = await self.journal.unfinished_of(pseudonym)
         if pending is not None:
             if pending.to_shard != target:
                 raise MoveInProgress(
@@ -240,7 +238,7 @@ class Mover:
         if not batch:
             raise MoveInProgress("another run is moving this subject; retry shortly")
         await self.run(batch)
-        moved = await self.catalog.get_move(batch[0].id)
+        moved = await self.journal.get(batch[0].id)
         assert moved is not None
         return moved
 
@@ -304,7 +302,7 @@ class Mover:
                     source, [m for m in early if held.get(m.pseudonym) != SubjectState.HOME]
                 )
         with contextlib.suppress(DomicileError, DBAPIError):
-            await self.catalog.release_moves(list(live), owner=self.owner, error=error)
+            await self.journal.release(list(live), owner=self.owner, error=error)
         outcome.unfinished.extend(replace(m, error=error) for m in live.values())
         live.clear()
 
@@ -341,7 +339,7 @@ class Mover:
         details: dict[str, tuple[int, str]] | None = None,
     ) -> None:
         ids = {m.id for m in moves}
-        advanced = await self.catalog.advance_moves(
+        advanced = await self.journal.advance(
             ids, owner=self.owner, expect=expect, to=to, lease=self.lease, details=details
         )
         if advanced != ids:
@@ -362,7 +360,7 @@ class Mover:
         if not moves:
             return
         ids = {m.id for m in moves}
-        await self.catalog.advance_moves(
+        await self.journal.advance(
             ids,
             owner=self.owner,
             expect=_BEFORE_SWITCH,
@@ -627,12 +625,9 @@ class Mover:
                 now=_now(),
                 entries=entries,
             )
-        try:
-            switched = await self.catalog.switch_placements(
-                moves, owner=self.owner, lease=self.lease, details=details
-            )
-        finally:  # also when the lease was lost: some may have switched
-            await asyncio.gather(*(self.directory.invalidate(m.pseudonym) for m in moves))
+        switched = await self.directory.switch(
+            moves, owner=self.owner, lease=self.lease, details=details
+        )
         for m in moves:
             if m.id in switched:
                 live[m.id] = replace(m, state=MoveState.SWITCHED)

@@ -47,6 +47,7 @@ from domicile.shards.errors import (
     ShardUnavailable,
 )
 from domicile.shards.guard import sync_guard
+from domicile.shards.migration_journal import MigrationJournal
 from domicile.shards.policy import Region, ShardSpec, Topology
 from domicile.shards.registry import Shard
 from domicile.shards.schema import shard_identity
@@ -182,7 +183,7 @@ def _describe(exc: BaseException) -> str:
 
 async def migrate_shard(
     shard: Shard,
-    catalog: Catalog,
+    journal: MigrationJournal,
     action: str,
     target: str | None,
     *,
@@ -196,9 +197,9 @@ async def migrate_shard(
         async with _migration_connection(shard) as conn:
             result.before = result.after = await conn.run_sync(_read_revision)
             await conn.commit()
-            await catalog.interrupt_migrations(shard.name)
+            await journal.interrupt(shard.name)
             for before, after in plan_steps(result.before, target, action, scripts):
-                entry = await catalog.start_migration(
+                entry = await journal.start(
                     wave=wave,
                     shard=shard.name,
                     action=action,
@@ -208,9 +209,9 @@ async def migrate_shard(
                 try:
                     await _apply_step(conn, shard, action, before, after, scripts, timeouts)
                 except Exception as exc:
-                    await catalog.finish_migration(entry, MigrationStatus.FAILED, _describe(exc))
+                    await journal.finish(entry, MigrationStatus.FAILED, _describe(exc))
                     raise
-                await catalog.finish_migration(entry, MigrationStatus.DONE)
+                await journal.finish(entry, MigrationStatus.DONE)
                 result.after = after
                 result.applied.append(after or "base")
     except Exception as exc:  # reported per shard; the wave decides whether to go on
@@ -294,7 +295,7 @@ async def _apply_step(
 
 async def run_wave(
     shards: Sequence[Shard],
-    catalog: Catalog,
+    journal: MigrationJournal,
     action: str,
     target: str | None,
     *,
@@ -322,16 +323,15 @@ async def run_wave(
             if pool is None:
                 outcomes = [
                     await migrate_shard(
-                        s, catalog, action, target, wave=wave, scripts=scripts, timeouts=timeouts
+                        s, journal, action, target, wave=wave, scripts=scripts, timeouts=timeouts
                     )
                     for s in group
                 ]
             else:
                 loop = asyncio.get_running_loop()
+                catalog_url = _url_of(journal.catalog)
                 jobs = [
-                    _Job(
-                        s.spec, s.region, _url_of(catalog), action, target, wave, scripts, timeouts
-                    )
+                    _Job(s.spec, s.region, catalog_url, action, target, wave, scripts, timeouts)
                     for s in group
                 ]
                 outcomes = list(
@@ -383,7 +383,7 @@ def _migrate_in_worker(job: _Job) -> ShardResult:
         try:
             return await migrate_shard(
                 shard,
-                catalog,
+                MigrationJournal(catalog),
                 job.action,
                 job.target,
                 wave=job.wave,

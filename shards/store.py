@@ -24,7 +24,6 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from domicile.audit import events
 from domicile.audit.events import Actor
 from domicile.shards.auditlog import append_entry, leaf_around_version
-from domicile.shards.catalog import Placement
 from domicile.shards.directory import Directory
 from domicile.shards.engines import statement_pool
 from domicile.shards.errors import (
@@ -41,6 +40,7 @@ from domicile.shards.errors import (
     VersionMismatch,
 )
 from domicile.shards.placement import choose_home
+from domicile.shards.placements import Placement
 from domicile.shards.policy import Topology, is_jurisdiction
 from domicile.shards.pseudonym import Pseudonymizer
 from domicile.shards.registry import Shard, ShardRegistry
@@ -265,13 +265,13 @@ class RecordStore:
                 raise JurisdictionConflict(existing.jurisdiction, jurisdiction)
             return self._placement_view(subject_id, existing), False
         home = choose_home(self.topology, jurisdiction, pseudonym)
-        placement = await self.directory.catalog.reserve(pseudonym, jurisdiction, home.name)
+        placement = await self.directory.reserve(pseudonym, jurisdiction, home.name)
         if placement.jurisdiction != jurisdiction:
             raise JurisdictionConflict(placement.jurisdiction, jurisdiction)
         shard = self.registry[placement.shard]
         created = await self._create_on_shard(shard, subject_id, pseudonym, jurisdiction, actor)
         if placement.state == PlacementState.PENDING:
-            await self.directory.catalog.activate(pseudonym)
+            await self.directory.activate(pseudonym)
         return self._placement_view(
             subject_id, placement
         ), created or placement.state == PlacementState.PENDING
@@ -336,8 +336,7 @@ class RecordStore:
                     jurisdiction=p.jurisdiction,
                     records=removed,
                 )
-            await self.directory.catalog.remove(p.pseudonym)
-            await self.directory.invalidate(p.pseudonym)
+            await self.directory.remove(p.pseudonym)
             if shard.dialect == "sqlite":
                 await self._scrub_sqlite(shard)
             return int(removed)
@@ -348,11 +347,10 @@ class RecordStore:
             # An earlier erasure may have committed on the shard and stopped before the
             # catalog: finish it, so the erasure is idempotent.
             pseudonym = self.pseudonyms.subject(subject_id)
-            leftover = await self.directory.catalog.get(pseudonym)
+            leftover = await self.directory.read(pseudonym)
             if leftover is None or leftover.state == PlacementState.PENDING:
                 raise
-            await self.directory.catalog.remove(pseudonym)
-            await self.directory.invalidate(pseudonym)
+            await self.directory.remove(pseudonym)
             return 0
 
     async def _scrub_sqlite(self, shard: Shard) -> None:

@@ -21,8 +21,8 @@ from domicile.router.auth import Admin
 from domicile.router.errors import ApiError
 from domicile.router.responses import JSONResponse
 from domicile.router.state import runtime_of
-from domicile.shards.catalog import MoveRow
 from domicile.shards.errors import AlreadyPlaced
+from domicile.shards.move_journal import MoveRow
 from domicile.shards.moves import Mover
 
 router = APIRouter(prefix="/v1/moves", tags=["moves"])
@@ -94,6 +94,7 @@ async def move_subject(body: MoveRequest, request: Request, _: Admin) -> Respons
         runtime.settings.topology,
         runtime.registry,
         runtime.directory,
+        runtime.move_journal,
         runtime.pseudonyms,
         actor=actor_of(request),
     )
@@ -117,7 +118,7 @@ async def move_subject(body: MoveRequest, request: Request, _: Admin) -> Respons
     "/{move_id}", operation_id="get_move", response_model=MoveOut, responses=errors(401, 403, 404)
 )
 async def get_move(move_id: str, request: Request, _: Admin) -> Response:
-    found = await runtime_of(request).catalog.get_move(move_id)
+    found = await runtime_of(request).move_journal.get(move_id)
     if found is None:
         raise ApiError(404, "move_not_found", f"there is no move {move_id!r}")
     return JSONResponse(move_json(found))
