@@ -21,7 +21,7 @@ def create_app(settings: Settings) -> FastAPI:
         async with open_runtime(settings) as runtime:
             await bootstrap_admin_key(runtime)
             app.state.runtime = runtime
-            app.state.authenticator = Authenticator(runtime.catalog)
+            app.state.authenticator = Authenticator(runtime.api_keys)
             async with runtime.audit.running():
                 yield
 

@@ -20,8 +20,9 @@ from sqlalchemy import delete, insert, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from domicile.shards.engines import GUARD_MARKER
-from domicile.shards.errors import DomicileError, ResidencyGuardViolation
+from domicile.shards.errors import BulkWriteFailed, ResidencyGuardViolation
 from domicile.shards.schema import audit_pending, records, subjects
+from domicile.shards.states import SubjectState
 
 #: Every column of ``records`` (and of ``subjects``), in the order rows are passed around here.
 COLUMNS: tuple[str, ...] = tuple(c.name for c in records.columns)
@@ -32,13 +33,6 @@ _READ_PG = f"SELECT {', '.join(COLUMNS)} FROM records WHERE pseudonym = ANY($1::
 
 #: Per subject and (collection, key): version, recorded content digest, digest of the bytes held.
 Listing = dict[str, dict[tuple[str, str], tuple[int, str, str]]]
-
-
-class BulkWriteFailed(DomicileError):
-    code = "bulk_write_failed"
-
-    def __init__(self, shard: str, exc: Exception) -> None:
-        super().__init__(f"shard {shard} refused the copied rows ({type(exc).__name__})")
 
 
 async def _driver(conn: AsyncConnection, *, in_transaction: bool) -> Any:
@@ -112,7 +106,7 @@ WHERE s.pseudonym = ANY($1::text[]) AND s.state = ANY($2::text[])
 
 
 async def read_subjects(
-    conn: AsyncConnection, pseudonyms: Sequence[str], states: Sequence[str]
+    conn: AsyncConnection, pseudonyms: Sequence[str], states: Sequence[SubjectState]
 ) -> tuple[dict[str, Held], list[Sequence[Any]]]:
     """The subjects of ``pseudonyms`` in one of ``states`` and all their records (rows in
     ``COLUMNS`` order), in one snapshot."""
@@ -140,7 +134,7 @@ async def read_subjects(
 
 
 async def clear_copies(
-    conn: AsyncConnection, pseudonyms: Sequence[str], states: Sequence[str]
+    conn: AsyncConnection, pseudonyms: Sequence[str], states: Sequence[SubjectState]
 ) -> dict[str, str]:
     """Delete the subjects of ``pseudonyms`` in one of ``states`` with their records, in the
     caller's transaction; returns the state of those the shard holds in any other."""
@@ -173,8 +167,8 @@ async def set_state(
     conn: AsyncConnection,
     pseudonyms: Sequence[str],
     *,
-    expect: Sequence[str],
-    to: str,
+    expect: Sequence[SubjectState],
+    to: SubjectState,
     now: datetime,
     entries: Mapping[str, bytes] | None = None,
     forget: bool = False,

@@ -26,7 +26,6 @@ statement per step per batch.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import hashlib
 import logging
@@ -46,34 +45,24 @@ from domicile.audit import events
 from domicile.audit.events import SYSTEM, Actor, make_leaf
 from domicile.shards import bulk
 from domicile.shards.auditlog import site_of
-from domicile.shards.catalog import (
-    COPYING,
-    DONE,
-    FAILED,
-    PENDING,
-    PLANNED,
-    PURGED,
-    ROLLED_BACK,
-    SWITCHED,
-    VERIFIED,
-    Catalog,
-    LeaseLost,
-    MovePlan,
-    MoveRow,
-)
 from domicile.shards.directory import Directory
 from domicile.shards.errors import (
+    AlreadyPlaced,
     DomicileError,
-    InvalidInput,
+    LeaseLost,
+    MoveInProgress,
+    MoveRefused,
+    MoveStuck,
     ResidencyGuardViolation,
     SubjectNotFound,
-    Unavailable,
 )
+from domicile.shards.move_journal import MoveJournal, MovePlan, MoveRow
 from domicile.shards.policy import Topology
 from domicile.shards.pseudonym import Pseudonymizer
 from domicile.shards.registry import Shard, ShardRegistry
 from domicile.shards.schema import records, subjects
-from domicile.shards.store import GONE, HOME, MOVING_IN, MOVING_OUT, validate_subject_id
+from domicile.shards.states import MoveState, PlacementState, SubjectState
+from domicile.shards.store import validate_subject_id
 
 log = logging.getLogger("domicile.moves")
 
@@ -83,37 +72,8 @@ _UNKNOWN = ""
 #: How long a run may hold a move without advancing it before another run may take it over.
 LEASE = timedelta(minutes=2)
 
-
-class MoveRefused(InvalidInput):
-    """The move is not allowed (unknown shard, or a shard the policy does not permit)."""
-
-    def __init__(self, message: str) -> None:
-        super().__init__("move_refused", message)
-
-
-class AlreadyPlaced(DomicileError):
-    code = "already_placed"
-
-    def __init__(self, shard: str) -> None:
-        super().__init__(f"the subject is already on shard {shard}")
-        self.shard = shard
-
-
-class MoveStuck(DomicileError):
-    code = "move_stuck"
-
-    def __init__(self) -> None:
-        super().__init__(
-            "the subject's directory entry changed while it was fenced; an operator must look "
-            "(see docs/operations.md)"
-        )
-
-
-class MoveInProgress(Unavailable):
-    code = "move_in_progress"
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
+#: The states of a move that has not switched yet.
+_BEFORE_SWITCH = (MoveState.PLANNED, MoveState.COPYING, MoveState.VERIFIED)
 
 
 def process_owner() -> str:
@@ -198,6 +158,7 @@ class Mover:
         topology: Topology,
         registry: ShardRegistry,
         directory: Directory,
+        journal: MoveJournal,
         pseudonyms: Pseudonymizer,
         *,
         actor: Actor = SYSTEM,
@@ -207,7 +168,7 @@ class Mover:
         self.topology = topology
         self.registry = registry
         self.directory = directory
-        self.catalog: Catalog = directory.catalog
+        self.journal = journal
         self.pseudonyms = pseudonyms
         self.actor = actor
         self.owner = owner or process_owner()
@@ -234,16 +195,14 @@ class Mover:
         the plan was made, is left out."""
         for p in plans:
             self.check(p.jurisdiction, p.from_shard, p.to_shard)
-        return await self.catalog.plan_moves(
-            plans, reason=reason, owner=self.owner, lease=self.lease
-        )
+        return await self.journal.plan(plans, reason=reason, owner=self.owner, lease=self.lease)
 
     async def claim(
         self, *, ids: Collection[str] | None = None, jurisdiction: str | None = None
     ) -> list[MoveRow]:
         """Take over unfinished moves that no live run holds."""
-        dead = {o for o in await self.catalog.unfinished_owners() if owner_is_dead(o)}
-        return await self.catalog.claim_moves(
+        dead = {o for o in await self.journal.unfinished_owners() if owner_is_dead(o)}
+        return await self.journal.claim(
             owner=self.owner, lease=self.lease, dead_owners=dead, ids=ids, jurisdiction=jurisdiction
         )
 
@@ -251,10 +210,10 @@ class Mover:
         """Move one subject now (or finish its interrupted move to the same shard)."""
         validate_subject_id(subject_id)
         pseudonym = self.pseudonyms.subject(subject_id)
-        placement = await self.catalog.get(pseudonym)
-        if placement is None or placement.state == PENDING:
+        placement = await self.directory.read(pseudonym)
+        if placement is None or placement.state == PlacementState.PENDING:
             raise SubjectNotFound()
-        pending = await self.catalog.unfinished_move(pseudonym)
+        pending = await self.journal.unfinished_of(pseudonym)
         if pending is not None:
             if pending.to_shard != target:
                 raise MoveInProgress(
@@ -279,7 +238,7 @@ class Mover:
         if not batch:
             raise MoveInProgress("another run is moving this subject; retry shortly")
         await self.run(batch)
-        moved = await self.catalog.get_move(batch[0].id)
+        moved = await self.journal.get(batch[0].id)
         assert moved is not None
         return moved
 
@@ -306,7 +265,9 @@ class Mover:
             # The target refuses the jurisdiction (its guard is out of step with the policy).
             # Nothing was switched, since the guard checks rows as they are copied: undo.
             try:
-                await self._roll_back(live, list(live.values()), outcome, FAILED, str(exc))
+                await self._roll_back(
+                    live, list(live.values()), outcome, MoveState.FAILED, str(exc)
+                )
             except (DomicileError, DBAPIError) as again:
                 await self._stop(live, outcome, again)
         except (DomicileError, DBAPIError) as exc:
@@ -324,7 +285,7 @@ class Mover:
         error = describe_error(exc)
         log.warning("moves %s stopped: %s", _ids(live), error)
         with contextlib.suppress(DomicileError, DBAPIError):
-            early = [m for m in live.values() if m.state in (PLANNED, COPYING, VERIFIED)]
+            early = [m for m in live.values() if m.state in _BEFORE_SWITCH]
             if early:
                 source, target = self._shards(live)
                 async with target.read() as conn:
@@ -337,9 +298,11 @@ class Mover:
                     )
                 # A target copy already home is past the point of no return: its source stays
                 # fenced (the target unreachable: all stay fenced).
-                await self._unfence(source, [m for m in early if held.get(m.pseudonym) != HOME])
+                await self._unfence(
+                    source, [m for m in early if held.get(m.pseudonym) != SubjectState.HOME]
+                )
         with contextlib.suppress(DomicileError, DBAPIError):
-            await self.catalog.release_moves(list(live), owner=self.owner, error=error)
+            await self.journal.release(list(live), owner=self.owner, error=error)
         outcome.unfinished.extend(replace(m, error=error) for m in live.values())
         live.clear()
 
@@ -348,9 +311,11 @@ class Mover:
         half-done (they are past the point of no return)."""
         outcome = BatchOutcome()
         live = {m.id: m for m in batch}
-        early = [m for m in batch if m.state in (PLANNED, COPYING, VERIFIED)]
+        early = [m for m in batch if m.state in _BEFORE_SWITCH]
         try:
-            await self._roll_back(live, early, outcome, ROLLED_BACK, "cancelled by the operator")
+            await self._roll_back(
+                live, early, outcome, MoveState.ROLLED_BACK, "cancelled by the operator"
+            )
         except (DomicileError, DBAPIError) as exc:
             await self._stop(live, outcome, exc)
         if live:
@@ -368,13 +333,13 @@ class Mover:
         self,
         live: dict[str, MoveRow],
         moves: Sequence[MoveRow],
-        expect: str | Collection[str],
-        to: str,
+        expect: MoveState | Collection[MoveState],
+        to: MoveState,
         *,
         details: dict[str, tuple[int, str]] | None = None,
     ) -> None:
         ids = {m.id for m in moves}
-        advanced = await self.catalog.advance_moves(
+        advanced = await self.journal.advance(
             ids, owner=self.owner, expect=expect, to=to, lease=self.lease, details=details
         )
         if advanced != ids:
@@ -388,17 +353,17 @@ class Mover:
         live: dict[str, MoveRow],
         moves: Sequence[MoveRow],
         outcome: BatchOutcome,
-        state: str,
+        state: MoveState,
         error: str,
     ) -> None:
         """Finish moves without switching them: their target copies must already be gone."""
         if not moves:
             return
         ids = {m.id for m in moves}
-        await self.catalog.advance_moves(
+        await self.journal.advance(
             ids,
             owner=self.owner,
-            expect=(PLANNED, COPYING, VERIFIED),
+            expect=_BEFORE_SWITCH,
             to=state,
             lease=self.lease,
             error=error,
@@ -415,18 +380,22 @@ class Mover:
         copied rows: outside the write pause, which only confirms it (``_verify``). From
         ``verified`` on the target copy may be home, so a resume never copies again."""
         # ``copying``: journaled by earlier releases before their copy; copied again.
-        todo = [m for m in live.values() if m.state in (PLANNED, COPYING)]
+        todo = [m for m in live.values() if m.state in (MoveState.PLANNED, MoveState.COPYING)]
         if not todo:
             return {}
         source, target = self._shards(live)
         async with source.read() as conn:
             found, rows = await bulk.read_subjects(
-                conn, [m.pseudonym for m in todo], (HOME, MOVING_OUT)
+                conn, [m.pseudonym for m in todo], (SubjectState.HOME, SubjectState.MOVING_OUT)
             )
         gone = [m for m in todo if m.pseudonym not in found]
         if gone:  # erased meanwhile: clear any partial copy and let the move go
             await self._roll_back(
-                live, gone, outcome, ROLLED_BACK, f"the subject is no longer on {source.name}"
+                live,
+                gone,
+                outcome,
+                MoveState.ROLLED_BACK,
+                f"the subject is no longer on {source.name}",
             )
         if not found:
             return {}
@@ -436,7 +405,9 @@ class Mover:
         async with target.write() as conn:
             # Earlier partial copies and tombstones make way; a subject the target holds as its
             # own is never touched.
-            clash = await bulk.clear_copies(conn, list(found), (MOVING_IN, GONE))
+            clash = await bulk.clear_copies(
+                conn, list(found), (SubjectState.MOVING_IN, SubjectState.GONE)
+            )
             copy = [p for p in found if p not in clash]
             if copy:
                 await bulk.write_subjects(
@@ -447,7 +418,7 @@ class Mover:
                             p,
                             found[p].subject_id,
                             found[p].jurisdiction,
-                            MOVING_IN,
+                            SubjectState.MOVING_IN,
                             by_pseudonym[p].placement_version + 1,
                             found[p].created_at,
                             now,
@@ -463,15 +434,15 @@ class Mover:
                 live,
                 [by_pseudonym[p] for p in clash],
                 outcome,
-                FAILED,
+                MoveState.FAILED,
                 f"shard {target.name} already holds the subject",
             )
         copied = self._copied(found, copy, rows, landed)
         await self._advance(
             live,
             [by_pseudonym[p] for p in copy],
-            (PLANNED, COPYING),
-            VERIFIED,
+            (MoveState.PLANNED, MoveState.COPYING),
+            MoveState.VERIFIED,
             details={by_pseudonym[p].id: c.verdict for p, c in copied.items()},
         )
         return copied
@@ -503,7 +474,7 @@ class Mover:
     async def _cutover(
         self, live: dict[str, MoveRow], outcome: BatchOutcome, copied: dict[str, Copied]
     ) -> None:
-        todo = [m for m in live.values() if m.state == VERIFIED]
+        todo = [m for m in live.values() if m.state == MoveState.VERIFIED]
         if not todo:
             return
         source, target = self._shards(live)
@@ -514,14 +485,18 @@ class Mover:
             subject_ids = await bulk.set_state(
                 conn,
                 [m.pseudonym for m in todo],
-                expect=(HOME, MOVING_OUT),
-                to=MOVING_OUT,
+                expect=(SubjectState.HOME, SubjectState.MOVING_OUT),
+                to=SubjectState.MOVING_OUT,
                 now=_now(),
             )
         vanished = [m for m in todo if m.pseudonym not in subject_ids]
         if vanished:  # erased before the fence went up
             await self._roll_back(
-                live, vanished, outcome, ROLLED_BACK, f"the subject is no longer on {source.name}"
+                live,
+                vanished,
+                outcome,
+                MoveState.ROLLED_BACK,
+                f"the subject is no longer on {source.name}",
             )
         todo = [m for m in todo if m.pseudonym in subject_ids]
         if not todo:
@@ -532,7 +507,7 @@ class Mover:
             verdict = verdicts[m.pseudonym]
             if isinstance(verdict, str):
                 log.warning("move %s failed verification: %s", m.id, verdict)
-                await self._roll_back(live, [m], outcome, FAILED, verdict)
+                await self._roll_back(live, [m], outcome, MoveState.FAILED, verdict)
             elif verdict != (m.records, m.digest):
                 # Written since the copy, or resumed: the audit entries carry this verdict.
                 # It is journaled with the switch; a run that stops before then leaves the
@@ -643,17 +618,19 @@ class Mover:
         entries = self._entries(target, events.SUBJECT_MOVED_IN, moves)
         async with target.write() as conn:
             await bulk.set_state(
-                conn, list(entries), expect=(MOVING_IN,), to=HOME, now=_now(), entries=entries
+                conn,
+                list(entries),
+                expect=(SubjectState.MOVING_IN,),
+                to=SubjectState.HOME,
+                now=_now(),
+                entries=entries,
             )
-        try:
-            switched = await self.catalog.switch_placements(
-                moves, owner=self.owner, lease=self.lease, details=details
-            )
-        finally:  # also when the lease was lost: some may have switched
-            await asyncio.gather(*(self.directory.invalidate(m.pseudonym) for m in moves))
+        switched = await self.directory.switch(
+            moves, owner=self.owner, lease=self.lease, details=details
+        )
         for m in moves:
             if m.id in switched:
-                live[m.id] = replace(m, state=SWITCHED)
+                live[m.id] = replace(m, state=MoveState.SWITCHED)
         # Moves not switched stay in ``live`` and are stopped by ``run``: only an operator can
         # change a fenced subject's directory entry, so they are left for one rather than guessed.
 
@@ -662,7 +639,7 @@ class Mover:
     async def _purge(self, live: dict[str, MoveRow], outcome: BatchOutcome) -> None:
         """Tombstone the source and delete its copy; idempotent, so the journal keeps the move
         ``switched`` until ``_finish``."""
-        todo = [m for m in live.values() if m.state in (SWITCHED, PURGED)]
+        todo = [m for m in live.values() if m.state in (MoveState.SWITCHED, MoveState.PURGED)]
         if not todo:
             return
         source, _ = self._shards(live)
@@ -671,15 +648,15 @@ class Mover:
             await bulk.set_state(
                 conn,
                 list(entries),
-                expect=(MOVING_OUT,),
-                to=GONE,
+                expect=(SubjectState.MOVING_OUT,),
+                to=SubjectState.GONE,
                 now=_now(),
                 entries=entries,
                 forget=True,
             )
 
     async def _finish(self, live: dict[str, MoveRow], outcome: BatchOutcome) -> None:
-        todo = [m for m in live.values() if m.state in (SWITCHED, PURGED)]
+        todo = [m for m in live.values() if m.state in (MoveState.SWITCHED, MoveState.PURGED)]
         if not todo:
             return
         source, _ = self._shards(live)
@@ -687,7 +664,7 @@ class Mover:
             # secure_delete zeroed the freed pages; the WAL still holds older copies.
             async with source.engine.connect() as conn:
                 await conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
-        await self._advance(live, todo, (SWITCHED, PURGED), DONE)
+        await self._advance(live, todo, (MoveState.SWITCHED, MoveState.PURGED), MoveState.DONE)
         for m in todo:
             outcome.done.append(live.pop(m.id))
         log.info("moved %d subjects %s -> %s", len(todo), todo[0].from_shard, todo[0].to_shard)
@@ -720,7 +697,7 @@ class Mover:
         live: dict[str, MoveRow],
         moves: Sequence[MoveRow],
         outcome: BatchOutcome,
-        state: str,
+        state: MoveState,
         error: str,
     ) -> None:
         """Delete the target's copies of ``moves`` and lift their source fences, and end them
@@ -738,11 +715,11 @@ class Mover:
                     )
                 )
             )
-            doomed = [p for p, s in rows.items() if s == MOVING_IN]
+            doomed = [p for p, s in rows.items() if s == SubjectState.MOVING_IN]
             if doomed:
                 await conn.execute(delete(records).where(_where_in(records.c.pseudonym, doomed)))
                 await conn.execute(delete(subjects).where(_where_in(subjects.c.pseudonym, doomed)))
-        undo = [m for m in moves if rows.get(m.pseudonym) != HOME]
+        undo = [m for m in moves if rows.get(m.pseudonym) != SubjectState.HOME]
         if not undo:
             return
         await self._unfence(source, undo)
@@ -751,7 +728,11 @@ class Mover:
     async def _unfence(self, source: Shard, moves: Sequence[MoveRow]) -> None:
         async with source.write() as conn:
             await bulk.set_state(
-                conn, [m.pseudonym for m in moves], expect=(MOVING_OUT,), to=HOME, now=_now()
+                conn,
+                [m.pseudonym for m in moves],
+                expect=(SubjectState.MOVING_OUT,),
+                to=SubjectState.HOME,
+                now=_now(),
             )
 
 

@@ -37,15 +37,23 @@ from domicile import migrations
 from domicile.audit import events
 from domicile.audit.events import SYSTEM, make_leaf
 from domicile.shards.auditlog import site_of
-from domicile.shards.catalog import MIGRATION_DONE, MIGRATION_FAILED, Catalog
+from domicile.shards.catalog import Catalog
 from domicile.shards.catalog_schema import metadata as catalog_metadata
 from domicile.shards.engines import _WRITE, create_engine, is_unavailable
-from domicile.shards.errors import DomicileError, InvalidInput, ShardUnavailable
+from domicile.shards.errors import (
+    DomicileError,
+    InvalidInput,
+    MigrationFailed,
+    ShardIdentityMismatch,
+    ShardUnavailable,
+)
 from domicile.shards.guard import sync_guard
+from domicile.shards.migration_journal import MigrationJournal
 from domicile.shards.policy import Region, ShardSpec, Topology
 from domicile.shards.registry import Shard
 from domicile.shards.schema import metadata as shard_metadata
 from domicile.shards.schema import shard_identity
+from domicile.shards.states import MigrationStatus
 
 SHARD_HISTORY = "shard"
 CATALOG_HISTORY = "catalog"
@@ -58,14 +66,6 @@ _APPEND_BEFORE_0002 = text("INSERT INTO audit_entries (leaf) VALUES (:leaf)")
 
 #: ``pg_try_advisory_lock`` key held while a shard is being migrated ("domicile" in ASCII).
 _LOCK_KEY = 0x646F6D6963696C65
-
-
-class ShardIdentityMismatch(DomicileError):
-    code = "shard_identity_mismatch"
-
-
-class MigrationFailed(DomicileError):
-    code = "migration_failed"
 
 
 @dataclass(frozen=True)
@@ -188,7 +188,7 @@ def _describe(exc: BaseException) -> str:
 
 async def migrate_shard(
     shard: Shard,
-    catalog: Catalog,
+    journal: MigrationJournal,
     action: str,
     target: str | None,
     *,
@@ -202,9 +202,9 @@ async def migrate_shard(
         async with _migration_connection(shard) as conn:
             result.before = result.after = await conn.run_sync(_read_revision)
             await conn.commit()
-            await catalog.interrupt_migrations(shard.name)
+            await journal.interrupt(shard.name)
             for before, after in plan_steps(result.before, target, action, scripts):
-                entry = await catalog.start_migration(
+                entry = await journal.start(
                     wave=wave,
                     shard=shard.name,
                     action=action,
@@ -214,9 +214,9 @@ async def migrate_shard(
                 try:
                     await _apply_step(conn, shard, action, before, after, scripts, timeouts)
                 except Exception as exc:
-                    await catalog.finish_migration(entry, MIGRATION_FAILED, _describe(exc))
+                    await journal.finish(entry, MigrationStatus.FAILED, _describe(exc))
                     raise
-                await catalog.finish_migration(entry, MIGRATION_DONE)
+                await journal.finish(entry, MigrationStatus.DONE)
                 result.after = after
                 result.applied.append(after or "base")
     except Exception as exc:  # reported per shard; the wave decides whether to go on
@@ -300,7 +300,7 @@ async def _apply_step(
 
 async def run_wave(
     shards: Sequence[Shard],
-    catalog: Catalog,
+    journal: MigrationJournal,
     action: str,
     target: str | None,
     *,
@@ -328,16 +328,15 @@ async def run_wave(
             if pool is None:
                 outcomes = [
                     await migrate_shard(
-                        s, catalog, action, target, wave=wave, scripts=scripts, timeouts=timeouts
+                        s, journal, action, target, wave=wave, scripts=scripts, timeouts=timeouts
                     )
                     for s in group
                 ]
             else:
                 loop = asyncio.get_running_loop()
+                catalog_url = _url_of(journal.catalog)
                 jobs = [
-                    _Job(
-                        s.spec, s.region, _url_of(catalog), action, target, wave, scripts, timeouts
-                    )
+                    _Job(s.spec, s.region, catalog_url, action, target, wave, scripts, timeouts)
                     for s in group
                 ]
                 outcomes = list(
@@ -389,7 +388,7 @@ def _migrate_in_worker(job: _Job) -> ShardResult:
         try:
             return await migrate_shard(
                 shard,
-                catalog,
+                MigrationJournal(catalog),
                 job.action,
                 job.target,
                 wave=job.wave,

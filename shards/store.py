@@ -24,7 +24,6 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from domicile.audit import events
 from domicile.audit.events import Actor
 from domicile.shards.auditlog import append_entry, leaf_around_version
-from domicile.shards.catalog import MOVING, PENDING, Placement
 from domicile.shards.directory import Directory
 from domicile.shards.engines import statement_pool
 from domicile.shards.errors import (
@@ -41,10 +40,12 @@ from domicile.shards.errors import (
     VersionMismatch,
 )
 from domicile.shards.placement import choose_home
+from domicile.shards.placements import Placement
 from domicile.shards.policy import Topology, is_jurisdiction
 from domicile.shards.pseudonym import Pseudonymizer
 from domicile.shards.registry import Shard, ShardRegistry
 from domicile.shards.schema import records, subjects
+from domicile.shards.states import PlacementState, SubjectState
 
 T = TypeVar("T")
 
@@ -52,8 +53,8 @@ SUBJECT_ID = re.compile(r"^[A-Za-z0-9._:@-]{1,128}$")
 COLLECTION = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 RECORD_KEY = re.compile(r"^[A-Za-z0-9._:@-]{1,256}$")
 
-# Subject states in a shard's ``subjects`` table (its fence).
-HOME, MOVING_OUT, MOVING_IN, GONE = "home", "moving_out", "moving_in", "gone"
+#: The fence states a shard serves reads in (a move's source serves them until the switch).
+_READABLE = (SubjectState.HOME, SubjectState.MOVING_OUT)
 
 #: The columns of a record as listed and exported.
 _LISTED = (
@@ -74,8 +75,9 @@ FROM subjects s LEFT JOIN records r
 WHERE s.pseudonym = $1
 """
 # A put: FOR SHARE on the fence row, the upsert only if it says home, and the audit entry with
-# the new version spliced into its leaf; all or nothing, as in the transaction of ``put``.
-_PUT_PG = """
+# the new version spliced into its leaf; all or nothing, as in the transaction of ``put``. The
+# state is the vocabulary's own value, never input.
+_PUT_PG = f"""
 WITH fence AS (
     SELECT state FROM subjects WHERE pseudonym = $1 FOR SHARE
 ), put AS (
@@ -83,7 +85,7 @@ WITH fence AS (
                               content_sha256, created_at, updated_at)
     SELECT $1, $2::text, $3::text, $4::text, 1, $5::text, $6::text, $7::timestamptz,
            $7::timestamptz
-    FROM fence WHERE state = 'home'
+    FROM fence WHERE state = '{SubjectState.HOME}'
     ON CONFLICT (pseudonym, collection, key) DO UPDATE
     SET data = excluded.data, version = r.version + 1,
         content_sha256 = excluded.content_sha256, updated_at = excluded.updated_at
@@ -93,7 +95,7 @@ WITH fence AS (
     SELECT $8::bytea || convert_to(version::text, 'UTF8') || $9::bytea, $1 FROM put
 )
 SELECT (SELECT state FROM fence) AS state, (SELECT version FROM put) AS version
-"""
+"""  # noqa: S608
 
 
 def validate_subject_id(subject_id: str) -> None:
@@ -193,9 +195,9 @@ class RecordStore:
                 .with_for_update(read=True)
             )
         ).scalar_one_or_none()
-        if state == HOME:
+        if state == SubjectState.HOME:
             return
-        if state == MOVING_OUT:
+        if state == SubjectState.MOVING_OUT:
             raise SubjectMoving()
         raise NotHome(shard.name)
 
@@ -206,10 +208,10 @@ class RecordStore:
         )
 
     def _precheck(self, placement: Placement | None, writing: bool) -> None:
-        if placement is None or placement.state == PENDING:
+        if placement is None or placement.state == PlacementState.PENDING:
             raise SubjectNotFound()
         if writing:
-            if placement.state == MOVING:
+            if placement.state == PlacementState.MOVING:
                 raise SubjectMoving()
             if not self.topology.is_permitted(placement.jurisdiction, placement.shard):
                 raise PlacementNotPermitted(placement.jurisdiction, placement.shard)
@@ -258,19 +260,21 @@ class RecordStore:
         validate_jurisdiction(jurisdiction)
         pseudonym = self.pseudonyms.subject(subject_id)
         existing = await self.directory.resolve(pseudonym, fresh=True)
-        if existing is not None and existing.state != PENDING:
+        if existing is not None and existing.state != PlacementState.PENDING:
             if existing.jurisdiction != jurisdiction:
                 raise JurisdictionConflict(existing.jurisdiction, jurisdiction)
             return self._placement_view(subject_id, existing), False
         home = choose_home(self.topology, jurisdiction, pseudonym)
-        placement = await self.directory.catalog.reserve(pseudonym, jurisdiction, home.name)
+        placement = await self.directory.reserve(pseudonym, jurisdiction, home.name)
         if placement.jurisdiction != jurisdiction:
             raise JurisdictionConflict(placement.jurisdiction, jurisdiction)
         shard = self.registry[placement.shard]
         created = await self._create_on_shard(shard, subject_id, pseudonym, jurisdiction, actor)
-        if placement.state == PENDING:
-            await self.directory.catalog.activate(pseudonym)
-        return self._placement_view(subject_id, placement), created or placement.state == PENDING
+        if placement.state == PlacementState.PENDING:
+            await self.directory.activate(pseudonym)
+        return self._placement_view(
+            subject_id, placement
+        ), created or placement.state == PlacementState.PENDING
 
     async def _create_on_shard(
         self, shard: Shard, subject_id: str, pseudonym: str, jurisdiction: str, actor: Actor
@@ -283,7 +287,7 @@ class RecordStore:
                     pseudonym=pseudonym,
                     subject_id=subject_id,
                     jurisdiction=jurisdiction,
-                    state=HOME,
+                    state=SubjectState.HOME,
                     placement_version=1,
                     created_at=now,
                     updated_at=now,
@@ -309,7 +313,7 @@ class RecordStore:
         the subject), so it skips the cache."""
         validate_subject_id(subject_id)
         placement = await self.directory.resolve(self.pseudonyms.subject(subject_id), fresh=True)
-        if placement is None or placement.state == PENDING:
+        if placement is None or placement.state == PlacementState.PENDING:
             raise SubjectNotFound()
         return self._placement_view(subject_id, placement)
 
@@ -332,8 +336,7 @@ class RecordStore:
                     jurisdiction=p.jurisdiction,
                     records=removed,
                 )
-            await self.directory.catalog.remove(p.pseudonym)
-            await self.directory.invalidate(p.pseudonym)
+            await self.directory.remove(p.pseudonym)
             if shard.dialect == "sqlite":
                 await self._scrub_sqlite(shard)
             return int(removed)
@@ -344,11 +347,10 @@ class RecordStore:
             # An earlier erasure may have committed on the shard and stopped before the
             # catalog: finish it, so the erasure is idempotent.
             pseudonym = self.pseudonyms.subject(subject_id)
-            leftover = await self.directory.catalog.get(pseudonym)
-            if leftover is None or leftover.state == PENDING:
+            leftover = await self.directory.read(pseudonym)
+            if leftover is None or leftover.state == PlacementState.PENDING:
                 raise
-            await self.directory.catalog.remove(pseudonym)
-            await self.directory.invalidate(pseudonym)
+            await self.directory.remove(pseudonym)
             return 0
 
     async def _scrub_sqlite(self, shard: Shard) -> None:
@@ -418,7 +420,11 @@ class RecordStore:
                 )
                 assert row is not None
                 if row["version"] is None:
-                    raise SubjectMoving() if row["state"] == MOVING_OUT else NotHome(shard.name)
+                    raise (
+                        SubjectMoving()
+                        if row["state"] == SubjectState.MOVING_OUT
+                        else NotHome(shard.name)
+                    )
                 return self._record(subject_id, p, shard, collection, key, row["version"], digest)
             where = and_(
                 records.c.pseudonym == p.pseudonym,
@@ -513,7 +519,7 @@ class RecordStore:
         self, subject_id: str, p: Placement, shard: Shard, collection: str, key: str, row: Any
     ) -> StoredRecord:
         """A read's answer from its row (state, version, content_sha256, data)."""
-        if row is None or row[0] not in (HOME, MOVING_OUT):
+        if row is None or row[0] not in _READABLE:
             raise NotHome(shard.name)
         if row[1] is None:
             raise RecordNotFound()
@@ -619,7 +625,7 @@ class RecordStore:
         state = (
             await conn.execute(select(subjects.c.state).where(subjects.c.pseudonym == pseudonym))
         ).scalar_one_or_none()
-        if state not in (HOME, MOVING_OUT):
+        if state not in _READABLE:
             raise NotHome(shard.name)
 
     async def export(self, subject_id: str) -> tuple[SubjectPlacement, Sequence[StoredRecord]]:
@@ -648,7 +654,9 @@ class RecordStore:
         async with shard.read() as conn:
             n_subjects = (
                 await conn.execute(
-                    select(func.count()).select_from(subjects).where(subjects.c.state == HOME)
+                    select(func.count())
+                    .select_from(subjects)
+                    .where(subjects.c.state == SubjectState.HOME)
                 )
             ).scalar_one()
             n_records = (await conn.execute(select(func.count()).select_from(records))).scalar_one()

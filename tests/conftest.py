@@ -26,7 +26,7 @@ import redis
 from domicile.router.app import create_app
 from domicile.router.config import load_settings
 from domicile.router.runtime import Runtime, open_runtime
-from domicile.shards.catalog import SCOPES
+from domicile.shards.api_keys import SCOPES
 from domicile.shards.schema_runner import CATALOG_HISTORY, SHARD_HISTORY, head_revision, migrate
 
 PG_HOST = os.environ.get("DOMICILE_TEST_PG_HOST", "127.0.0.1")
@@ -265,7 +265,7 @@ async def start_api(settings: Any) -> AsyncIterator[Api]:
     async with app.router.lifespan_context(app):
         runtime: Runtime = app.state.runtime
         keys = {
-            scope: (await runtime.catalog.create_key(f"test-{scope}", {scope})).secret
+            scope: (await runtime.api_keys.create(f"test-{scope}", {scope})).secret
             for scope in SCOPES
         }
         transport = httpx.ASGITransport(app=app)
