@@ -7,8 +7,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from domicile.router import errors
-from domicile.router.api import audit, health, moves, records, shards, subjects
+from domicile.router.api import audit, errors, health, moves, records, shards, subjects
 from domicile.router.auth import Authenticator
 from domicile.router.config import Settings
 from domicile.router.observability import Metrics, Observability

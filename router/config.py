@@ -17,6 +17,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from domicile.router.errors import ConfigError
 from domicile.shards.policy import (
     BUILTIN_GROUPS,
     DEFAULT_RULE,
@@ -31,10 +32,6 @@ from domicile.shards.policy import (
 MIB = 1024 * 1024
 _NAME = r"^[a-z0-9][a-z0-9-]{0,62}$"
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
-
-
-class ConfigError(ValueError):
-    """A configuration problem, phrased as ``<key>: <what is wrong>``."""
 
 
 class Environment(BaseSettings):

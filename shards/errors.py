@@ -129,6 +129,7 @@ class NotHome(DomicileError):
     """The shard is not (or no longer) the subject's home: re-resolve the placement."""
 
     code = "not_home"
+    retry_after = 1  # the router re-resolves once; a caller that still sees it retries
 
     def __init__(self, shard: str) -> None:
         super().__init__(f"shard {shard} is not the subject's home")

@@ -20,7 +20,6 @@ from domicile.router.errors import ApiError
 from domicile.router.responses import JSONResponse
 from domicile.router.state import runtime_of
 from domicile.router.views import move_json
-from domicile.shards.errors import AlreadyPlaced
 from domicile.shards.moves import Mover
 
 router = APIRouter(prefix="/v1/moves", tags=["moves"])
@@ -72,11 +71,8 @@ async def move_subject(body: MoveRequest, request: Request, _: Admin) -> Respons
         runtime.pseudonyms,
         actor=actor_of(request),
     )
-    try:
-        # Shielded: a client hanging up must not stop a move half-way through a step.
-        moved = await asyncio.shield(mover.move_subject(body.subject_id, body.to_shard, "api"))
-    except AlreadyPlaced as exc:
-        raise ApiError(409, exc.code, str(exc)) from None
+    # Shielded: a client hanging up must not stop a move half-way through a step.
+    moved = await asyncio.shield(mover.move_subject(body.subject_id, body.to_shard, "api"))
     location = {"Location": f"/v1/moves/{moved.id}"}
     if not moved.state.finished:
         raise ApiError(

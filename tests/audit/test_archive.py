@@ -15,7 +15,8 @@ import pytest
 from botocore.exceptions import ClientError
 from mypy_boto3_s3 import S3Client
 
-from domicile.router.config import ConfigError, load_settings
+from domicile.router.config import load_settings
+from domicile.router.errors import ConfigError
 from tests.audit.conftest import S3Server, cli, write_some
 from tests.conftest import (
     SHARDS,
