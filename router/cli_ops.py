@@ -12,8 +12,7 @@ from domicile.router.cli_moves import moves
 from domicile.router.ops_console import comply_options, mover_for, report_moves, run_comply, stdout
 from domicile.router.runtime import Runtime
 from domicile.shards.comply import Selection
-from domicile.shards.errors import SubjectNotFound
-from domicile.shards.moves import AlreadyPlaced, MoveInProgress, MoveRefused
+from domicile.shards.errors import AlreadyPlaced, MoveInProgress, MoveRefused, SubjectNotFound
 from domicile.shards.policy import is_jurisdiction
 
 __all__ = ["comply_command", "move_command", "moves"]

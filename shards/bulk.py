@@ -20,7 +20,7 @@ from sqlalchemy import delete, insert, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from domicile.shards.engines import GUARD_MARKER
-from domicile.shards.errors import DomicileError, ResidencyGuardViolation
+from domicile.shards.errors import BulkWriteFailed, ResidencyGuardViolation
 from domicile.shards.schema import audit_pending, records, subjects
 
 #: Every column of ``records`` (and of ``subjects``), in the order rows are passed around here.
@@ -32,13 +32,6 @@ _READ_PG = f"SELECT {', '.join(COLUMNS)} FROM records WHERE pseudonym = ANY($1::
 
 #: Per subject and (collection, key): version, recorded content digest, digest of the bytes held.
 Listing = dict[str, dict[tuple[str, str], tuple[int, str, str]]]
-
-
-class BulkWriteFailed(DomicileError):
-    code = "bulk_write_failed"
-
-    def __init__(self, shard: str, exc: Exception) -> None:
-        super().__init__(f"shard {shard} refused the copied rows ({type(exc).__name__})")
 
 
 async def _driver(conn: AsyncConnection, *, in_transaction: bool) -> Any:

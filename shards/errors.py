@@ -126,3 +126,43 @@ class NotHome(DomicileError):
     def __init__(self, shard: str) -> None:
         super().__init__(f"shard {shard} is not the subject's home")
         self.shard = shard
+
+
+class MoveRefused(InvalidInput):
+    """The move is not allowed (unknown shard, or a shard the policy does not permit)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__("move_refused", message)
+
+
+class AlreadyPlaced(DomicileError):
+    code = "already_placed"
+
+    def __init__(self, shard: str) -> None:
+        super().__init__(f"the subject is already on shard {shard}")
+        self.shard = shard
+
+
+class MoveStuck(DomicileError):
+    code = "move_stuck"
+
+    def __init__(self) -> None:
+        super().__init__(
+            "the subject's directory entry changed while it was fenced; an operator must look "
+            "(see docs/operations.md)"
+        )
+
+
+class MoveInProgress(Unavailable):
+    code = "move_in_progress"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+
+
+class BulkWriteFailed(DomicileError):
+    code = "bulk_write_failed"
+
+    def __init__(self, shard: str, exc: Exception) -> None:
+        super().__init__(f"shard {shard} refused the copied rows ({type(exc).__name__})")
+        self.shard = shard

@@ -63,11 +63,13 @@ from domicile.shards.catalog import (
 )
 from domicile.shards.directory import Directory
 from domicile.shards.errors import (
+    AlreadyPlaced,
     DomicileError,
-    InvalidInput,
+    MoveInProgress,
+    MoveRefused,
+    MoveStuck,
     ResidencyGuardViolation,
     SubjectNotFound,
-    Unavailable,
 )
 from domicile.shards.policy import Topology
 from domicile.shards.pseudonym import Pseudonymizer
@@ -82,38 +84,6 @@ _UNKNOWN = ""
 
 #: How long a run may hold a move without advancing it before another run may take it over.
 LEASE = timedelta(minutes=2)
-
-
-class MoveRefused(InvalidInput):
-    """The move is not allowed (unknown shard, or a shard the policy does not permit)."""
-
-    def __init__(self, message: str) -> None:
-        super().__init__("move_refused", message)
-
-
-class AlreadyPlaced(DomicileError):
-    code = "already_placed"
-
-    def __init__(self, shard: str) -> None:
-        super().__init__(f"the subject is already on shard {shard}")
-        self.shard = shard
-
-
-class MoveStuck(DomicileError):
-    code = "move_stuck"
-
-    def __init__(self) -> None:
-        super().__init__(
-            "the subject's directory entry changed while it was fenced; an operator must look "
-            "(see docs/operations.md)"
-        )
-
-
-class MoveInProgress(Unavailable):
-    code = "move_in_progress"
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
 
 
 def process_owner() -> str:

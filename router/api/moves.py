@@ -22,7 +22,8 @@ from domicile.router.errors import ApiError
 from domicile.router.responses import JSONResponse
 from domicile.router.state import runtime_of
 from domicile.shards.catalog import FINISHED, MoveRow
-from domicile.shards.moves import AlreadyPlaced, Mover
+from domicile.shards.errors import AlreadyPlaced
+from domicile.shards.moves import Mover
 
 router = APIRouter(prefix="/v1/moves", tags=["moves"])
 
