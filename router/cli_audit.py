@@ -30,7 +30,7 @@ from domicile.router.config import Settings
 from domicile.router.runtime import Runtime
 from domicile.shards.errors import DomicileError
 from domicile.shards.registry import open_registry
-from domicile.shards.store import validate_jurisdiction, validate_subject_id
+from domicile.shards.validation import validate_jurisdiction, validate_subject_id
 
 FOLLOW_EVERY = 1.0
 

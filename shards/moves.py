@@ -75,7 +75,8 @@ from domicile.shards.policy import Topology
 from domicile.shards.pseudonym import Pseudonymizer
 from domicile.shards.registry import Shard, ShardRegistry
 from domicile.shards.schema import records, subjects
-from domicile.shards.store import GONE, HOME, MOVING_IN, MOVING_OUT, validate_subject_id
+from domicile.shards.store import GONE, HOME, MOVING_IN, MOVING_OUT
+from domicile.shards.validation import validate_subject_id
 
 log = logging.getLogger("domicile.moves")
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import builtins
 import hashlib
-import re
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -29,7 +28,6 @@ from domicile.shards.directory import Directory
 from domicile.shards.engines import statement_pool
 from domicile.shards.errors import (
     DomicileError,
-    InvalidInput,
     JurisdictionConflict,
     NotHome,
     PlacementNotPermitted,
@@ -41,16 +39,18 @@ from domicile.shards.errors import (
     VersionMismatch,
 )
 from domicile.shards.placement import choose_home
-from domicile.shards.policy import Topology, is_jurisdiction
+from domicile.shards.policy import Topology
 from domicile.shards.pseudonym import Pseudonymizer
 from domicile.shards.registry import Shard, ShardRegistry
 from domicile.shards.schema import records, subjects
+from domicile.shards.validation import (
+    validate_collection,
+    validate_jurisdiction,
+    validate_record_address,
+    validate_subject_id,
+)
 
 T = TypeVar("T")
-
-SUBJECT_ID = re.compile(r"^[A-Za-z0-9._:@-]{1,128}$")
-COLLECTION = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
-RECORD_KEY = re.compile(r"^[A-Za-z0-9._:@-]{1,256}$")
 
 # Subject states in a shard's ``subjects`` table (its fence).
 HOME, MOVING_OUT, MOVING_IN, GONE = "home", "moving_out", "moving_in", "gone"
@@ -94,30 +94,6 @@ WITH fence AS (
 )
 SELECT (SELECT state FROM fence) AS state, (SELECT version FROM put) AS version
 """
-
-
-def validate_subject_id(subject_id: str) -> None:
-    if not SUBJECT_ID.match(subject_id):
-        raise InvalidInput(
-            "invalid_subject_id", "subject_id must be 1-128 characters of [A-Za-z0-9._:@-]"
-        )
-
-
-def validate_jurisdiction(jurisdiction: str) -> None:
-    if not is_jurisdiction(jurisdiction):
-        raise InvalidInput(
-            "invalid_jurisdiction",
-            f"{jurisdiction!r} is not an ISO 3166-1 alpha-2 country code (upper case)",
-        )
-
-
-def validate_record_address(collection: str, key: str) -> None:
-    if not COLLECTION.match(collection):
-        raise InvalidInput(
-            "invalid_collection", "collection must be 1-64 characters of [A-Za-z0-9._-]"
-        )
-    if not RECORD_KEY.match(key):
-        raise InvalidInput("invalid_key", "record key must be 1-256 characters of [A-Za-z0-9._:@-]")
 
 
 def encode_data(data: dict[str, Any]) -> bytes:
@@ -569,10 +545,8 @@ class RecordStore:
         limit: int = 50,
         after: tuple[str, str] | None = None,
     ) -> RecordPage:
-        if collection is not None and not COLLECTION.match(collection):
-            raise InvalidInput(
-                "invalid_collection", "collection must be 1-64 characters of [A-Za-z0-9._-]"
-            )
+        if collection is not None:
+            validate_collection(collection)
 
         async def list_on(p: Placement, shard: Shard) -> RecordPage:
             stmt = (
