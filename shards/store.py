@@ -444,7 +444,7 @@ class RecordStore:
                             await conn.execute(select(records.c.version).where(where))
                         ).scalar_one_or_none()
                         raise VersionMismatch(if_match, current)
-                    version = int(row[0])
+                    version = int(row.version)
                 await append_entry(conn, shard, events.RECORD_PUT, actor, **entry, version=version)
             return self._record(subject_id, p, shard, collection, key, version, digest)
 
