@@ -62,6 +62,7 @@ from domicile.shards.catalog import (
     MoveRow,
 )
 from domicile.shards.directory import Directory
+from domicile.shards.engines import scrub_freed_pages
 from domicile.shards.errors import (
     AlreadyPlaced,
     DomicileError,
@@ -649,10 +650,7 @@ class Mover:
         if not todo:
             return
         source, _ = self._shards(live)
-        if source.dialect == "sqlite":
-            # secure_delete zeroed the freed pages; the WAL still holds older copies.
-            async with source.engine.connect() as conn:
-                await conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+        await scrub_freed_pages(source.engine)
         await self._advance(live, todo, (SWITCHED, PURGED), DONE)
         for m in todo:
             outcome.done.append(live.pop(m.id))

@@ -15,8 +15,7 @@ from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import orjson
-from sqlalchemy import and_, delete, func, select, text, tuple_, update
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import and_, delete, func, select, tuple_, update
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -25,7 +24,7 @@ from domicile.audit.events import Actor
 from domicile.shards.auditlog import append_entry, leaf_around_version
 from domicile.shards.catalog import MOVING, PENDING, Placement
 from domicile.shards.directory import Directory
-from domicile.shards.engines import statement_pool
+from domicile.shards.engines import insert_on_conflict, scrub_freed_pages, statement_pool
 from domicile.shards.errors import (
     DomicileError,
     JurisdictionConflict,
@@ -135,10 +134,6 @@ class RecordPage:
 
 def _now() -> datetime:
     return datetime.now(UTC)
-
-
-def _dialect_insert(conn: AsyncConnection) -> Any:
-    return postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
 
 
 class RecordStore:
@@ -254,7 +249,7 @@ class RecordStore:
         now = _now()
         async with shard.write() as conn:
             stmt = (
-                _dialect_insert(conn)(subjects)
+                insert_on_conflict(conn, subjects)
                 .values(
                     pseudonym=pseudonym,
                     subject_id=subject_id,
@@ -310,8 +305,7 @@ class RecordStore:
                 )
             await self.directory.catalog.remove(p.pseudonym)
             await self.directory.invalidate(p.pseudonym)
-            if shard.dialect == "sqlite":
-                await self._scrub_sqlite(shard)
+            await scrub_freed_pages(shard.engine)
             return int(removed)
 
         try:
@@ -326,12 +320,6 @@ class RecordStore:
             await self.directory.catalog.remove(pseudonym)
             await self.directory.invalidate(pseudonym)
             return 0
-
-    async def _scrub_sqlite(self, shard: Shard) -> None:
-        # secure_delete zeroed the freed pages; a TRUNCATE checkpoint also empties the WAL,
-        # which still holds earlier copies of those pages.
-        async with shard.engine.connect() as conn:
-            await conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
 
     # -- records -----------------------------------------------------------------------------
 
@@ -404,7 +392,7 @@ class RecordStore:
             async with shard.write() as conn:
                 await self._fence(conn, shard, p.pseudonym)
                 if if_match is None:
-                    ins = _dialect_insert(conn)(records).values(
+                    ins = insert_on_conflict(conn, records).values(
                         pseudonym=p.pseudonym,
                         collection=collection,
                         key=key,
@@ -607,9 +595,7 @@ class RecordStore:
                 .where(records.c.pseudonym == p.pseudonym)
                 .order_by(records.c.collection, records.c.key)
             )
-            async with shard.read() as conn:
-                if conn.dialect.name == "postgresql":
-                    await conn.execute(text("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ"))
+            async with shard.read(snapshot=True) as conn:
                 await self._check_home(conn, shard, p.pseudonym)
                 rows = (await conn.execute(stmt)).all()
             return self._placement_view(subject_id, p), self._records(subject_id, p, shard, rows)
