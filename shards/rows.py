@@ -1,8 +1,8 @@
 """Rows of the shard tables as typed objects, for the code that moves whole rows (moves' copies).
 
 Each type's fields are its table's columns, in the table's order (a test holds them to
-``shards.schema``), so a row is also a plain tuple in column order: asyncpg's COPY and an
-executemany take it as it is, with the type's field names as the column list.
+``shards.schema``), so a row is also a tuple in column order: ``bulk`` writes it with the type's
+field names as the column list.
 """
 
 from __future__ import annotations
