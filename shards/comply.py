@@ -1,8 +1,8 @@
 """``comply`` and ``drain``: find every subject placed where it may no longer be, and move it.
 
 Misplaced subjects are found in the catalog (jurisdiction and shard of every placement), never by
-scanning shards. Each goes to the shard a new subject of its jurisdiction would get (rendezvous
-hashing among the permitted shards that accept new subjects), so a rerun plans the same moves.
+scanning shards. Each goes to the shard a new subject of its jurisdiction would get
+(``placement.choose_home``, the drained shard excluded), so a rerun plans the same moves.
 Moves run in batches sharing (jurisdiction, source, target), ``parallel`` batches at a time.
 
 A run first resumes moves that a dead run left unfinished, so a rerun after Ctrl-C or kill -9
@@ -23,9 +23,10 @@ from functools import partial
 from typing import Any, Protocol
 
 from domicile.shards.directory import Directory
+from domicile.shards.errors import NoPermittedRegion
 from domicile.shards.move_journal import MovePlan, MoveRow
 from domicile.shards.moves import BatchOutcome, Mover, owner_is_dead
-from domicile.shards.placement import rendezvous
+from domicile.shards.placement import choose_home
 from domicile.shards.placements import Placement
 from domicile.shards.policy import Topology
 
@@ -50,12 +51,13 @@ class Selection:
         shard is no longer configured, so it cannot be read)."""
         if placement.shard not in topology.shards:
             return None
-        candidates = [
-            s
-            for s in topology.permitted_shards(placement.jurisdiction)
-            if s.accepts_new_subjects and s.name != self.drain
-        ]
-        return rendezvous(placement.pseudonym, candidates).name if candidates else None
+        try:
+            home = choose_home(
+                topology, placement.jurisdiction, placement.pseudonym, excluding=self.drain
+            )
+        except NoPermittedRegion:
+            return None
+        return home.name
 
 
 Pair = tuple[str, str, str | None]  # (jurisdiction, from shard, to shard or None: nowhere)

@@ -148,13 +148,6 @@ class MigrationFailed(DomicileError):
     code = "migration_failed"
 
 
-class BulkWriteFailed(DomicileError):
-    code = "bulk_write_failed"
-
-    def __init__(self, shard: str, exc: Exception) -> None:
-        super().__init__(f"shard {shard} refused the copied rows ({type(exc).__name__})")
-
-
 class MoveRefused(InvalidInput):
     """The move is not allowed (unknown shard, or a shard the policy does not permit)."""
 
@@ -194,3 +187,11 @@ class LeaseLost(DomicileError):
 
     def __init__(self) -> None:
         super().__init__("another run took over these moves; this run stopped touching them")
+
+
+class BulkWriteFailed(DomicileError):
+    code = "bulk_write_failed"
+
+    def __init__(self, shard: str, exc: Exception) -> None:
+        super().__init__(f"shard {shard} refused the copied rows ({type(exc).__name__})")
+        self.shard = shard

@@ -46,6 +46,7 @@ from domicile.audit.events import SYSTEM, Actor, make_leaf
 from domicile.shards import bulk
 from domicile.shards.auditlog import site_of
 from domicile.shards.directory import Directory
+from domicile.shards.engines import scrub_freed_pages
 from domicile.shards.errors import (
     AlreadyPlaced,
     DomicileError,
@@ -60,9 +61,10 @@ from domicile.shards.move_journal import MoveJournal, MovePlan, MoveRow
 from domicile.shards.policy import Topology
 from domicile.shards.pseudonym import Pseudonymizer
 from domicile.shards.registry import Shard, ShardRegistry
+from domicile.shards.rows import RecordRow, SubjectRow
 from domicile.shards.schema import records, subjects
 from domicile.shards.states import MoveState, PlacementState, SubjectState
-from domicile.shards.store import validate_subject_id
+from domicile.shards.validation import validate_subject_id
 
 log = logging.getLogger("domicile.moves")
 
@@ -414,19 +416,19 @@ class Mover:
                     conn,
                     target.name,
                     [
-                        (
-                            p,
-                            found[p].subject_id,
-                            found[p].jurisdiction,
-                            SubjectState.MOVING_IN,
-                            by_pseudonym[p].placement_version + 1,
-                            found[p].created_at,
-                            now,
+                        SubjectRow(
+                            pseudonym=p,
+                            subject_id=found[p].subject_id,
+                            jurisdiction=found[p].jurisdiction,
+                            state=SubjectState.MOVING_IN,
+                            placement_version=by_pseudonym[p].placement_version + 1,
+                            created_at=found[p].created_at,
+                            updated_at=now,
                         )
                         for p in copy
                     ],
                 )
-                rows = [r for r in rows if r[0] not in clash]
+                rows = [r for r in rows if r.pseudonym not in clash]
                 await bulk.write_records(conn, target.name, rows)
                 landed = await bulk.fingerprints(conn, copy)
         if clash:
@@ -451,12 +453,12 @@ class Mover:
         self,
         found: dict[str, bulk.Held],
         copy: Sequence[str],
-        rows: Sequence[Sequence[Any]],
+        rows: Sequence[RecordRow],
         landed: dict[str, bulk.Fingerprint],
     ) -> dict[str, Copied]:
         entries: dict[str, list[tuple[str, str, int, str, str]]] = {p: [] for p in copy}
-        for p, collection, key, data, version, _, label, _, _ in rows:  # bulk.COLUMNS order
-            entries[p].append((collection, key, version, label, _held(data)))
+        for r in rows:
+            entries[r.pseudonym].append(_entry(r))
         copied: dict[str, Copied] = {}
         for p, listed in entries.items():
             subject_id = found[p].subject_id
@@ -558,7 +560,7 @@ class Mover:
         target: Shard,
         moves: Sequence[MoveRow],
         subject_ids: dict[str, str | None],
-        rows: dict[str, list[Sequence[Any]]],
+        rows: dict[str, list[RecordRow]],
         copied: dict[str, Copied],
     ) -> dict[str, tuple[int, str] | str]:
         """Verify from the fenced source's ``rows``: each record's bytes against the digest
@@ -572,13 +574,7 @@ class Mover:
         if unknown:  # resumed: what the target holds is read
             fetched = await _fingerprints(target, unknown)
             held.update({p: fetched.get(p) for p in unknown})
-        entries = {
-            p: [  # rows in bulk.COLUMNS order
-                (collection, key, version, label, _held(data))
-                for _, collection, key, data, version, _, label, _, _ in rows[p]
-            ]
-            for p in wanted
-        }
+        entries = {p: [_entry(r) for r in rows[p]] for p in wanted}
         expected = {p: bulk.fingerprint(listed) for p, listed in entries.items()}
         stale = [p for p in wanted if expected[p] != held[p]]
         if stale:
@@ -660,10 +656,7 @@ class Mover:
         if not todo:
             return
         source, _ = self._shards(live)
-        if source.dialect == "sqlite":
-            # secure_delete zeroed the freed pages; the WAL still holds older copies.
-            async with source.engine.connect() as conn:
-                await conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+        await scrub_freed_pages(source.engine)
         await self._advance(live, todo, (MoveState.SWITCHED, MoveState.PURGED), MoveState.DONE)
         for m in todo:
             outcome.done.append(live.pop(m.id))
@@ -741,9 +734,11 @@ async def _fingerprints(shard: Shard, pseudonyms: Sequence[str]) -> dict[str, bu
         return await bulk.fingerprints(conn, pseudonyms)
 
 
-def _held(data: str) -> str:
-    """The digest of a record's bytes as a shard holds them, as ``bulk.fingerprints`` takes it."""
-    return hashlib.sha256(data.encode()).hexdigest()
+def _entry(row: RecordRow) -> tuple[str, str, int, str, str]:
+    """A record's entry as ``bulk.fingerprint`` takes it: (collection, key, version, recorded
+    content digest, digest of the bytes the shard holds)."""
+    digest = hashlib.sha256(row.data.encode()).hexdigest()
+    return row.collection, row.key, row.version, row.content_sha256, digest
 
 
 def _pairs(rows: Iterable[Any]) -> dict[Any, Any]:

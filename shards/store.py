@@ -9,15 +9,13 @@ from __future__ import annotations
 
 import builtins
 import hashlib
-import re
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import orjson
-from sqlalchemy import and_, delete, func, select, text, tuple_, update
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import and_, delete, func, select, tuple_, update
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -25,10 +23,9 @@ from domicile.audit import events
 from domicile.audit.events import Actor
 from domicile.shards.auditlog import append_entry, leaf_around_version
 from domicile.shards.directory import Directory
-from domicile.shards.engines import statement_pool
+from domicile.shards.engines import insert_on_conflict, scrub_freed_pages, statement_pool
 from domicile.shards.errors import (
     DomicileError,
-    InvalidInput,
     JurisdictionConflict,
     NotHome,
     PlacementNotPermitted,
@@ -41,17 +38,19 @@ from domicile.shards.errors import (
 )
 from domicile.shards.placement import choose_home
 from domicile.shards.placements import Placement
-from domicile.shards.policy import Topology, is_jurisdiction
+from domicile.shards.policy import Topology
 from domicile.shards.pseudonym import Pseudonymizer
 from domicile.shards.registry import Shard, ShardRegistry
 from domicile.shards.schema import records, subjects
 from domicile.shards.states import PlacementState, SubjectState
+from domicile.shards.validation import (
+    validate_collection,
+    validate_jurisdiction,
+    validate_record_address,
+    validate_subject_id,
+)
 
 T = TypeVar("T")
-
-SUBJECT_ID = re.compile(r"^[A-Za-z0-9._:@-]{1,128}$")
-COLLECTION = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
-RECORD_KEY = re.compile(r"^[A-Za-z0-9._:@-]{1,256}$")
 
 #: The fence states a shard serves reads in (a move's source serves them until the switch).
 _READABLE = (SubjectState.HOME, SubjectState.MOVING_OUT)
@@ -98,30 +97,6 @@ SELECT (SELECT state FROM fence) AS state, (SELECT version FROM put) AS version
 """  # noqa: S608
 
 
-def validate_subject_id(subject_id: str) -> None:
-    if not SUBJECT_ID.match(subject_id):
-        raise InvalidInput(
-            "invalid_subject_id", "subject_id must be 1-128 characters of [A-Za-z0-9._:@-]"
-        )
-
-
-def validate_jurisdiction(jurisdiction: str) -> None:
-    if not is_jurisdiction(jurisdiction):
-        raise InvalidInput(
-            "invalid_jurisdiction",
-            f"{jurisdiction!r} is not an ISO 3166-1 alpha-2 country code (upper case)",
-        )
-
-
-def validate_record_address(collection: str, key: str) -> None:
-    if not COLLECTION.match(collection):
-        raise InvalidInput(
-            "invalid_collection", "collection must be 1-64 characters of [A-Za-z0-9._-]"
-        )
-    if not RECORD_KEY.match(key):
-        raise InvalidInput("invalid_key", "record key must be 1-256 characters of [A-Za-z0-9._:@-]")
-
-
 def encode_data(data: dict[str, Any]) -> bytes:
     """The stored form of a record's content; ``content_sha256`` is the digest of these bytes."""
     return orjson.dumps(data, option=orjson.OPT_SORT_KEYS)
@@ -161,10 +136,6 @@ class RecordPage:
 
 def _now() -> datetime:
     return datetime.now(UTC)
-
-
-def _dialect_insert(conn: AsyncConnection) -> Any:
-    return postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
 
 
 class RecordStore:
@@ -282,7 +253,7 @@ class RecordStore:
         now = _now()
         async with shard.write() as conn:
             stmt = (
-                _dialect_insert(conn)(subjects)
+                insert_on_conflict(conn, subjects)
                 .values(
                     pseudonym=pseudonym,
                     subject_id=subject_id,
@@ -337,8 +308,7 @@ class RecordStore:
                     records=removed,
                 )
             await self.directory.remove(p.pseudonym)
-            if shard.dialect == "sqlite":
-                await self._scrub_sqlite(shard)
+            await scrub_freed_pages(shard.engine)
             return int(removed)
 
         try:
@@ -352,12 +322,6 @@ class RecordStore:
                 raise
             await self.directory.remove(pseudonym)
             return 0
-
-    async def _scrub_sqlite(self, shard: Shard) -> None:
-        # secure_delete zeroed the freed pages; a TRUNCATE checkpoint also empties the WAL,
-        # which still holds earlier copies of those pages.
-        async with shard.engine.connect() as conn:
-            await conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
 
     # -- records -----------------------------------------------------------------------------
 
@@ -434,7 +398,7 @@ class RecordStore:
             async with shard.write() as conn:
                 await self._fence(conn, shard, p.pseudonym)
                 if if_match is None:
-                    ins = _dialect_insert(conn)(records).values(
+                    ins = insert_on_conflict(conn, records).values(
                         pseudonym=p.pseudonym,
                         collection=collection,
                         key=key,
@@ -474,7 +438,7 @@ class RecordStore:
                             await conn.execute(select(records.c.version).where(where))
                         ).scalar_one_or_none()
                         raise VersionMismatch(if_match, current)
-                    version = int(row[0])
+                    version = int(row.version)
                 await append_entry(conn, shard, events.RECORD_PUT, actor, **entry, version=version)
             return self._record(subject_id, p, shard, collection, key, version, digest)
 
@@ -575,10 +539,8 @@ class RecordStore:
         limit: int = 50,
         after: tuple[str, str] | None = None,
     ) -> RecordPage:
-        if collection is not None and not COLLECTION.match(collection):
-            raise InvalidInput(
-                "invalid_collection", "collection must be 1-64 characters of [A-Za-z0-9._-]"
-            )
+        if collection is not None:
+            validate_collection(collection)
 
         async def list_on(p: Placement, shard: Shard) -> RecordPage:
             stmt = (
@@ -639,9 +601,7 @@ class RecordStore:
                 .where(records.c.pseudonym == p.pseudonym)
                 .order_by(records.c.collection, records.c.key)
             )
-            async with shard.read() as conn:
-                if conn.dialect.name == "postgresql":
-                    await conn.execute(text("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ"))
+            async with shard.read(snapshot=True) as conn:
                 await self._check_home(conn, shard, p.pseudonym)
                 rows = (await conn.execute(stmt)).all()
             return self._placement_view(subject_id, p), self._records(subject_id, p, shard, rows)

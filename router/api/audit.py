@@ -34,7 +34,7 @@ from domicile.router.responses import JSONResponse
 from domicile.router.state import runtime_of
 from domicile.shards.errors import SubjectNotFound, Unavailable
 from domicile.shards.residency import build_report
-from domicile.shards.store import validate_jurisdiction, validate_subject_id
+from domicile.shards.validation import validate_jurisdiction, validate_subject_id
 
 router = APIRouter(prefix="/v1/audit", tags=["audit"])
 

@@ -33,7 +33,7 @@ from domicile.shards.errors import DomicileError
 from domicile.shards.log_store import ShardLogStore
 from domicile.shards.registry import open_registry
 from domicile.shards.residency import build_report
-from domicile.shards.store import validate_jurisdiction, validate_subject_id
+from domicile.shards.validation import validate_jurisdiction, validate_subject_id
 
 FOLLOW_EVERY = 1.0
 
