@@ -19,11 +19,11 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Row, bindparam, or_, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from domicile.shards.catalog import Catalog
 from domicile.shards.catalog_schema import directory, moves
+from domicile.shards.engines import insert_on_conflict
 from domicile.shards.errors import CatalogUnavailable
 from domicile.shards.states import MoveState, PlacementState
 
@@ -144,10 +144,6 @@ async def record_details(
         )
 
 
-def _dialect_insert(conn: AsyncConnection) -> Any:
-    return postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
-
-
 class MoveJournal:
     def __init__(self, catalog: Catalog) -> None:
         self._catalog = catalog
@@ -235,7 +231,7 @@ class MoveJournal:
             if not rows:
                 return []
             # The partial unique index refuses a second unfinished move of the same subject.
-            stmt = _dialect_insert(conn)(moves).on_conflict_do_nothing().returning(*moves.c)
+            stmt = insert_on_conflict(conn, moves).on_conflict_do_nothing().returning(*moves.c)
             return [_move(r) for r in await conn.execute(stmt, rows)]
 
     async def advance(

@@ -42,9 +42,9 @@ from sqlalchemy import delete, select
 from sqlalchemy.exc import DBAPIError
 
 from domicile.audit import events
-from domicile.audit.events import SYSTEM, Actor, make_leaf
+from domicile.audit.events import SYSTEM, Actor
 from domicile.shards import bulk
-from domicile.shards.auditlog import site_of
+from domicile.shards.auditlog import shard_leaf
 from domicile.shards.directory import Directory
 from domicile.shards.engines import scrub_freed_pages
 from domicile.shards.errors import (
@@ -666,10 +666,9 @@ class Mover:
         """The audit leaf of each move, by subject in pseudonym order: appended in the
         transaction of the change, for the subjects it changes (a resumed step appends none
         twice)."""
-        site = site_of(shard)
         return {
-            m.pseudonym: make_leaf(
-                site,
+            m.pseudonym: shard_leaf(
+                shard,
                 event,
                 self.actor,
                 subject=m.pseudonym,

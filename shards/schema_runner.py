@@ -35,8 +35,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from domicile import migrations
 from domicile.audit import events
-from domicile.audit.events import SYSTEM, make_leaf
-from domicile.shards.auditlog import site_of
+from domicile.audit.events import SYSTEM
+from domicile.shards.auditlog import shard_leaf
 from domicile.shards.catalog import Catalog
 from domicile.shards.catalog_schema import metadata as catalog_metadata
 from domicile.shards.engines import _WRITE, create_engine, is_unavailable
@@ -282,8 +282,8 @@ async def _apply_step(
             if broken:
                 raise MigrationFailed(f"revision left {len(broken)} rows with dangling keys")
         if after is not None:  # downgrading to base drops the log itself
-            leaf = make_leaf(
-                site_of(shard),
+            leaf = shard_leaf(
+                shard,
                 events.SCHEMA_MIGRATED,
                 SYSTEM,
                 subject=None,
