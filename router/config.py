@@ -30,7 +30,7 @@ from domicile.shards.policy import (
 )
 
 MIB = 1024 * 1024
-_NAME = r"^[a-z0-9][a-z0-9-]{0,62}$"
+_NAME = r"[a-z0-9][a-z0-9-]{0,62}"
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
@@ -250,7 +250,7 @@ def _build(document: dict[str, Any], data_dir: Path, *, embedded: bool) -> Setti
 def _topology(model: ConfigFile) -> Topology:
     regions: dict[str, Region] = {}
     for name, region in model.regions.items():
-        if not re.match(_NAME, name):
+        if not re.fullmatch(_NAME, name):
             raise ConfigError(f"regions.{name}: region names are lower-case letters, digits, '-'")
         if region.country not in ISO_CODES:
             raise ConfigError(
@@ -264,7 +264,7 @@ def _topology(model: ConfigFile) -> Topology:
 
     shards: dict[str, ShardSpec] = {}
     for name, shard in model.shards.items():
-        if not re.match(_NAME, name):
+        if not re.fullmatch(_NAME, name):
             raise ConfigError(f"shards.{name}: shard names are lower-case letters, digits, '-'")
         if shard.region not in regions:
             raise ConfigError(f"shards.{name}.region: {shard.region!r} is not a declared region")
@@ -277,7 +277,7 @@ def _topology(model: ConfigFile) -> Topology:
         raise ConfigError("shards: at least one shard must be declared")
 
     for group, members in model.groups.items():
-        if group in ISO_CODES or group == DEFAULT_RULE or not re.match(r"^[A-Z][A-Z0-9_]+$", group):
+        if group in ISO_CODES or group == DEFAULT_RULE or not re.fullmatch(r"[A-Z][A-Z0-9_]+", group):
             raise ConfigError(
                 f"groups.{group}: a group name is upper case and not a jurisdiction code"
             )
