@@ -30,7 +30,8 @@ from domicile.shards.policy import (
 )
 
 MIB = 1024 * 1024
-_NAME = r"[a-z0-9][a-z0-9-]{0,62}"
+# Anchored for pydantic's patterns (searched, not matched; its "$" is the very end).
+_NAME = r"^[a-z0-9][a-z0-9-]{0,62}$"
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
@@ -277,7 +278,11 @@ def _topology(model: ConfigFile) -> Topology:
         raise ConfigError("shards: at least one shard must be declared")
 
     for group, members in model.groups.items():
-        if group in ISO_CODES or group == DEFAULT_RULE or not re.fullmatch(r"[A-Z][A-Z0-9_]+", group):
+        if (
+            group in ISO_CODES
+            or group == DEFAULT_RULE
+            or not re.fullmatch(r"[A-Z][A-Z0-9_]+", group)
+        ):
             raise ConfigError(
                 f"groups.{group}: a group name is upper case and not a jurisdiction code"
             )

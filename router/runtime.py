@@ -3,7 +3,9 @@ app's lifespan or a CLI command) and closed at the end."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -41,6 +43,9 @@ from domicile.shards.store import RecordStore
 
 log = logging.getLogger("domicile")
 
+#: How long a process starting beside another waits for that one's start-up migration.
+STARTUP_MIGRATION_WAIT = 60.0
+
 
 @dataclass
 class Runtime:
@@ -76,11 +81,7 @@ def _preparation(
                 raise ShardUnavailable(shard.name) from exc
             raise
         if settings.embedded and revision != head:
-            # Journaled and logged (schema.migrated) like any `domicile shards upgrade`.
-            result = await migrate_shard(shard, journal, UPGRADE, head, wave="start-up")
-            if result.status == "failed":
-                raise MigrationFailed(f"shard {shard.name}: {result.error}")
-            revision = result.after
+            revision = await _bring_to_head(shard, journal, head)
         if revision is None:
             raise ShardSchemaMissing(shard.name)
         if revision != head:
@@ -88,6 +89,23 @@ def _preparation(
         await sync_shard(shard, settings.topology.jurisdictions_for_shard(shard.name))
 
     return prepare
+
+
+async def _bring_to_head(shard: Shard, journal: MigrationJournal, head: str) -> str | None:
+    """Migrate an embedded shard at start-up, journaled and logged (schema.migrated) like any
+    `domicile shards upgrade`. Processes starting together race for the migration lock: the
+    ones that lose wait until the winner has brought the shard to head."""
+    deadline = time.monotonic() + STARTUP_MIGRATION_WAIT
+    while True:
+        result = await migrate_shard(shard, journal, UPGRADE, head, wave="start-up")
+        if result.status != "failed":
+            return result.after
+        revision = await current_revision(shard.engine)
+        if revision == head:
+            return revision
+        if time.monotonic() > deadline:
+            raise MigrationFailed(f"shard {shard.name}: {result.error}")
+        await asyncio.sleep(0.2)
 
 
 async def _prepare_shards(

@@ -71,9 +71,10 @@ class Directory:
         """A new subject's pending placement, or the one a concurrent or earlier attempt made."""
         return await self._table.reserve(pseudonym, jurisdiction, shard)
 
-    async def activate(self, pseudonym: str) -> None:
-        """Make a pending placement visible, once the subject exists on its shard."""
-        await self._table.activate(pseudonym)
+    async def activate(self, pseudonym: str) -> bool:
+        """Make a pending placement visible, once the subject exists on its shard; whether this
+        call did (of concurrent registrations of one subject, exactly one does)."""
+        return await self._table.activate(pseudonym)
 
     async def remove(self, pseudonym: str) -> None:
         """Forget an erased subject's placement."""

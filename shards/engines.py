@@ -221,6 +221,18 @@ def insert_on_conflict(conn: AsyncConnection, table: Table) -> postgresql.Insert
     return sqlite.insert(table)
 
 
+#: Transaction-scoped advisory lock keys (PostgreSQL) of the start-up steps that write.
+STARTUP_LOCK = 0x646F6D2D73746172  # "dom-star"
+
+
+async def serialize_writers(conn: AsyncConnection, key: int = STARTUP_LOCK) -> None:
+    """Make the caller's write transaction the only one holding ``key`` until it ends, so
+    processes starting together take their start-up writes one after another. SQLite's write
+    transactions (``BEGIN IMMEDIATE``) exclude each other already."""
+    if conn.dialect.name == "postgresql":
+        await conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": key})
+
+
 async def scrub_freed_pages(engine: AsyncEngine) -> None:
     """After personal data is deleted: on SQLite, secure_delete zeroed the freed pages, and a
     TRUNCATE checkpoint also empties the WAL, which still holds earlier copies of those pages.

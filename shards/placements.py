@@ -121,9 +121,10 @@ class PlacementTable:
             return existing
         return Placement(pseudonym, jurisdiction, shard, 1, PlacementState.PENDING)
 
-    async def activate(self, pseudonym: str) -> None:
+    async def activate(self, pseudonym: str) -> bool:
+        """Whether this call made the pending placement active (concurrent callers: one)."""
         async with self._catalog.transaction(write=True) as conn:
-            await conn.execute(
+            done = await conn.execute(
                 update(directory)
                 .where(
                     directory.c.pseudonym == pseudonym,
@@ -131,6 +132,7 @@ class PlacementTable:
                 )
                 .values(state=PlacementState.ACTIVE, updated_at=_now())
             )
+        return done.rowcount == 1
 
     async def remove(self, pseudonym: str) -> None:
         async with self._catalog.transaction(write=True) as conn:

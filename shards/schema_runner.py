@@ -39,7 +39,7 @@ from domicile.audit.events import SYSTEM
 from domicile.shards.auditlog import shard_leaf
 from domicile.shards.catalog import Catalog
 from domicile.shards.catalog_schema import metadata as catalog_metadata
-from domicile.shards.engines import _WRITE, create_engine, is_unavailable
+from domicile.shards.engines import _WRITE, create_engine, is_unavailable, serialize_writers
 from domicile.shards.errors import (
     DomicileError,
     InvalidInput,
@@ -162,8 +162,12 @@ async def migrate(engine: AsyncEngine, history: str, action: str, revision: str)
     """Apply a history to one database in alembic's own transactions (the catalog, tests)."""
     cfg = alembic_config(history)
     async with engine.connect() as conn:
-        await conn.run_sync(_run, cfg, action, revision)
-        await conn.commit()
+        # One transaction for the whole history, as the only writer: processes starting
+        # together find the database migrated by the first rather than racing its DDL.
+        await conn.execution_options(**{_WRITE: True})
+        async with conn.begin():
+            await serialize_writers(conn)
+            await conn.run_sync(_run, cfg, action, revision)
 
 
 def _has_queue(connection: Connection) -> bool:
@@ -442,6 +446,7 @@ async def sync_shard(shard: Shard, jurisdictions: frozenset[str]) -> None:
     """Record the shard's identity (first start) or check it, and make its residency guard
     admit exactly ``jurisdictions``. (This is the shard's preparation, hence unprepared.)"""
     async with shard.write_unprepared() as conn:
+        await serialize_writers(conn)  # processes starting together converge, one at a time
         row = (await conn.execute(select(shard_identity))).first()
         if row is None:
             await conn.execute(

@@ -240,16 +240,17 @@ class RecordStore:
         if placement.jurisdiction != jurisdiction:
             raise JurisdictionConflict(placement.jurisdiction, jurisdiction)
         shard = self.registry[placement.shard]
-        created = await self._create_on_shard(shard, subject_id, pseudonym, jurisdiction, actor)
-        if placement.state == PlacementState.PENDING:
-            await self.directory.activate(pseudonym)
-        return self._placement_view(
-            subject_id, placement
-        ), created or placement.state == PlacementState.PENDING
+        await self._create_on_shard(shard, subject_id, pseudonym, jurisdiction, actor)
+        # Created now is whoever activates the placement: one of concurrent registrations, or
+        # the retry that completes one a crash interrupted.
+        created = placement.state == PlacementState.PENDING and await self.directory.activate(
+            pseudonym
+        )
+        return self._placement_view(subject_id, placement), created
 
     async def _create_on_shard(
         self, shard: Shard, subject_id: str, pseudonym: str, jurisdiction: str, actor: Actor
-    ) -> bool:
+    ) -> None:
         now = _now()
         async with shard.write() as conn:
             stmt = (
@@ -266,8 +267,7 @@ class RecordStore:
                 .on_conflict_do_nothing(index_elements=[subjects.c.pseudonym])
                 .returning(subjects.c.pseudonym)
             )
-            inserted = (await conn.execute(stmt)).first() is not None
-            if inserted:
+            if (await conn.execute(stmt)).first() is not None:
                 await append_entry(
                     conn,
                     shard,
@@ -276,7 +276,6 @@ class RecordStore:
                     subject=pseudonym,
                     jurisdiction=jurisdiction,
                 )
-        return inserted
 
     async def placement(self, subject_id: str) -> SubjectPlacement:
         """Where the subject lives, on the catalog's word: this answer touches no shard that
@@ -516,9 +515,10 @@ class RecordStore:
                     current = (
                         await conn.execute(select(records.c.version).where(where))
                     ).scalar_one_or_none()
-                    if current is None:
-                        raise RecordNotFound()
-                    raise VersionMismatch(if_match or 0, current)
+                    # A precondition on a missing record fails too (RFC 9110 13.1.1), as on PUT.
+                    if if_match is not None:
+                        raise VersionMismatch(if_match, current)
+                    raise RecordNotFound()
                 await append_entry(
                     conn,
                     shard,
