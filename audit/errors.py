@@ -63,6 +63,7 @@ class LogUnavailable(AuditError):
     """Retryable: the log's store cannot be reached now."""
 
     code = "log_unavailable"
+    retry_after = 1
 
 
 class ArchiveError(AuditError):

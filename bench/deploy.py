@@ -36,6 +36,7 @@ from domicile.shards.placement import choose_home
 from domicile.shards.schema import records as records_table
 from domicile.shards.schema import subjects as subjects_table
 from domicile.shards.schema_runner import CATALOG_HISTORY, SHARD_HISTORY, migrate
+from domicile.shards.states import PlacementState, SubjectState
 from domicile.shards.store import encode_data
 
 #: The tables' columns, in the order rows are built for COPY.
@@ -190,7 +191,7 @@ async def _seed(dep: Deployment) -> None:
     async with open_runtime(settings) as runtime:
         store = runtime.store
         dep.api_key = (
-            await runtime.catalog.create_key("bench", {"records:read", "records:write"})
+            await runtime.api_keys.create("bench", {"records:read", "records:write"})
         ).secret
         gate = asyncio.Semaphore(16)
 
@@ -217,8 +218,10 @@ async def _seed(dep: Deployment) -> None:
             shard = choose_home(settings.topology, jurisdiction, pseudonym).name
             stored = encode_data(record_body(i))
             digest = hashlib.sha256(stored).hexdigest()
-            directory.append((pseudonym, jurisdiction, shard, 1, "active", now, now))
-            subjects[shard].append((pseudonym, cold_id(i), jurisdiction, "home", 1, now, now))
+            directory.append((pseudonym, jurisdiction, shard, 1, PlacementState.ACTIVE, now, now))
+            subjects[shard].append(
+                (pseudonym, cold_id(i), jurisdiction, SubjectState.HOME, 1, now, now)
+            )
             records[shard].append(
                 (pseudonym, COLLECTION, KEY, stored.decode(), 1, jurisdiction, digest, now, now)
             )

@@ -36,13 +36,13 @@ from bench.deploy import DIRECTORY_COLUMNS, RECORD_COLUMNS, SUBJECT_COLUMNS
 from domicile.audit.events import Actor
 from domicile.router.config import load_settings
 from domicile.router.runtime import open_runtime
-from domicile.shards.catalog import ACTIVE
 from domicile.shards.comply import Selection, comply
 from domicile.shards.errors import Unavailable
 from domicile.shards.moves import Mover
 from domicile.shards.pseudonym import Pseudonymizer
 from domicile.shards.schema_runner import CATALOG_HISTORY, SHARD_HISTORY, migrate
-from domicile.shards.store import HOME, content_digest, encode_data
+from domicile.shards.states import PlacementState, SubjectState
+from domicile.shards.store import content_digest, encode_data
 
 CONFIG = """\
 deployment = "bench"
@@ -101,8 +101,8 @@ async def load_data(setup: Setup, dsn: str, databases: dict[str, str]) -> None:
     for i in range(setup.subjects):
         subject = f"bench-{i}"
         p = pseudonyms.subject(subject)
-        subject_rows.append((p, subject, "RU", HOME, 1, now, now))
-        directory_rows.append((p, "RU", "eu-fra-1", 1, ACTIVE, now, now))
+        subject_rows.append((p, subject, "RU", SubjectState.HOME, 1, now, now))
+        directory_rows.append((p, "RU", "eu-fra-1", 1, PlacementState.ACTIVE, now, now))
         for k in range(setup.records):
             stored = encode_data({"n": k, "payload": "x" * 200})
             record_rows.append(
@@ -206,6 +206,7 @@ async def move_all(setup: Setup, parallel: int, batch_size: int) -> tuple[float,
             runtime.settings.topology,
             runtime.registry,
             runtime.directory,
+            runtime.move_journal,
             runtime.pseudonyms,
             actor=Actor(key_id="bench", purpose="bench"),
         )

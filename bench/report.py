@@ -611,7 +611,7 @@ What changed, and what it bought:
    43k entries/s and then about 2x again with the queue, `audit verify` 65k -> 126k leaves/s at
    300k entries (hashing a page of leaves at a time, `CompactRange.extend`), PostgreSQL CPU per
    put about 20 us lower, half of it the integrator's.
-9. **Moves** (`shards/moves.py`, `shards/bulk.py`, the journal in `shards/catalog.py`; details
+9. **Moves** (`shards/moves.py`, `shards/bulk.py`, the journal in `shards/move_journal.py`; details
    in docs/operations.md section 7). Each step of a batch is one statement on PostgreSQL: the
    source read in one snapshot, `COPY` into the target, the fence with its audit entries,
    every journal step one prepared statement. Each subject's verification (record count,

@@ -7,8 +7,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from domicile.router import errors
-from domicile.router.api import audit, health, moves, records, shards, subjects
+from domicile.router.api import audit, errors, health, moves, records, shards, subjects
 from domicile.router.auth import Authenticator
 from domicile.router.config import Settings
 from domicile.router.observability import Metrics, Observability
@@ -21,7 +20,7 @@ def create_app(settings: Settings) -> FastAPI:
         async with open_runtime(settings) as runtime:
             await bootstrap_admin_key(runtime)
             app.state.runtime = runtime
-            app.state.authenticator = Authenticator(runtime.catalog)
+            app.state.authenticator = Authenticator(runtime.api_keys)
             async with runtime.audit.running():
                 yield
 

@@ -11,12 +11,12 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from domicile.router.errors import ApiError
-from domicile.shards.catalog import ApiKey, Catalog, parse_token, secret_matches
+from domicile.shards.api_keys import ApiKey, ApiKeys, parse_token, secret_matches
 
 
 class Authenticator:
-    def __init__(self, catalog: Catalog, ttl: float = 30.0) -> None:
-        self._catalog = catalog
+    def __init__(self, keys: ApiKeys, ttl: float = 30.0) -> None:
+        self._keys = keys
         self._ttl = ttl
         self._verified: dict[str, tuple[float, ApiKey]] = {}
         # One catalog lookup per token at a time: when an entry expires under load, every
@@ -42,7 +42,7 @@ class Authenticator:
 
     async def _verify(self, token: str) -> ApiKey | None:
         parsed = parse_token(token)
-        key = await self._catalog.get_key(parsed[0]) if parsed else None
+        key = await self._keys.get(parsed[0]) if parsed else None
         if key is None or key.revoked or not secret_matches(key, token):
             return None
         if len(self._verified) > 10_000:

@@ -17,6 +17,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from domicile.router.errors import ConfigError
 from domicile.shards.policy import (
     BUILTIN_GROUPS,
     DEFAULT_RULE,
@@ -29,12 +30,9 @@ from domicile.shards.policy import (
 )
 
 MIB = 1024 * 1024
+# Anchored for pydantic's patterns (searched, not matched; its "$" is the very end).
 _NAME = r"^[a-z0-9][a-z0-9-]{0,62}$"
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
-
-
-class ConfigError(ValueError):
-    """A configuration problem, phrased as ``<key>: <what is wrong>``."""
 
 
 class Environment(BaseSettings):
@@ -253,7 +251,7 @@ def _build(document: dict[str, Any], data_dir: Path, *, embedded: bool) -> Setti
 def _topology(model: ConfigFile) -> Topology:
     regions: dict[str, Region] = {}
     for name, region in model.regions.items():
-        if not re.match(_NAME, name):
+        if not re.fullmatch(_NAME, name):
             raise ConfigError(f"regions.{name}: region names are lower-case letters, digits, '-'")
         if region.country not in ISO_CODES:
             raise ConfigError(
@@ -267,7 +265,7 @@ def _topology(model: ConfigFile) -> Topology:
 
     shards: dict[str, ShardSpec] = {}
     for name, shard in model.shards.items():
-        if not re.match(_NAME, name):
+        if not re.fullmatch(_NAME, name):
             raise ConfigError(f"shards.{name}: shard names are lower-case letters, digits, '-'")
         if shard.region not in regions:
             raise ConfigError(f"shards.{name}.region: {shard.region!r} is not a declared region")
@@ -280,7 +278,11 @@ def _topology(model: ConfigFile) -> Topology:
         raise ConfigError("shards: at least one shard must be declared")
 
     for group, members in model.groups.items():
-        if group in ISO_CODES or group == DEFAULT_RULE or not re.match(r"^[A-Z][A-Z0-9_]+$", group):
+        if (
+            group in ISO_CODES
+            or group == DEFAULT_RULE
+            or not re.fullmatch(r"[A-Z][A-Z0-9_]+", group)
+        ):
             raise ConfigError(
                 f"groups.{group}: a group name is upper case and not a jurisdiction code"
             )

@@ -1,109 +1,100 @@
-"""Every failure becomes the contract's error body: ``{"error": {"code", "message"}}``.
+"""Every error domicile raises, and what it answers: the HTTP status (the body carries the
+error's own snake_case ``code``) and the CLI's exit code (1 a check or an operation failed, 2 bad
+usage or input). One table for both, so the API and the CLI cannot disagree on what an error
+means; ``tests/router/test_errors.py`` fails if an error class has no row.
 
-Domain errors map to status codes here and only here.
+The packages each have one error base: ``shards.errors.DomicileError``,
+``audit.errors.AuditError`` and, here, ``RouterError``.
 """
 
 from __future__ import annotations
 
-import logging
+from dataclasses import dataclass
 
-from fastapi import FastAPI, Request
-from fastapi.exceptions import RequestValidationError
-from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.responses import Response
-
-from domicile.router.responses import error_response
-from domicile.shards import errors as e
-
-log = logging.getLogger("domicile.api")
+from domicile.audit import errors as a
+from domicile.shards import errors as s
 
 
-class ApiError(Exception):
+class RouterError(Exception):
+    code = "router_error"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class ConfigError(RouterError, ValueError):
+    """A configuration problem, phrased as ``<key>: <what is wrong>``."""
+
+    code = "invalid_config"
+
+
+class ApiError(RouterError):
+    """An HTTP answer decided by a route itself (auth, body, headers), with its own status."""
+
     def __init__(
         self, status: int, code: str, message: str, headers: dict[str, str] | None = None
     ) -> None:
         super().__init__(message)
-        self.status, self.code, self.message, self.headers = status, code, message, headers
+        self.status, self.code, self.headers = status, code, headers
 
 
-_STATUS: list[tuple[type[e.DomicileError], int]] = [
-    (e.InvalidInput, 422),
-    (e.NoPermittedRegion, 422),
-    (e.SubjectNotFound, 404),
-    (e.RecordNotFound, 404),
-    (e.JurisdictionConflict, 409),
-    (e.PlacementNotPermitted, 409),
-    (e.ResidencyGuardViolation, 409),
-    (e.VersionMismatch, 412),
-    (e.Unavailable, 503),
-    (e.NotHome, 503),
-]
+@dataclass(frozen=True)
+class Answer:
+    status: int
+    exit_code: int
 
-_HTTP_CODES = {
-    400: "bad_request",
-    401: "unauthorized",
-    403: "forbidden",
-    404: "not_found",
-    405: "method_not_allowed",
-    406: "not_acceptable",
-    413: "too_large",
-    415: "unsupported_media_type",
+
+#: Looked up along each error's class hierarchy, so a subclass answers as its nearest listed
+#: ancestor; the three bases are deliberately absent (an error nobody placed is a defect).
+ANSWERS: dict[type[Exception], Answer] = {
+    # The caller's input
+    s.InvalidInput: Answer(422, 2),
+    s.NoPermittedRegion: Answer(422, 2),
+    s.SubjectNotFound: Answer(404, 2),
+    s.RecordNotFound: Answer(404, 2),
+    a.UnknownLog: Answer(404, 2),
+    a.ProofRangeError: Answer(422, 2),
+    a.NoteError: Answer(422, 2),
+    a.WitnessStateUnreadable: Answer(422, 2),
+    a.SourceError: Answer(503, 2),
+    ConfigError: Answer(500, 2),
+    # The state of the data
+    s.JurisdictionConflict: Answer(409, 1),
+    s.PlacementNotPermitted: Answer(409, 1),
+    s.ResidencyGuardViolation: Answer(409, 1),
+    s.VersionMismatch: Answer(412, 1),
+    s.AlreadyPlaced: Answer(409, 1),
+    s.MoveStuck: Answer(409, 1),
+    s.LeaseLost: Answer(409, 1),
+    # Retryable: a shard, the catalog or a subject is not available now
+    s.Unavailable: Answer(503, 1),
+    s.NotHome: Answer(503, 1),
+    a.LogUnavailable: Answer(503, 1),
+    a.ArchiveError: Answer(503, 1),
+    # A part that cannot serve until an operator acts
+    s.ShardIdentityMismatch: Answer(503, 1),
+    s.MigrationFailed: Answer(503, 1),
+    s.BulkWriteFailed: Answer(503, 1),
+    # A check that failed
+    a.VerificationFailed: Answer(409, 1),
+    a.CheckpointError: Answer(409, 1),
+    a.ProofError: Answer(409, 1),
+    a.MissingNodes: Answer(500, 1),
 }
 
 
-def status_of(exc: e.DomicileError) -> int:
-    for kind, status in _STATUS:
-        if isinstance(exc, kind):
-            return status
-    return 500
+def answer_of(error: type[BaseException]) -> Answer | None:
+    for kind in error.__mro__:
+        found = ANSWERS.get(kind)
+        if found is not None:
+            return found
+    return None
 
 
-def install(app: FastAPI) -> None:
-    @app.exception_handler(ApiError)
-    async def api_error(_: Request, exc: ApiError) -> Response:
-        return error_response(exc.status, exc.code, exc.message, exc.headers)
-
-    @app.exception_handler(e.DomicileError)
-    async def domain_error(request: Request, exc: e.DomicileError) -> Response:
-        status = status_of(exc)
-        headers = None
-        if isinstance(exc, (e.Unavailable, e.NotHome)):
-            headers = {"Retry-After": str(getattr(exc, "retry_after", 1))}
-        if isinstance(exc, e.NoPermittedRegion):
-            request.app.state.metrics.refused.labels(exc.jurisdiction).inc()
-        if status >= 500 and status != 503:
-            log.error("unmapped domain error %s (request %s)", exc.code, _rid(request))
-        return error_response(status, exc.code, exc.message, headers)
-
-    @app.exception_handler(RequestValidationError)
-    async def validation_error(request: Request, exc: RequestValidationError) -> Response:
-        first = exc.errors()[0] if exc.errors() else {}
-        media = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
-        if request.method in ("POST", "PUT", "PATCH") and not (
-            media == "application/json" or media.endswith("+json")
-        ):
-            return error_response(
-                415,
-                "unsupported_media_type",
-                f"the body must be application/json, not {media or 'unspecified'}",
-            )
-        if first.get("type") == "json_invalid":
-            return error_response(422, "malformed_json", "the request body is not valid JSON")
-        where = ".".join(str(p) for p in first.get("loc", ()) if p != "body") or "body"
-        return error_response(422, "invalid_request", f"{where}: {first.get('msg', 'invalid')}")
-
-    @app.exception_handler(StarletteHTTPException)
-    async def http_error(_: Request, exc: StarletteHTTPException) -> Response:
-        code = _HTTP_CODES.get(exc.status_code, "http_error")
-        message = exc.detail if isinstance(exc.detail, str) else code.replace("_", " ")
-        return error_response(exc.status_code, code, message, exc.headers)
-
-    @app.exception_handler(Exception)
-    async def unexpected(request: Request, exc: Exception) -> Response:
-        # Type only: messages of driver errors can quote raw subject data.
-        log.error("internal error %s (request %s)", type(exc).__name__, _rid(request))
-        return error_response(500, "internal_error", "internal error; see the server log")
-
-
-def _rid(request: Request) -> str:
-    return str(getattr(request.state, "request_id", "-"))
+def exit_code_of(exc: BaseException) -> int:
+    found = answer_of(type(exc))
+    return 1 if found is None else found.exit_code

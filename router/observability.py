@@ -16,7 +16,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 access_log = logging.getLogger("domicile.access")
-_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+_REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
 
 
 class Metrics:
@@ -82,7 +82,7 @@ class Observability:
         for name, value in scope["headers"]:
             if name == b"x-request-id":
                 candidate = value.decode("latin-1")
-                request_id = candidate if _REQUEST_ID.match(candidate) else ""
+                request_id = candidate if _REQUEST_ID.fullmatch(candidate) else ""
                 break
         request_id = request_id or os.urandom(16).hex()
         scope.setdefault("state", {})["request_id"] = request_id

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from domicile.audit.events import rfc3339
-from domicile.shards.catalog import MoveRow
+from domicile.shards.move_journal import MoveRow
 
 
 def _time(moment: datetime | None) -> str | None:

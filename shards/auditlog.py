@@ -36,6 +36,21 @@ def site_of(shard: Shard) -> LogSite:
     return LogSite(shard.name, shard.region.name, shard.region.country)
 
 
+def shard_leaf(
+    shard: Shard,
+    event: str,
+    actor: Actor,
+    *,
+    subject: str | None,
+    jurisdiction: str | None,
+    **fields: Any,
+) -> bytes:
+    """The leaf of an entry of ``shard``'s log: every way of appending one starts here."""
+    return make_leaf(
+        site_of(shard), event, actor, subject=subject, jurisdiction=jurisdiction, **fields
+    )
+
+
 async def append_entry(
     conn: AsyncConnection,
     shard: Shard,
@@ -46,9 +61,7 @@ async def append_entry(
     jurisdiction: str | None,
     **fields: Any,
 ) -> None:
-    leaf = make_leaf(
-        site_of(shard), event, actor, subject=subject, jurisdiction=jurisdiction, **fields
-    )
+    leaf = shard_leaf(shard, event, actor, subject=subject, jurisdiction=jurisdiction, **fields)
     await conn.execute(insert(audit_pending).values(leaf=leaf, subject=subject))
 
 
@@ -56,13 +69,12 @@ async def append_entries(
     conn: AsyncConnection, shard: Shard, actor: Actor, changes: Iterable[Change]
 ) -> int:
     """Append one entry per change, in order, with one statement; returns how many."""
-    site = site_of(shard)
     leaves: list[bytes] = []
     subjects: list[str | None] = []
     for change in changes:
         leaves.append(
-            make_leaf(
-                site,
+            shard_leaf(
+                shard,
                 change.event,
                 actor,
                 subject=change.subject,
@@ -93,14 +105,8 @@ def leaf_around_version(
     """The leaf of an entry whose ``version`` is known only inside the statement that writes
     it, as the bytes before and after that number: RFC 8785 writes an integer as its decimal
     digits, so the database splices them in and the leaf is exactly ``make_leaf``'s."""
-    leaf = make_leaf(
-        site_of(shard),
-        event,
-        actor,
-        subject=subject,
-        jurisdiction=jurisdiction,
-        version=0,
-        **fields,
+    leaf = shard_leaf(
+        shard, event, actor, subject=subject, jurisdiction=jurisdiction, version=0, **fields
     )
     # The key occurs once: inside a JSON string a quote is escaped, so '"version":' is the key.
     head, marker, tail = leaf.partition(b'"version":0')

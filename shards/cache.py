@@ -18,7 +18,8 @@ from typing import Protocol
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from domicile.shards.catalog import Placement
+from domicile.shards.placements import Placement
+from domicile.shards.states import PlacementState
 
 log = logging.getLogger("domicile.cache")
 
@@ -80,7 +81,7 @@ def _encode(p: Placement) -> str:
 
 def _decode(pseudonym: str, raw: str) -> Placement:
     jurisdiction, shard, version, state = raw.split(" ")
-    return Placement(pseudonym, jurisdiction, shard, int(version), state)
+    return Placement(pseudonym, jurisdiction, shard, int(version), PlacementState(state))
 
 
 class RedisCache:

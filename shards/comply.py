@@ -1,8 +1,8 @@
 """``comply`` and ``drain``: find every subject placed where it may no longer be, and move it.
 
 Misplaced subjects are found in the catalog (jurisdiction and shard of every placement), never by
-scanning shards. Each goes to the shard a new subject of its jurisdiction would get (rendezvous
-hashing among the permitted shards that accept new subjects), so a rerun plans the same moves.
+scanning shards. Each goes to the shard a new subject of its jurisdiction would get
+(``placement.choose_home``, the drained shard excluded), so a rerun plans the same moves.
 Moves run in batches sharing (jurisdiction, source, target), ``parallel`` batches at a time.
 
 A run first resumes moves that a dead run left unfinished, so a rerun after Ctrl-C or kill -9
@@ -22,9 +22,12 @@ from datetime import UTC, datetime
 from functools import partial
 from typing import Any, Protocol
 
-from domicile.shards.catalog import Catalog, MovePlan, MoveRow, Placement
+from domicile.shards.directory import Directory
+from domicile.shards.errors import NoPermittedRegion
+from domicile.shards.move_journal import MovePlan, MoveRow
 from domicile.shards.moves import BatchOutcome, Mover, owner_is_dead
-from domicile.shards.placement import rendezvous
+from domicile.shards.placement import choose_home
+from domicile.shards.placements import Placement
 from domicile.shards.policy import Topology
 
 
@@ -48,43 +51,44 @@ class Selection:
         shard is no longer configured, so it cannot be read)."""
         if placement.shard not in topology.shards:
             return None
-        candidates = [
-            s
-            for s in topology.permitted_shards(placement.jurisdiction)
-            if s.accepts_new_subjects and s.name != self.drain
-        ]
-        return rendezvous(placement.pseudonym, candidates).name if candidates else None
+        try:
+            home = choose_home(
+                topology, placement.jurisdiction, placement.pseudonym, excluding=self.drain
+            )
+        except NoPermittedRegion:
+            return None
+        return home.name
 
 
 Pair = tuple[str, str, str | None]  # (jurisdiction, from shard, to shard or None: nowhere)
 
 
 async def misplaced_pages(
-    catalog: Catalog, topology: Topology, selection: Selection, *, page: int = 1000
+    directory: Directory, topology: Topology, selection: Selection, *, page: int = 1000
 ) -> AsyncIterator[list[tuple[Placement, str | None]]]:
     """Misplaced placements with their destinations, a page at a time."""
-    for jurisdiction, shard in sorted(await catalog.placement_counts()):
+    for jurisdiction, shard in sorted(await directory.placement_counts()):
         if not selection.misplaced(topology, jurisdiction, shard):
             continue
         after = ""
         while True:
-            found = await catalog.placements_on(jurisdiction, shard, after=after, limit=page)
+            found = await directory.placements_on(jurisdiction, shard, after=after, limit=page)
             if not found:
                 break
             yield [(p, selection.destination(topology, p)) for p in found]
             after = found[-1].pseudonym
 
 
-async def survey(catalog: Catalog, topology: Topology, selection: Selection) -> Counter[Pair]:
+async def survey(directory: Directory, topology: Topology, selection: Selection) -> Counter[Pair]:
     """Misplaced subjects per (jurisdiction, from shard, to shard): the dry run."""
     pairs: Counter[Pair] = Counter()
-    async for found in misplaced_pages(catalog, topology, selection):
+    async for found in misplaced_pages(directory, topology, selection):
         pairs.update((p.jurisdiction, p.shard, to) for p, to in found)
     return pairs
 
 
-async def count_misplaced(catalog: Catalog, topology: Topology, selection: Selection) -> int:
-    counts = await catalog.placement_counts()
+async def count_misplaced(directory: Directory, topology: Topology, selection: Selection) -> int:
+    counts = await directory.placement_counts()
     return sum(n for (j, shard), n in counts.items() if selection.misplaced(topology, j, shard))
 
 
@@ -157,10 +161,10 @@ async def comply(
     poll: float = 0.2,
 ) -> Report:
     """Move every misplaced subject; returns what was done and how many remain misplaced."""
-    catalog, topology = mover.catalog, mover.topology
+    directory, topology = mover.directory, mover.topology
     report = Report()
     if progress is not None:
-        progress.started(await count_misplaced(catalog, topology, selection))
+        progress.started(await count_misplaced(directory, topology, selection))
     given_up: set[str] = set()  # subjects whose move failed in this run: not retried
 
     async def run(batch: Sequence[MoveRow]) -> None:
@@ -183,7 +187,7 @@ async def comply(
         for batch in batches(claimed, batch_size):
             await pool.submit(partial(run, batch))
         report.unplaceable.clear()
-        async for found in misplaced_pages(catalog, topology, selection):
+        async for found in misplaced_pages(directory, topology, selection):
             plans: dict[tuple[str, str, str], list[MovePlan]] = defaultdict(list)
             for p, to in found:
                 if to is None:
@@ -197,7 +201,7 @@ async def comply(
                     chunk = group[i : i + batch_size]
                     await pool.submit(partial(plan_and_run, chunk))
         await pool.drain()
-        report.remaining = await count_misplaced(catalog, topology, selection)
+        report.remaining = await count_misplaced(directory, topology, selection)
         movable = report.remaining - sum(report.unplaceable.values())
         if movable <= 0 or not await _others_busy(mover):
             return report
@@ -213,5 +217,5 @@ async def _others_busy(mover: Mover) -> bool:
     now = datetime.now(UTC)
     return any(
         m.held(now) and m.owner != mover.owner and not owner_is_dead(m.owner or "")
-        for m in await mover.catalog.list_moves(unfinished_only=True, limit=1000)
+        for m in await mover.journal.latest(unfinished_only=True, limit=1000)
     )

@@ -1,5 +1,5 @@
-"""Async engines for shard and catalog databases, and the translation of driver failures
-into domain errors, in one place."""
+"""Async engines for shard and catalog databases: what differs between their dialects, and the
+translation of driver failures into domain errors, in one place."""
 
 from __future__ import annotations
 
@@ -15,7 +15,8 @@ from typing import Any
 import asyncpg
 from asyncpg.exceptions import InvalidCachedStatementError, OutdatedSchemaCacheError
 from asyncpg.prepared_stmt import PreparedStatement
-from sqlalchemy import event
+from sqlalchemy import Table, event, text
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
@@ -212,6 +213,35 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
         conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
 
+def insert_on_conflict(conn: AsyncConnection, table: Table) -> postgresql.Insert | sqlite.Insert:
+    """An INSERT into ``table`` that can say what a conflict on a key does
+    (``on_conflict_do_nothing`` / ``on_conflict_do_update``), in the dialect of ``conn``."""
+    if conn.dialect.name == "postgresql":
+        return postgresql.insert(table)
+    return sqlite.insert(table)
+
+
+#: Transaction-scoped advisory lock keys (PostgreSQL) of the start-up steps that write.
+STARTUP_LOCK = 0x646F6D2D73746172  # "dom-star"
+
+
+async def serialize_writers(conn: AsyncConnection, key: int = STARTUP_LOCK) -> None:
+    """Make the caller's write transaction the only one holding ``key`` until it ends, so
+    processes starting together take their start-up writes one after another. SQLite's write
+    transactions (``BEGIN IMMEDIATE``) exclude each other already."""
+    if conn.dialect.name == "postgresql":
+        await conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": key})
+
+
+async def scrub_freed_pages(engine: AsyncEngine) -> None:
+    """After personal data is deleted: on SQLite, secure_delete zeroed the freed pages, and a
+    TRUNCATE checkpoint also empties the WAL, which still holds earlier copies of those pages.
+    PostgreSQL's freed space is its VACUUM's business."""
+    if engine.dialect.name == "sqlite":
+        async with engine.connect() as conn:
+            await conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+
+
 def is_unavailable(exc: BaseException) -> bool:
     """Whether a failure means "the database cannot be reached" (retryable), not a bug."""
     if isinstance(exc, DBAPIError):
@@ -242,8 +272,10 @@ async def transaction(
     write: bool,
     unavailable: Callable[[], DomicileError],
     guard: Callable[[], DomicileError] | None = None,
+    snapshot: bool = False,
 ) -> AsyncIterator[AsyncConnection]:
-    """A transaction on ``engine``; connection failures become ``unavailable()``."""
+    """A transaction on ``engine``; connection failures become ``unavailable()``. With
+    ``snapshot``, every statement in it reads the same snapshot."""
     try:
         conn = await engine.connect()
     except Exception as exc:
@@ -254,6 +286,9 @@ async def transaction(
         if write:
             await conn.execution_options(**{_WRITE: True})
         async with conn.begin():
+            if snapshot and engine.dialect.name == "postgresql":
+                # READ COMMITTED takes a snapshot per statement; a SQLite transaction reads one.
+                await conn.execute(text("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ"))
             yield conn
     except IntegrityError as exc:
         if guard is not None and GUARD_MARKER in str(exc.orig):

@@ -129,7 +129,69 @@ class NotHome(DomicileError):
     """The shard is not (or no longer) the subject's home: re-resolve the placement."""
 
     code = "not_home"
+    retry_after = 1  # the router re-resolves once; a caller that still sees it retries
 
     def __init__(self, shard: str) -> None:
         super().__init__(f"shard {shard} is not the subject's home")
+        self.shard = shard
+
+
+class ShardIdentityMismatch(DomicileError):
+    """The database configured under a shard's name records another shard's identity."""
+
+    code = "shard_identity_mismatch"
+
+
+class MigrationFailed(DomicileError):
+    """A schema migration could not be planned or applied."""
+
+    code = "migration_failed"
+
+
+class MoveRefused(InvalidInput):
+    """The move is not allowed (unknown shard, or a shard the policy does not permit)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__("move_refused", message)
+
+
+class AlreadyPlaced(DomicileError):
+    code = "already_placed"
+
+    def __init__(self, shard: str) -> None:
+        super().__init__(f"the subject is already on shard {shard}")
+        self.shard = shard
+
+
+class MoveStuck(DomicileError):
+    code = "move_stuck"
+
+    def __init__(self) -> None:
+        super().__init__(
+            "the subject's directory entry changed while it was fenced; an operator must look "
+            "(see docs/operations.md)"
+        )
+
+
+class MoveInProgress(Unavailable):
+    code = "move_in_progress"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+
+
+class LeaseLost(DomicileError):
+    """A run's moves were taken over by another run (its lease expired meanwhile)."""
+
+    code = "lease_lost"
+
+    def __init__(self) -> None:
+        super().__init__("another run took over these moves; this run stopped touching them")
+
+
+class BulkWriteFailed(DomicileError):
+    code = "bulk_write_failed"
+
+    def __init__(self, shard: str, exc: Exception) -> None:
+        super().__init__(f"shard {shard} refused the copied rows ({type(exc).__name__})")
         self.shard = shard

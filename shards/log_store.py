@@ -16,7 +16,6 @@ from typing import Any
 
 import asyncpg
 from sqlalchemy import and_, delete, func, insert, or_, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from domicile.audit.errors import ProofRangeError
@@ -32,6 +31,7 @@ from domicile.audit.merkle import (
 )
 from domicile.audit.store import Entry, IssuedCheckpoint
 from domicile.shards.auditlog import site_of
+from domicile.shards.engines import insert_on_conflict
 from domicile.shards.errors import ShardLogUnavailable, ShardUnavailable
 from domicile.shards.registry import Shard
 from domicile.shards.schema import (
@@ -71,10 +71,6 @@ _NODES_PG = (
     " JOIN audit_nodes AS n ON n.level = w.level AND n.idx = w.idx"
 )
 _ENTRIES_PG = "SELECT idx, leaf FROM audit_entries WHERE idx >= $1 AND idx < $2 ORDER BY idx"
-
-
-def _insert(conn: AsyncConnection) -> Any:
-    return postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
 
 
 async def _driver(conn: AsyncConnection) -> asyncpg.Connection | None:
@@ -216,7 +212,7 @@ class ShardLogStore:
         # The row is created on first use rather than by the migration, so an emptied database
         # (TRUNCATE) is still a valid empty log.
         await conn.execute(
-            _insert(conn)(audit_state)
+            insert_on_conflict(conn, audit_state)
             .values(id=_STATE_ID, size=0)
             .on_conflict_do_nothing(index_elements=[audit_state.c.id])
         )
@@ -322,7 +318,7 @@ class ShardLogStore:
         size, root, note = checkpoint.size, checkpoint.root, checkpoint.note
         async with self._write() as conn:
             await conn.execute(
-                _insert(conn)(audit_checkpoints)
+                insert_on_conflict(conn, audit_checkpoints)
                 .values(size=size, root=root, note=note, created_at=datetime.now(UTC))
                 .on_conflict_do_nothing(index_elements=[audit_checkpoints.c.size])
             )

@@ -26,7 +26,6 @@ statement per step per batch.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import hashlib
 import logging
@@ -43,37 +42,29 @@ from sqlalchemy import delete, select
 from sqlalchemy.exc import DBAPIError
 
 from domicile.audit import events
-from domicile.audit.events import SYSTEM, Actor, make_leaf
+from domicile.audit.events import SYSTEM, Actor
 from domicile.shards import bulk
-from domicile.shards.auditlog import site_of
-from domicile.shards.catalog import (
-    COPYING,
-    DONE,
-    FAILED,
-    PENDING,
-    PLANNED,
-    PURGED,
-    ROLLED_BACK,
-    SWITCHED,
-    VERIFIED,
-    Catalog,
-    LeaseLost,
-    MovePlan,
-    MoveRow,
-)
+from domicile.shards.auditlog import shard_leaf
 from domicile.shards.directory import Directory
+from domicile.shards.engines import scrub_freed_pages
 from domicile.shards.errors import (
+    AlreadyPlaced,
     DomicileError,
-    InvalidInput,
+    LeaseLost,
+    MoveInProgress,
+    MoveRefused,
+    MoveStuck,
     ResidencyGuardViolation,
     SubjectNotFound,
-    Unavailable,
 )
+from domicile.shards.move_journal import MoveJournal, MovePlan, MoveRow
 from domicile.shards.policy import Topology
 from domicile.shards.pseudonym import Pseudonymizer
 from domicile.shards.registry import Shard, ShardRegistry
+from domicile.shards.rows import RecordRow, SubjectRow
 from domicile.shards.schema import records, subjects
-from domicile.shards.store import GONE, HOME, MOVING_IN, MOVING_OUT, validate_subject_id
+from domicile.shards.states import MoveState, PlacementState, SubjectState
+from domicile.shards.validation import validate_subject_id
 
 log = logging.getLogger("domicile.moves")
 
@@ -83,37 +74,8 @@ _UNKNOWN = ""
 #: How long a run may hold a move without advancing it before another run may take it over.
 LEASE = timedelta(minutes=2)
 
-
-class MoveRefused(InvalidInput):
-    """The move is not allowed (unknown shard, or a shard the policy does not permit)."""
-
-    def __init__(self, message: str) -> None:
-        super().__init__("move_refused", message)
-
-
-class AlreadyPlaced(DomicileError):
-    code = "already_placed"
-
-    def __init__(self, shard: str) -> None:
-        super().__init__(f"the subject is already on shard {shard}")
-        self.shard = shard
-
-
-class MoveStuck(DomicileError):
-    code = "move_stuck"
-
-    def __init__(self) -> None:
-        super().__init__(
-            "the subject's directory entry changed while it was fenced; an operator must look "
-            "(see docs/operations.md)"
-        )
-
-
-class MoveInProgress(Unavailable):
-    code = "move_in_progress"
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
+#: The states of a move that has not switched yet.
+_BEFORE_SWITCH = (MoveState.PLANNED, MoveState.COPYING, MoveState.VERIFIED)
 
 
 def process_owner() -> str:
@@ -198,6 +160,7 @@ class Mover:
         topology: Topology,
         registry: ShardRegistry,
         directory: Directory,
+        journal: MoveJournal,
         pseudonyms: Pseudonymizer,
         *,
         actor: Actor = SYSTEM,
@@ -207,7 +170,7 @@ class Mover:
         self.topology = topology
         self.registry = registry
         self.directory = directory
-        self.catalog: Catalog = directory.catalog
+        self.journal = journal
         self.pseudonyms = pseudonyms
         self.actor = actor
         self.owner = owner or process_owner()
@@ -234,16 +197,14 @@ class Mover:
         the plan was made, is left out."""
         for p in plans:
             self.check(p.jurisdiction, p.from_shard, p.to_shard)
-        return await self.catalog.plan_moves(
-            plans, reason=reason, owner=self.owner, lease=self.lease
-        )
+        return await self.journal.plan(plans, reason=reason, owner=self.owner, lease=self.lease)
 
     async def claim(
         self, *, ids: Collection[str] | None = None, jurisdiction: str | None = None
     ) -> list[MoveRow]:
         """Take over unfinished moves that no live run holds."""
-        dead = {o for o in await self.catalog.unfinished_owners() if owner_is_dead(o)}
-        return await self.catalog.claim_moves(
+        dead = {o for o in await self.journal.unfinished_owners() if owner_is_dead(o)}
+        return await self.journal.claim(
             owner=self.owner, lease=self.lease, dead_owners=dead, ids=ids, jurisdiction=jurisdiction
         )
 
@@ -251,10 +212,10 @@ class Mover:
         """Move one subject now (or finish its interrupted move to the same shard)."""
         validate_subject_id(subject_id)
         pseudonym = self.pseudonyms.subject(subject_id)
-        placement = await self.catalog.get(pseudonym)
-        if placement is None or placement.state == PENDING:
+        placement = await self.directory.read(pseudonym)
+        if placement is None or placement.state == PlacementState.PENDING:
             raise SubjectNotFound()
-        pending = await self.catalog.unfinished_move(pseudonym)
+        pending = await self.journal.unfinished_of(pseudonym)
         if pending is not None:
             if pending.to_shard != target:
                 raise MoveInProgress(
@@ -279,7 +240,7 @@ class Mover:
         if not batch:
             raise MoveInProgress("another run is moving this subject; retry shortly")
         await self.run(batch)
-        moved = await self.catalog.get_move(batch[0].id)
+        moved = await self.journal.get(batch[0].id)
         assert moved is not None
         return moved
 
@@ -306,7 +267,9 @@ class Mover:
             # The target refuses the jurisdiction (its guard is out of step with the policy).
             # Nothing was switched, since the guard checks rows as they are copied: undo.
             try:
-                await self._roll_back(live, list(live.values()), outcome, FAILED, str(exc))
+                await self._roll_back(
+                    live, list(live.values()), outcome, MoveState.FAILED, str(exc)
+                )
             except (DomicileError, DBAPIError) as again:
                 await self._stop(live, outcome, again)
         except (DomicileError, DBAPIError) as exc:
@@ -324,7 +287,7 @@ class Mover:
         error = describe_error(exc)
         log.warning("moves %s stopped: %s", _ids(live), error)
         with contextlib.suppress(DomicileError, DBAPIError):
-            early = [m for m in live.values() if m.state in (PLANNED, COPYING, VERIFIED)]
+            early = [m for m in live.values() if m.state in _BEFORE_SWITCH]
             if early:
                 source, target = self._shards(live)
                 async with target.read() as conn:
@@ -337,9 +300,11 @@ class Mover:
                     )
                 # A target copy already home is past the point of no return: its source stays
                 # fenced (the target unreachable: all stay fenced).
-                await self._unfence(source, [m for m in early if held.get(m.pseudonym) != HOME])
+                await self._unfence(
+                    source, [m for m in early if held.get(m.pseudonym) != SubjectState.HOME]
+                )
         with contextlib.suppress(DomicileError, DBAPIError):
-            await self.catalog.release_moves(list(live), owner=self.owner, error=error)
+            await self.journal.release(list(live), owner=self.owner, error=error)
         outcome.unfinished.extend(replace(m, error=error) for m in live.values())
         live.clear()
 
@@ -348,9 +313,11 @@ class Mover:
         half-done (they are past the point of no return)."""
         outcome = BatchOutcome()
         live = {m.id: m for m in batch}
-        early = [m for m in batch if m.state in (PLANNED, COPYING, VERIFIED)]
+        early = [m for m in batch if m.state in _BEFORE_SWITCH]
         try:
-            await self._roll_back(live, early, outcome, ROLLED_BACK, "cancelled by the operator")
+            await self._roll_back(
+                live, early, outcome, MoveState.ROLLED_BACK, "cancelled by the operator"
+            )
         except (DomicileError, DBAPIError) as exc:
             await self._stop(live, outcome, exc)
         if live:
@@ -368,13 +335,13 @@ class Mover:
         self,
         live: dict[str, MoveRow],
         moves: Sequence[MoveRow],
-        expect: str | Collection[str],
-        to: str,
+        expect: MoveState | Collection[MoveState],
+        to: MoveState,
         *,
         details: dict[str, tuple[int, str]] | None = None,
     ) -> None:
         ids = {m.id for m in moves}
-        advanced = await self.catalog.advance_moves(
+        advanced = await self.journal.advance(
             ids, owner=self.owner, expect=expect, to=to, lease=self.lease, details=details
         )
         if advanced != ids:
@@ -388,17 +355,17 @@ class Mover:
         live: dict[str, MoveRow],
         moves: Sequence[MoveRow],
         outcome: BatchOutcome,
-        state: str,
+        state: MoveState,
         error: str,
     ) -> None:
         """Finish moves without switching them: their target copies must already be gone."""
         if not moves:
             return
         ids = {m.id for m in moves}
-        await self.catalog.advance_moves(
+        await self.journal.advance(
             ids,
             owner=self.owner,
-            expect=(PLANNED, COPYING, VERIFIED),
+            expect=_BEFORE_SWITCH,
             to=state,
             lease=self.lease,
             error=error,
@@ -415,18 +382,22 @@ class Mover:
         copied rows: outside the write pause, which only confirms it (``_verify``). From
         ``verified`` on the target copy may be home, so a resume never copies again."""
         # ``copying``: journaled by earlier releases before their copy; copied again.
-        todo = [m for m in live.values() if m.state in (PLANNED, COPYING)]
+        todo = [m for m in live.values() if m.state in (MoveState.PLANNED, MoveState.COPYING)]
         if not todo:
             return {}
         source, target = self._shards(live)
         async with source.read() as conn:
             found, rows = await bulk.read_subjects(
-                conn, [m.pseudonym for m in todo], (HOME, MOVING_OUT)
+                conn, [m.pseudonym for m in todo], (SubjectState.HOME, SubjectState.MOVING_OUT)
             )
         gone = [m for m in todo if m.pseudonym not in found]
         if gone:  # erased meanwhile: clear any partial copy and let the move go
             await self._roll_back(
-                live, gone, outcome, ROLLED_BACK, f"the subject is no longer on {source.name}"
+                live,
+                gone,
+                outcome,
+                MoveState.ROLLED_BACK,
+                f"the subject is no longer on {source.name}",
             )
         if not found:
             return {}
@@ -436,26 +407,28 @@ class Mover:
         async with target.write() as conn:
             # Earlier partial copies and tombstones make way; a subject the target holds as its
             # own is never touched.
-            clash = await bulk.clear_copies(conn, list(found), (MOVING_IN, GONE))
+            clash = await bulk.clear_copies(
+                conn, list(found), (SubjectState.MOVING_IN, SubjectState.GONE)
+            )
             copy = [p for p in found if p not in clash]
             if copy:
                 await bulk.write_subjects(
                     conn,
                     target.name,
                     [
-                        (
-                            p,
-                            found[p].subject_id,
-                            found[p].jurisdiction,
-                            MOVING_IN,
-                            by_pseudonym[p].placement_version + 1,
-                            found[p].created_at,
-                            now,
+                        SubjectRow(
+                            pseudonym=p,
+                            subject_id=found[p].subject_id,
+                            jurisdiction=found[p].jurisdiction,
+                            state=SubjectState.MOVING_IN,
+                            placement_version=by_pseudonym[p].placement_version + 1,
+                            created_at=found[p].created_at,
+                            updated_at=now,
                         )
                         for p in copy
                     ],
                 )
-                rows = [r for r in rows if r[0] not in clash]
+                rows = [r for r in rows if r.pseudonym not in clash]
                 await bulk.write_records(conn, target.name, rows)
                 landed = await bulk.fingerprints(conn, copy)
         if clash:
@@ -463,15 +436,15 @@ class Mover:
                 live,
                 [by_pseudonym[p] for p in clash],
                 outcome,
-                FAILED,
+                MoveState.FAILED,
                 f"shard {target.name} already holds the subject",
             )
         copied = self._copied(found, copy, rows, landed)
         await self._advance(
             live,
             [by_pseudonym[p] for p in copy],
-            (PLANNED, COPYING),
-            VERIFIED,
+            (MoveState.PLANNED, MoveState.COPYING),
+            MoveState.VERIFIED,
             details={by_pseudonym[p].id: c.verdict for p, c in copied.items()},
         )
         return copied
@@ -480,12 +453,12 @@ class Mover:
         self,
         found: dict[str, bulk.Held],
         copy: Sequence[str],
-        rows: Sequence[Sequence[Any]],
+        rows: Sequence[RecordRow],
         landed: dict[str, bulk.Fingerprint],
     ) -> dict[str, Copied]:
         entries: dict[str, list[tuple[str, str, int, str, str]]] = {p: [] for p in copy}
-        for p, collection, key, data, version, _, label, _, _ in rows:  # bulk.COLUMNS order
-            entries[p].append((collection, key, version, label, _held(data)))
+        for r in rows:
+            entries[r.pseudonym].append(_entry(r))
         copied: dict[str, Copied] = {}
         for p, listed in entries.items():
             subject_id = found[p].subject_id
@@ -503,7 +476,7 @@ class Mover:
     async def _cutover(
         self, live: dict[str, MoveRow], outcome: BatchOutcome, copied: dict[str, Copied]
     ) -> None:
-        todo = [m for m in live.values() if m.state == VERIFIED]
+        todo = [m for m in live.values() if m.state == MoveState.VERIFIED]
         if not todo:
             return
         source, target = self._shards(live)
@@ -514,14 +487,18 @@ class Mover:
             subject_ids = await bulk.set_state(
                 conn,
                 [m.pseudonym for m in todo],
-                expect=(HOME, MOVING_OUT),
-                to=MOVING_OUT,
+                expect=(SubjectState.HOME, SubjectState.MOVING_OUT),
+                to=SubjectState.MOVING_OUT,
                 now=_now(),
             )
         vanished = [m for m in todo if m.pseudonym not in subject_ids]
         if vanished:  # erased before the fence went up
             await self._roll_back(
-                live, vanished, outcome, ROLLED_BACK, f"the subject is no longer on {source.name}"
+                live,
+                vanished,
+                outcome,
+                MoveState.ROLLED_BACK,
+                f"the subject is no longer on {source.name}",
             )
         todo = [m for m in todo if m.pseudonym in subject_ids]
         if not todo:
@@ -532,7 +509,7 @@ class Mover:
             verdict = verdicts[m.pseudonym]
             if isinstance(verdict, str):
                 log.warning("move %s failed verification: %s", m.id, verdict)
-                await self._roll_back(live, [m], outcome, FAILED, verdict)
+                await self._roll_back(live, [m], outcome, MoveState.FAILED, verdict)
             elif verdict != (m.records, m.digest):
                 # Written since the copy, or resumed: the audit entries carry this verdict.
                 # It is journaled with the switch; a run that stops before then leaves the
@@ -583,7 +560,7 @@ class Mover:
         target: Shard,
         moves: Sequence[MoveRow],
         subject_ids: dict[str, str | None],
-        rows: dict[str, list[Sequence[Any]]],
+        rows: dict[str, list[RecordRow]],
         copied: dict[str, Copied],
     ) -> dict[str, tuple[int, str] | str]:
         """Verify from the fenced source's ``rows``: each record's bytes against the digest
@@ -597,13 +574,7 @@ class Mover:
         if unknown:  # resumed: what the target holds is read
             fetched = await _fingerprints(target, unknown)
             held.update({p: fetched.get(p) for p in unknown})
-        entries = {
-            p: [  # rows in bulk.COLUMNS order
-                (collection, key, version, label, _held(data))
-                for _, collection, key, data, version, _, label, _, _ in rows[p]
-            ]
-            for p in wanted
-        }
+        entries = {p: [_entry(r) for r in rows[p]] for p in wanted}
         expected = {p: bulk.fingerprint(listed) for p, listed in entries.items()}
         stale = [p for p in wanted if expected[p] != held[p]]
         if stale:
@@ -643,17 +614,19 @@ class Mover:
         entries = self._entries(target, events.SUBJECT_MOVED_IN, moves)
         async with target.write() as conn:
             await bulk.set_state(
-                conn, list(entries), expect=(MOVING_IN,), to=HOME, now=_now(), entries=entries
+                conn,
+                list(entries),
+                expect=(SubjectState.MOVING_IN,),
+                to=SubjectState.HOME,
+                now=_now(),
+                entries=entries,
             )
-        try:
-            switched = await self.catalog.switch_placements(
-                moves, owner=self.owner, lease=self.lease, details=details
-            )
-        finally:  # also when the lease was lost: some may have switched
-            await asyncio.gather(*(self.directory.invalidate(m.pseudonym) for m in moves))
+        switched = await self.directory.switch(
+            moves, owner=self.owner, lease=self.lease, details=details
+        )
         for m in moves:
             if m.id in switched:
-                live[m.id] = replace(m, state=SWITCHED)
+                live[m.id] = replace(m, state=MoveState.SWITCHED)
         # Moves not switched stay in ``live`` and are stopped by ``run``: only an operator can
         # change a fenced subject's directory entry, so they are left for one rather than guessed.
 
@@ -662,7 +635,7 @@ class Mover:
     async def _purge(self, live: dict[str, MoveRow], outcome: BatchOutcome) -> None:
         """Tombstone the source and delete its copy; idempotent, so the journal keeps the move
         ``switched`` until ``_finish``."""
-        todo = [m for m in live.values() if m.state in (SWITCHED, PURGED)]
+        todo = [m for m in live.values() if m.state in (MoveState.SWITCHED, MoveState.PURGED)]
         if not todo:
             return
         source, _ = self._shards(live)
@@ -671,23 +644,20 @@ class Mover:
             await bulk.set_state(
                 conn,
                 list(entries),
-                expect=(MOVING_OUT,),
-                to=GONE,
+                expect=(SubjectState.MOVING_OUT,),
+                to=SubjectState.GONE,
                 now=_now(),
                 entries=entries,
                 forget=True,
             )
 
     async def _finish(self, live: dict[str, MoveRow], outcome: BatchOutcome) -> None:
-        todo = [m for m in live.values() if m.state in (SWITCHED, PURGED)]
+        todo = [m for m in live.values() if m.state in (MoveState.SWITCHED, MoveState.PURGED)]
         if not todo:
             return
         source, _ = self._shards(live)
-        if source.dialect == "sqlite":
-            # secure_delete zeroed the freed pages; the WAL still holds older copies.
-            async with source.engine.connect() as conn:
-                await conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
-        await self._advance(live, todo, (SWITCHED, PURGED), DONE)
+        await scrub_freed_pages(source.engine)
+        await self._advance(live, todo, (MoveState.SWITCHED, MoveState.PURGED), MoveState.DONE)
         for m in todo:
             outcome.done.append(live.pop(m.id))
         log.info("moved %d subjects %s -> %s", len(todo), todo[0].from_shard, todo[0].to_shard)
@@ -696,10 +666,9 @@ class Mover:
         """The audit leaf of each move, by subject in pseudonym order: appended in the
         transaction of the change, for the subjects it changes (a resumed step appends none
         twice)."""
-        site = site_of(shard)
         return {
-            m.pseudonym: make_leaf(
-                site,
+            m.pseudonym: shard_leaf(
+                shard,
                 event,
                 self.actor,
                 subject=m.pseudonym,
@@ -720,7 +689,7 @@ class Mover:
         live: dict[str, MoveRow],
         moves: Sequence[MoveRow],
         outcome: BatchOutcome,
-        state: str,
+        state: MoveState,
         error: str,
     ) -> None:
         """Delete the target's copies of ``moves`` and lift their source fences, and end them
@@ -738,11 +707,11 @@ class Mover:
                     )
                 )
             )
-            doomed = [p for p, s in rows.items() if s == MOVING_IN]
+            doomed = [p for p, s in rows.items() if s == SubjectState.MOVING_IN]
             if doomed:
                 await conn.execute(delete(records).where(_where_in(records.c.pseudonym, doomed)))
                 await conn.execute(delete(subjects).where(_where_in(subjects.c.pseudonym, doomed)))
-        undo = [m for m in moves if rows.get(m.pseudonym) != HOME]
+        undo = [m for m in moves if rows.get(m.pseudonym) != SubjectState.HOME]
         if not undo:
             return
         await self._unfence(source, undo)
@@ -751,7 +720,11 @@ class Mover:
     async def _unfence(self, source: Shard, moves: Sequence[MoveRow]) -> None:
         async with source.write() as conn:
             await bulk.set_state(
-                conn, [m.pseudonym for m in moves], expect=(MOVING_OUT,), to=HOME, now=_now()
+                conn,
+                [m.pseudonym for m in moves],
+                expect=(SubjectState.MOVING_OUT,),
+                to=SubjectState.HOME,
+                now=_now(),
             )
 
 
@@ -760,9 +733,11 @@ async def _fingerprints(shard: Shard, pseudonyms: Sequence[str]) -> dict[str, bu
         return await bulk.fingerprints(conn, pseudonyms)
 
 
-def _held(data: str) -> str:
-    """The digest of a record's bytes as a shard holds them, as ``bulk.fingerprints`` takes it."""
-    return hashlib.sha256(data.encode()).hexdigest()
+def _entry(row: RecordRow) -> tuple[str, str, int, str, str]:
+    """A record's entry as ``bulk.fingerprint`` takes it: (collection, key, version, recorded
+    content digest, digest of the bytes the shard holds)."""
+    digest = hashlib.sha256(row.data.encode()).hexdigest()
+    return row.collection, row.key, row.version, row.content_sha256, digest
 
 
 def _pairs(rows: Iterable[Any]) -> dict[Any, Any]:

@@ -59,14 +59,20 @@ class Shard:
         )
 
     @asynccontextmanager
-    async def read(self) -> AsyncIterator[AsyncConnection]:
+    async def read(self, *, snapshot: bool = False) -> AsyncIterator[AsyncConnection]:
+        """A read transaction; with ``snapshot``, all its statements read one snapshot."""
         await self.ensure_ready()
-        async with self._read_unprepared() as conn:
+        async with self._read_unprepared(snapshot=snapshot) as conn:
             yield conn
 
-    def _read_unprepared(self) -> AbstractAsyncContextManager[AsyncConnection]:
+    def _read_unprepared(
+        self, *, snapshot: bool = False
+    ) -> AbstractAsyncContextManager[AsyncConnection]:
         return transaction(
-            self.engine, write=False, unavailable=lambda: ShardUnavailable(self.name)
+            self.engine,
+            write=False,
+            unavailable=lambda: ShardUnavailable(self.name),
+            snapshot=snapshot,
         )
 
     async def ping(self, within: float = 2.0) -> bool:

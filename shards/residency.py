@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from sqlalchemy import func, select, text
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from domicile.audit.report import assemble_report
@@ -18,8 +18,7 @@ from domicile.shards.errors import Unavailable
 from domicile.shards.policy import Topology
 from domicile.shards.registry import Shard, ShardRegistry
 from domicile.shards.schema import audit_entries, audit_pending, records, subjects
-
-_GONE = "gone"  # a moved-away subject's tombstone: it holds no personal data
+from domicile.shards.states import SubjectState
 
 
 async def _counts(
@@ -38,7 +37,7 @@ async def _violations(conn: AsyncConnection, codes: list[str]) -> list[dict[str,
     rows = await conn.execute(
         select(subjects.c.pseudonym, subjects.c.jurisdiction, held)
         .select_from(subjects.outerjoin(records, records.c.pseudonym == subjects.c.pseudonym))
-        .where(subjects.c.state != _GONE, subjects.c.jurisdiction.in_(codes))
+        .where(subjects.c.state != SubjectState.GONE, subjects.c.jurisdiction.in_(codes))
         .group_by(subjects.c.pseudonym, subjects.c.jurisdiction)
         .order_by(subjects.c.jurisdiction, subjects.c.pseudonym)
     )
@@ -48,11 +47,9 @@ async def _violations(conn: AsyncConnection, codes: list[str]) -> list[dict[str,
 async def _shard_section(
     shard: Shard, topology: Topology, checkpoint: IssuedCheckpoint, jurisdiction: str | None
 ) -> dict[str, Any]:
-    async with shard.read() as conn:
-        if conn.dialect.name == "postgresql":  # every count from one snapshot
-            await conn.execute(text("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ"))
+    async with shard.read(snapshot=True) as conn:  # every count from one snapshot
         held = await _counts(
-            conn, subjects.c.jurisdiction, [subjects.c.state != _GONE], jurisdiction
+            conn, subjects.c.jurisdiction, [subjects.c.state != SubjectState.GONE], jurisdiction
         )
         stored = await _counts(conn, records.c.jurisdiction, [], jurisdiction)
         codes = sorted(held.keys() | stored.keys())

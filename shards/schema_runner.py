@@ -35,17 +35,25 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from domicile import migrations
 from domicile.audit import events
-from domicile.audit.events import SYSTEM, make_leaf
-from domicile.shards.auditlog import site_of
-from domicile.shards.catalog import MIGRATION_DONE, MIGRATION_FAILED, Catalog
+from domicile.audit.events import SYSTEM
+from domicile.shards.auditlog import shard_leaf
+from domicile.shards.catalog import Catalog
 from domicile.shards.catalog_schema import metadata as catalog_metadata
-from domicile.shards.engines import _WRITE, create_engine, is_unavailable
-from domicile.shards.errors import DomicileError, InvalidInput, ShardUnavailable
+from domicile.shards.engines import _WRITE, create_engine, is_unavailable, serialize_writers
+from domicile.shards.errors import (
+    DomicileError,
+    InvalidInput,
+    MigrationFailed,
+    ShardIdentityMismatch,
+    ShardUnavailable,
+)
 from domicile.shards.guard import sync_guard
+from domicile.shards.migration_journal import MigrationJournal
 from domicile.shards.policy import Region, ShardSpec, Topology
 from domicile.shards.registry import Shard
 from domicile.shards.schema import metadata as shard_metadata
 from domicile.shards.schema import shard_identity
+from domicile.shards.states import MigrationStatus
 
 SHARD_HISTORY = "shard"
 CATALOG_HISTORY = "catalog"
@@ -58,14 +66,6 @@ _APPEND_BEFORE_0002 = text("INSERT INTO audit_entries (leaf) VALUES (:leaf)")
 
 #: ``pg_try_advisory_lock`` key held while a shard is being migrated ("domicile" in ASCII).
 _LOCK_KEY = 0x646F6D6963696C65
-
-
-class ShardIdentityMismatch(DomicileError):
-    code = "shard_identity_mismatch"
-
-
-class MigrationFailed(DomicileError):
-    code = "migration_failed"
 
 
 @dataclass(frozen=True)
@@ -162,8 +162,12 @@ async def migrate(engine: AsyncEngine, history: str, action: str, revision: str)
     """Apply a history to one database in alembic's own transactions (the catalog, tests)."""
     cfg = alembic_config(history)
     async with engine.connect() as conn:
-        await conn.run_sync(_run, cfg, action, revision)
-        await conn.commit()
+        # One transaction for the whole history, as the only writer: processes starting
+        # together find the database migrated by the first rather than racing its DDL.
+        await conn.execution_options(**{_WRITE: True})
+        async with conn.begin():
+            await serialize_writers(conn)
+            await conn.run_sync(_run, cfg, action, revision)
 
 
 def _has_queue(connection: Connection) -> bool:
@@ -188,7 +192,7 @@ def _describe(exc: BaseException) -> str:
 
 async def migrate_shard(
     shard: Shard,
-    catalog: Catalog,
+    journal: MigrationJournal,
     action: str,
     target: str | None,
     *,
@@ -202,9 +206,9 @@ async def migrate_shard(
         async with _migration_connection(shard) as conn:
             result.before = result.after = await conn.run_sync(_read_revision)
             await conn.commit()
-            await catalog.interrupt_migrations(shard.name)
+            await journal.interrupt(shard.name)
             for before, after in plan_steps(result.before, target, action, scripts):
-                entry = await catalog.start_migration(
+                entry = await journal.start(
                     wave=wave,
                     shard=shard.name,
                     action=action,
@@ -214,9 +218,9 @@ async def migrate_shard(
                 try:
                     await _apply_step(conn, shard, action, before, after, scripts, timeouts)
                 except Exception as exc:
-                    await catalog.finish_migration(entry, MIGRATION_FAILED, _describe(exc))
+                    await journal.finish(entry, MigrationStatus.FAILED, _describe(exc))
                     raise
-                await catalog.finish_migration(entry, MIGRATION_DONE)
+                await journal.finish(entry, MigrationStatus.DONE)
                 result.after = after
                 result.applied.append(after or "base")
     except Exception as exc:  # reported per shard; the wave decides whether to go on
@@ -282,8 +286,8 @@ async def _apply_step(
             if broken:
                 raise MigrationFailed(f"revision left {len(broken)} rows with dangling keys")
         if after is not None:  # downgrading to base drops the log itself
-            leaf = make_leaf(
-                site_of(shard),
+            leaf = shard_leaf(
+                shard,
                 events.SCHEMA_MIGRATED,
                 SYSTEM,
                 subject=None,
@@ -300,7 +304,7 @@ async def _apply_step(
 
 async def run_wave(
     shards: Sequence[Shard],
-    catalog: Catalog,
+    journal: MigrationJournal,
     action: str,
     target: str | None,
     *,
@@ -328,16 +332,15 @@ async def run_wave(
             if pool is None:
                 outcomes = [
                     await migrate_shard(
-                        s, catalog, action, target, wave=wave, scripts=scripts, timeouts=timeouts
+                        s, journal, action, target, wave=wave, scripts=scripts, timeouts=timeouts
                     )
                     for s in group
                 ]
             else:
                 loop = asyncio.get_running_loop()
+                catalog_url = _url_of(journal.catalog)
                 jobs = [
-                    _Job(
-                        s.spec, s.region, _url_of(catalog), action, target, wave, scripts, timeouts
-                    )
+                    _Job(s.spec, s.region, catalog_url, action, target, wave, scripts, timeouts)
                     for s in group
                 ]
                 outcomes = list(
@@ -389,7 +392,7 @@ def _migrate_in_worker(job: _Job) -> ShardResult:
         try:
             return await migrate_shard(
                 shard,
-                catalog,
+                MigrationJournal(catalog),
                 job.action,
                 job.target,
                 wave=job.wave,
@@ -443,6 +446,7 @@ async def sync_shard(shard: Shard, jurisdictions: frozenset[str]) -> None:
     """Record the shard's identity (first start) or check it, and make its residency guard
     admit exactly ``jurisdictions``. (This is the shard's preparation, hence unprepared.)"""
     async with shard.write_unprepared() as conn:
+        await serialize_writers(conn)  # processes starting together converge, one at a time
         row = (await conn.execute(select(shard_identity))).first()
         if row is None:
             await conn.execute(

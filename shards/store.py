@@ -9,27 +9,23 @@ from __future__ import annotations
 
 import builtins
 import hashlib
-import re
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import orjson
-from sqlalchemy import and_, delete, func, select, text, tuple_, update
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import and_, delete, func, select, tuple_, update
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from domicile.audit import events
 from domicile.audit.events import Actor
 from domicile.shards.auditlog import append_entry, leaf_around_version
-from domicile.shards.catalog import MOVING, PENDING, Placement
 from domicile.shards.directory import Directory
-from domicile.shards.engines import statement_pool
+from domicile.shards.engines import insert_on_conflict, scrub_freed_pages, statement_pool
 from domicile.shards.errors import (
     DomicileError,
-    InvalidInput,
     JurisdictionConflict,
     NotHome,
     PlacementNotPermitted,
@@ -41,19 +37,23 @@ from domicile.shards.errors import (
     VersionMismatch,
 )
 from domicile.shards.placement import choose_home
-from domicile.shards.policy import Topology, is_jurisdiction
+from domicile.shards.placements import Placement
+from domicile.shards.policy import Topology
 from domicile.shards.pseudonym import Pseudonymizer
 from domicile.shards.registry import Shard, ShardRegistry
 from domicile.shards.schema import records, subjects
+from domicile.shards.states import PlacementState, SubjectState
+from domicile.shards.validation import (
+    validate_collection,
+    validate_jurisdiction,
+    validate_record_address,
+    validate_subject_id,
+)
 
 T = TypeVar("T")
 
-SUBJECT_ID = re.compile(r"^[A-Za-z0-9._:@-]{1,128}$")
-COLLECTION = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
-RECORD_KEY = re.compile(r"^[A-Za-z0-9._:@-]{1,256}$")
-
-# Subject states in a shard's ``subjects`` table (its fence).
-HOME, MOVING_OUT, MOVING_IN, GONE = "home", "moving_out", "moving_in", "gone"
+#: The fence states a shard serves reads in (a move's source serves them until the switch).
+_READABLE = (SubjectState.HOME, SubjectState.MOVING_OUT)
 
 #: The columns of a record as listed and exported.
 _LISTED = (
@@ -74,8 +74,9 @@ FROM subjects s LEFT JOIN records r
 WHERE s.pseudonym = $1
 """
 # A put: FOR SHARE on the fence row, the upsert only if it says home, and the audit entry with
-# the new version spliced into its leaf; all or nothing, as in the transaction of ``put``.
-_PUT_PG = """
+# the new version spliced into its leaf; all or nothing, as in the transaction of ``put``. The
+# state is the vocabulary's own value, never input.
+_PUT_PG = f"""
 WITH fence AS (
     SELECT state FROM subjects WHERE pseudonym = $1 FOR SHARE
 ), put AS (
@@ -83,7 +84,7 @@ WITH fence AS (
                               content_sha256, created_at, updated_at)
     SELECT $1, $2::text, $3::text, $4::text, 1, $5::text, $6::text, $7::timestamptz,
            $7::timestamptz
-    FROM fence WHERE state = 'home'
+    FROM fence WHERE state = '{SubjectState.HOME}'
     ON CONFLICT (pseudonym, collection, key) DO UPDATE
     SET data = excluded.data, version = r.version + 1,
         content_sha256 = excluded.content_sha256, updated_at = excluded.updated_at
@@ -93,31 +94,7 @@ WITH fence AS (
     SELECT $8::bytea || convert_to(version::text, 'UTF8') || $9::bytea, $1 FROM put
 )
 SELECT (SELECT state FROM fence) AS state, (SELECT version FROM put) AS version
-"""
-
-
-def validate_subject_id(subject_id: str) -> None:
-    if not SUBJECT_ID.match(subject_id):
-        raise InvalidInput(
-            "invalid_subject_id", "subject_id must be 1-128 characters of [A-Za-z0-9._:@-]"
-        )
-
-
-def validate_jurisdiction(jurisdiction: str) -> None:
-    if not is_jurisdiction(jurisdiction):
-        raise InvalidInput(
-            "invalid_jurisdiction",
-            f"{jurisdiction!r} is not an ISO 3166-1 alpha-2 country code (upper case)",
-        )
-
-
-def validate_record_address(collection: str, key: str) -> None:
-    if not COLLECTION.match(collection):
-        raise InvalidInput(
-            "invalid_collection", "collection must be 1-64 characters of [A-Za-z0-9._-]"
-        )
-    if not RECORD_KEY.match(key):
-        raise InvalidInput("invalid_key", "record key must be 1-256 characters of [A-Za-z0-9._:@-]")
+"""  # noqa: S608
 
 
 def encode_data(data: dict[str, Any]) -> bytes:
@@ -161,10 +138,6 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-def _dialect_insert(conn: AsyncConnection) -> Any:
-    return postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
-
-
 class RecordStore:
     def __init__(
         self,
@@ -193,9 +166,9 @@ class RecordStore:
                 .with_for_update(read=True)
             )
         ).scalar_one_or_none()
-        if state == HOME:
+        if state == SubjectState.HOME:
             return
-        if state == MOVING_OUT:
+        if state == SubjectState.MOVING_OUT:
             raise SubjectMoving()
         raise NotHome(shard.name)
 
@@ -206,10 +179,10 @@ class RecordStore:
         )
 
     def _precheck(self, placement: Placement | None, writing: bool) -> None:
-        if placement is None or placement.state == PENDING:
+        if placement is None or placement.state == PlacementState.PENDING:
             raise SubjectNotFound()
         if writing:
-            if placement.state == MOVING:
+            if placement.state == PlacementState.MOVING:
                 raise SubjectMoving()
             if not self.topology.is_permitted(placement.jurisdiction, placement.shard):
                 raise PlacementNotPermitted(placement.jurisdiction, placement.shard)
@@ -258,32 +231,35 @@ class RecordStore:
         validate_jurisdiction(jurisdiction)
         pseudonym = self.pseudonyms.subject(subject_id)
         existing = await self.directory.resolve(pseudonym, fresh=True)
-        if existing is not None and existing.state != PENDING:
+        if existing is not None and existing.state != PlacementState.PENDING:
             if existing.jurisdiction != jurisdiction:
                 raise JurisdictionConflict(existing.jurisdiction, jurisdiction)
             return self._placement_view(subject_id, existing), False
         home = choose_home(self.topology, jurisdiction, pseudonym)
-        placement = await self.directory.catalog.reserve(pseudonym, jurisdiction, home.name)
+        placement = await self.directory.reserve(pseudonym, jurisdiction, home.name)
         if placement.jurisdiction != jurisdiction:
             raise JurisdictionConflict(placement.jurisdiction, jurisdiction)
         shard = self.registry[placement.shard]
-        created = await self._create_on_shard(shard, subject_id, pseudonym, jurisdiction, actor)
-        if placement.state == PENDING:
-            await self.directory.catalog.activate(pseudonym)
-        return self._placement_view(subject_id, placement), created or placement.state == PENDING
+        await self._create_on_shard(shard, subject_id, pseudonym, jurisdiction, actor)
+        # Created now is whoever activates the placement: one of concurrent registrations, or
+        # the retry that completes one a crash interrupted.
+        created = placement.state == PlacementState.PENDING and await self.directory.activate(
+            pseudonym
+        )
+        return self._placement_view(subject_id, placement), created
 
     async def _create_on_shard(
         self, shard: Shard, subject_id: str, pseudonym: str, jurisdiction: str, actor: Actor
-    ) -> bool:
+    ) -> None:
         now = _now()
         async with shard.write() as conn:
             stmt = (
-                _dialect_insert(conn)(subjects)
+                insert_on_conflict(conn, subjects)
                 .values(
                     pseudonym=pseudonym,
                     subject_id=subject_id,
                     jurisdiction=jurisdiction,
-                    state=HOME,
+                    state=SubjectState.HOME,
                     placement_version=1,
                     created_at=now,
                     updated_at=now,
@@ -291,8 +267,7 @@ class RecordStore:
                 .on_conflict_do_nothing(index_elements=[subjects.c.pseudonym])
                 .returning(subjects.c.pseudonym)
             )
-            inserted = (await conn.execute(stmt)).first() is not None
-            if inserted:
+            if (await conn.execute(stmt)).first() is not None:
                 await append_entry(
                     conn,
                     shard,
@@ -301,7 +276,6 @@ class RecordStore:
                     subject=pseudonym,
                     jurisdiction=jurisdiction,
                 )
-        return inserted
 
     async def placement(self, subject_id: str) -> SubjectPlacement:
         """Where the subject lives, on the catalog's word: this answer touches no shard that
@@ -309,7 +283,7 @@ class RecordStore:
         the subject), so it skips the cache."""
         validate_subject_id(subject_id)
         placement = await self.directory.resolve(self.pseudonyms.subject(subject_id), fresh=True)
-        if placement is None or placement.state == PENDING:
+        if placement is None or placement.state == PlacementState.PENDING:
             raise SubjectNotFound()
         return self._placement_view(subject_id, placement)
 
@@ -332,10 +306,8 @@ class RecordStore:
                     jurisdiction=p.jurisdiction,
                     records=removed,
                 )
-            await self.directory.catalog.remove(p.pseudonym)
-            await self.directory.invalidate(p.pseudonym)
-            if shard.dialect == "sqlite":
-                await self._scrub_sqlite(shard)
+            await self.directory.remove(p.pseudonym)
+            await scrub_freed_pages(shard.engine)
             return int(removed)
 
         try:
@@ -344,18 +316,11 @@ class RecordStore:
             # An earlier erasure may have committed on the shard and stopped before the
             # catalog: finish it, so the erasure is idempotent.
             pseudonym = self.pseudonyms.subject(subject_id)
-            leftover = await self.directory.catalog.get(pseudonym)
-            if leftover is None or leftover.state == PENDING:
+            leftover = await self.directory.read(pseudonym)
+            if leftover is None or leftover.state == PlacementState.PENDING:
                 raise
-            await self.directory.catalog.remove(pseudonym)
-            await self.directory.invalidate(pseudonym)
+            await self.directory.remove(pseudonym)
             return 0
-
-    async def _scrub_sqlite(self, shard: Shard) -> None:
-        # secure_delete zeroed the freed pages; a TRUNCATE checkpoint also empties the WAL,
-        # which still holds earlier copies of those pages.
-        async with shard.engine.connect() as conn:
-            await conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
 
     # -- records -----------------------------------------------------------------------------
 
@@ -418,7 +383,11 @@ class RecordStore:
                 )
                 assert row is not None
                 if row["version"] is None:
-                    raise SubjectMoving() if row["state"] == MOVING_OUT else NotHome(shard.name)
+                    raise (
+                        SubjectMoving()
+                        if row["state"] == SubjectState.MOVING_OUT
+                        else NotHome(shard.name)
+                    )
                 return self._record(subject_id, p, shard, collection, key, row["version"], digest)
             where = and_(
                 records.c.pseudonym == p.pseudonym,
@@ -428,7 +397,7 @@ class RecordStore:
             async with shard.write() as conn:
                 await self._fence(conn, shard, p.pseudonym)
                 if if_match is None:
-                    ins = _dialect_insert(conn)(records).values(
+                    ins = insert_on_conflict(conn, records).values(
                         pseudonym=p.pseudonym,
                         collection=collection,
                         key=key,
@@ -468,7 +437,7 @@ class RecordStore:
                             await conn.execute(select(records.c.version).where(where))
                         ).scalar_one_or_none()
                         raise VersionMismatch(if_match, current)
-                    version = int(row[0])
+                    version = int(row.version)
                 await append_entry(conn, shard, events.RECORD_PUT, actor, **entry, version=version)
             return self._record(subject_id, p, shard, collection, key, version, digest)
 
@@ -513,7 +482,7 @@ class RecordStore:
         self, subject_id: str, p: Placement, shard: Shard, collection: str, key: str, row: Any
     ) -> StoredRecord:
         """A read's answer from its row (state, version, content_sha256, data)."""
-        if row is None or row[0] not in (HOME, MOVING_OUT):
+        if row is None or row[0] not in _READABLE:
             raise NotHome(shard.name)
         if row[1] is None:
             raise RecordNotFound()
@@ -546,9 +515,10 @@ class RecordStore:
                     current = (
                         await conn.execute(select(records.c.version).where(where))
                     ).scalar_one_or_none()
-                    if current is None:
-                        raise RecordNotFound()
-                    raise VersionMismatch(if_match or 0, current)
+                    # A precondition on a missing record fails too (RFC 9110 13.1.1), as on PUT.
+                    if if_match is not None:
+                        raise VersionMismatch(if_match, current)
+                    raise RecordNotFound()
                 await append_entry(
                     conn,
                     shard,
@@ -569,10 +539,8 @@ class RecordStore:
         limit: int = 50,
         after: tuple[str, str] | None = None,
     ) -> RecordPage:
-        if collection is not None and not COLLECTION.match(collection):
-            raise InvalidInput(
-                "invalid_collection", "collection must be 1-64 characters of [A-Za-z0-9._-]"
-            )
+        if collection is not None:
+            validate_collection(collection)
 
         async def list_on(p: Placement, shard: Shard) -> RecordPage:
             stmt = (
@@ -619,7 +587,7 @@ class RecordStore:
         state = (
             await conn.execute(select(subjects.c.state).where(subjects.c.pseudonym == pseudonym))
         ).scalar_one_or_none()
-        if state not in (HOME, MOVING_OUT):
+        if state not in _READABLE:
             raise NotHome(shard.name)
 
     async def export(self, subject_id: str) -> tuple[SubjectPlacement, Sequence[StoredRecord]]:
@@ -633,9 +601,7 @@ class RecordStore:
                 .where(records.c.pseudonym == p.pseudonym)
                 .order_by(records.c.collection, records.c.key)
             )
-            async with shard.read() as conn:
-                if conn.dialect.name == "postgresql":
-                    await conn.execute(text("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ"))
+            async with shard.read(snapshot=True) as conn:
                 await self._check_home(conn, shard, p.pseudonym)
                 rows = (await conn.execute(stmt)).all()
             return self._placement_view(subject_id, p), self._records(subject_id, p, shard, rows)
@@ -648,7 +614,9 @@ class RecordStore:
         async with shard.read() as conn:
             n_subjects = (
                 await conn.execute(
-                    select(func.count()).select_from(subjects).where(subjects.c.state == HOME)
+                    select(func.count())
+                    .select_from(subjects)
+                    .where(subjects.c.state == SubjectState.HOME)
                 )
             ).scalar_one()
             n_records = (await conn.execute(select(func.count()).select_from(records))).scalar_one()

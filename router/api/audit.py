@@ -13,7 +13,6 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Query, Request
 from starlette.responses import HTMLResponse, PlainTextResponse, Response
 
-from domicile.audit.errors import ProofRangeError, UnknownLog
 from domicile.audit.events import decode_leaf
 from domicile.audit.report import sign_report
 from domicile.audit.report_html import render_html
@@ -35,7 +34,7 @@ from domicile.router.responses import JSONResponse
 from domicile.router.state import runtime_of
 from domicile.shards.errors import SubjectNotFound, Unavailable
 from domicile.shards.residency import build_report
-from domicile.shards.store import validate_jurisdiction, validate_subject_id
+from domicile.shards.validation import validate_jurisdiction, validate_subject_id
 
 router = APIRouter(prefix="/v1/audit", tags=["audit"])
 
@@ -51,14 +50,7 @@ def _service(request: Request) -> AuditService:
 
 
 def _log(request: Request, name: str) -> LogStore:
-    try:
-        return _service(request).log(name)
-    except UnknownLog as exc:
-        raise ApiError(404, "log_not_found", str(exc)) from None
-
-
-def _out_of_range(exc: ProofRangeError) -> ApiError:
-    return ApiError(422, "out_of_range", str(exc))
+    return _service(request).log(name)
 
 
 def _entry(entry: Entry) -> dict[str, Any]:
@@ -159,10 +151,7 @@ async def inclusion_proof(
     shard_log = _log(request, log)
     if tree_size is None:
         tree_size = (await _service(request).checkpoint(log)).size
-    try:
-        hashes = await shard_log.inclusion_proof(index, tree_size)
-    except ProofRangeError as exc:
-        raise _out_of_range(exc) from None
+    hashes = await shard_log.inclusion_proof(index, tree_size)
     return JSONResponse(
         {"index": index, "tree_size": tree_size, "hashes": [_b64(h) for h in hashes]}
     )
@@ -186,10 +175,7 @@ async def consistency_proof(
     shard_log = _log(request, log)
     if second is None:
         second = (await _service(request).checkpoint(log)).size
-    try:
-        hashes = await shard_log.consistency_proof(first, second)
-    except ProofRangeError as exc:
-        raise _out_of_range(exc) from None
+    hashes = await shard_log.consistency_proof(first, second)
     return JSONResponse({"first": first, "second": second, "hashes": [_b64(h) for h in hashes]})
 
 

@@ -20,8 +20,7 @@ from domicile.router.errors import ApiError
 from domicile.router.responses import JSONResponse
 from domicile.router.state import runtime_of
 from domicile.router.views import move_json
-from domicile.shards.catalog import FINISHED
-from domicile.shards.moves import AlreadyPlaced, Mover
+from domicile.shards.moves import Mover
 
 router = APIRouter(prefix="/v1/moves", tags=["moves"])
 
@@ -68,16 +67,14 @@ async def move_subject(body: MoveRequest, request: Request, _: Admin) -> Respons
         runtime.settings.topology,
         runtime.registry,
         runtime.directory,
+        runtime.move_journal,
         runtime.pseudonyms,
         actor=actor_of(request),
     )
-    try:
-        # Shielded: a client hanging up must not stop a move half-way through a step.
-        moved = await asyncio.shield(mover.move_subject(body.subject_id, body.to_shard, "api"))
-    except AlreadyPlaced as exc:
-        raise ApiError(409, exc.code, str(exc)) from None
+    # Shielded: a client hanging up must not stop a move half-way through a step.
+    moved = await asyncio.shield(mover.move_subject(body.subject_id, body.to_shard, "api"))
     location = {"Location": f"/v1/moves/{moved.id}"}
-    if moved.state not in FINISHED:
+    if not moved.state.finished:
         raise ApiError(
             503,
             "move_interrupted",
@@ -91,7 +88,7 @@ async def move_subject(body: MoveRequest, request: Request, _: Admin) -> Respons
     "/{move_id}", operation_id="get_move", response_model=MoveOut, responses=errors(401, 403, 404)
 )
 async def get_move(move_id: str, request: Request, _: Admin) -> Response:
-    found = await runtime_of(request).catalog.get_move(move_id)
+    found = await runtime_of(request).move_journal.get(move_id)
     if found is None:
         raise ApiError(404, "move_not_found", f"there is no move {move_id!r}")
     return JSONResponse(move_json(found))

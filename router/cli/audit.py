@@ -33,7 +33,7 @@ from domicile.shards.errors import DomicileError
 from domicile.shards.log_store import ShardLogStore
 from domicile.shards.registry import open_registry
 from domicile.shards.residency import build_report
-from domicile.shards.store import validate_jurisdiction, validate_subject_id
+from domicile.shards.validation import validate_jurisdiction, validate_subject_id
 
 FOLLOW_EVERY = 1.0
 
@@ -215,14 +215,14 @@ def verify(
 
 # -- log -------------------------------------------------------------------------------------------
 
-_DURATION = re.compile(r"^(\d+)([smhd])$")
+_DURATION = re.compile(r"(\d+)([smhd])")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
 
 
 def _parse_since(value: str) -> datetime:
     """RFC 3339 / ISO 8601 (a date, or a date and time; UTC if no offset), or a duration ago
     such as 30m, 12h, 7d."""
-    match = _DURATION.match(value)
+    match = _DURATION.fullmatch(value)
     if match:
         return datetime.now(UTC) - timedelta(**{_UNITS[match.group(2)]: int(match.group(1))})
     try:

@@ -11,7 +11,9 @@ from typing import Any, NoReturn, TypeVar
 
 import click
 
-from domicile.router.config import ConfigError, Settings, load_settings
+from domicile.audit.errors import AuditError
+from domicile.router.config import Settings, load_settings
+from domicile.router.errors import ConfigError, RouterError, exit_code_of
 from domicile.router.runtime import Runtime, open_runtime
 from domicile.shards.errors import DomicileError
 
@@ -43,10 +45,8 @@ def settings_from(config: Path | None) -> Settings:
 def run(coro: Coroutine[Any, Any, int | None]) -> None:
     try:
         code = asyncio.run(coro)
-    except DomicileError as exc:
-        fail(str(exc), 1)
-    except (ValueError, ConfigError) as exc:
-        fail(str(exc))
+    except (DomicileError, AuditError, RouterError) as exc:
+        fail(str(exc), exit_code_of(exc))
     except KeyboardInterrupt:
         fail("interrupted", 130)
     sys.exit(code or 0)

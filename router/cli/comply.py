@@ -11,8 +11,7 @@ from domicile.router.cli.common import config_option, fail, run, settings_from, 
 from domicile.router.cli.console import comply_options, mover_for, report_moves, run_comply, stdout
 from domicile.router.runtime import Runtime
 from domicile.shards.comply import Selection
-from domicile.shards.errors import SubjectNotFound
-from domicile.shards.moves import AlreadyPlaced, MoveInProgress, MoveRefused
+from domicile.shards.errors import AlreadyPlaced, MoveInProgress, MoveRefused, SubjectNotFound
 from domicile.shards.policy import is_jurisdiction
 
 

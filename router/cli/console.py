@@ -26,10 +26,11 @@ from rich.table import Table
 
 from domicile.audit.events import Actor
 from domicile.router.runtime import Runtime
-from domicile.shards.catalog import DONE, MoveRow
 from domicile.shards.comply import Report, Selection, comply, survey
+from domicile.shards.move_journal import MoveRow
 from domicile.shards.moves import Mover
 from domicile.shards.policy import Topology
+from domicile.shards.states import MoveState
 
 stdout = Console(highlight=False, markup=False, soft_wrap=True)
 stderr = Console(stderr=True, highlight=False, markup=False)
@@ -55,6 +56,7 @@ def mover_for(runtime: Runtime, purpose: str) -> Mover:
         runtime.settings.topology,
         runtime.registry,
         runtime.directory,
+        runtime.move_journal,
         runtime.pseudonyms,
         actor=Actor(key_id="cli", purpose=purpose),
     )
@@ -171,9 +173,9 @@ async def run_comply(
     label: str,
 ) -> int:
     """``comply`` and ``shards drain``: exit 0 only when nothing misplaced remains."""
-    topology, catalog = runtime.settings.topology, runtime.catalog
+    topology = runtime.settings.topology
     if dry_run:
-        pairs = await survey(catalog, topology, selection)
+        pairs = await survey(runtime.directory, topology, selection)
         print_survey(pairs, topology)
         return 1 if pairs else 0
     mover = mover_for(runtime, purpose)
@@ -218,10 +220,10 @@ def report_moves(moves: list[MoveRow]) -> int:
     """One line per move; 0 when all are done."""
     for m in moves:
         where = f"{short(m.pseudonym)} {m.from_shard} -> {m.to_shard}"
-        if m.state == DONE:
+        if m.state == MoveState.DONE:
             stdout.print(
                 f"moved {where}: {m.records} records verified (digest {m.digest}), move {m.id}"
             )
         else:
             stdout.print(f"move {m.id} of {where}: {m.state}" + (f": {m.error}" if m.error else ""))
-    return 0 if all(m.state == DONE for m in moves) else 1
+    return 0 if all(m.state == MoveState.DONE for m in moves) else 1

@@ -8,7 +8,7 @@ import click
 
 from domicile.router.cli.common import config_option, run, settings_from, with_runtime
 from domicile.router.runtime import Runtime
-from domicile.shards.catalog import SCOPES
+from domicile.shards.api_keys import SCOPES
 
 
 @click.group()
@@ -31,7 +31,7 @@ def keys_create(config: Path | None, name: str, scopes: tuple[str, ...]) -> None
     """Create an API key; the secret is the last line of output."""
 
     async def work(runtime: Runtime) -> int:
-        new = await runtime.catalog.create_key(name, set(scopes))
+        new = await runtime.api_keys.create(name, set(scopes))
         click.echo(f"key id: {new.key_id}")
         click.echo(f"scopes: {' '.join(sorted(scopes))}")
         click.echo(new.secret)

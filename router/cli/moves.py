@@ -13,9 +13,10 @@ from domicile.router.cli.common import config_option, fail, run, settings_from, 
 from domicile.router.cli.console import mover_for, print_table, report_moves, short, stdout
 from domicile.router.runtime import Runtime
 from domicile.router.views import move_json
-from domicile.shards.catalog import ROLLED_BACK, MoveRow
 from domicile.shards.comply import batches
+from domicile.shards.move_journal import MoveRow
 from domicile.shards.moves import BatchOutcome, Mover
+from domicile.shards.states import MoveState
 
 
 @click.group("moves")
@@ -32,7 +33,7 @@ def moves_list(config: Path | None, everything: bool, limit: int, fmt: str) -> N
     """Unfinished moves (or, with --all, the latest moves)."""
 
     async def work(runtime: Runtime) -> int:
-        found = await runtime.catalog.list_moves(unfinished_only=not everything, limit=limit)
+        found = await runtime.move_journal.latest(unfinished_only=not everything, limit=limit)
         if fmt == "json":
             body = {"moves": [move_json(m) for m in found]}
             click.echo(orjson.dumps(body, option=orjson.OPT_INDENT_2).decode())
@@ -61,7 +62,7 @@ def moves_list(config: Path | None, everything: bool, limit: int, fmt: str) -> N
 async def _claim_or_explain(mover: Mover, ids: tuple[str, ...]) -> list[MoveRow]:
     claimed = await mover.claim(ids=ids or None)
     for missing in sorted(set(ids) - {m.id for m in claimed}):
-        found = await mover.catalog.get_move(missing)
+        found = await mover.journal.get(missing)
         why = (
             "no such move"
             if found is None
@@ -113,9 +114,13 @@ def moves_cancel(config: Path | None, move_ids: tuple[str, ...], everything: boo
         outcomes = [await mover.cancel(b) for b in batches(claimed, 100)]
         final = await _reread(runtime, outcomes)
         for m in final:
-            verdict = "rolled back" if m.state == ROLLED_BACK else f"{m.state} (past its switch)"
+            verdict = (
+                "rolled back"
+                if m.state == MoveState.ROLLED_BACK
+                else f"{m.state} (past its switch)"
+            )
             stdout.print(f"move {m.id} of {short(m.pseudonym)}: {verdict}")
-        cancelled = all(m.state == ROLLED_BACK for m in final)
+        cancelled = all(m.state == MoveState.ROLLED_BACK for m in final)
         return 0 if cancelled and len(claimed) >= len(move_ids) else 1
 
     run(with_runtime(settings_from(config), work))
@@ -123,4 +128,4 @@ def moves_cancel(config: Path | None, move_ids: tuple[str, ...], everything: boo
 
 async def _reread(runtime: Runtime, outcomes: Sequence[BatchOutcome]) -> list[MoveRow]:
     ids = [m.id for o in outcomes for m in (*o.done, *o.failed, *o.unfinished)]
-    return await runtime.catalog.list_moves(unfinished_only=False, limit=len(ids) or 1, ids=ids)
+    return await runtime.move_journal.latest(unfinished_only=False, limit=len(ids) or 1, ids=ids)

@@ -74,7 +74,7 @@ def status(config: Path | None, fmt: str) -> None:
 async def _last_migrations(runtime: Runtime) -> dict[str, dict[str, object]]:
     """The latest journal entry per shard; none when the catalog has no journal yet."""
     try:
-        entries = await runtime.catalog.migration_journal(limit=1000)
+        entries = await runtime.migration_journal.entries(limit=1000)
     except (DomicileError, DBAPIError):
         return {}
     last: dict[str, dict[str, object]] = {}
@@ -177,7 +177,7 @@ def _migrate(
         await migrate(runtime.catalog.engine, CATALOG_HISTORY, UPGRADE, "head")  # the journal
         results = await run_wave(
             shards,
-            runtime.catalog,
+            runtime.migration_journal,
             action,
             target,
             parallel=parallel,

@@ -15,7 +15,8 @@ import pytest
 from botocore.exceptions import ClientError
 from mypy_boto3_s3 import S3Client
 
-from domicile.router.config import ConfigError, load_settings
+from domicile.router.config import load_settings
+from domicile.router.errors import ConfigError
 from tests.support.api import Api, start_api, write_some
 from tests.support.cli import invoke
 from tests.support.deployment import (

@@ -125,12 +125,13 @@ async def test_two_comply_runs_at_once_move_each_subject_once(deployment: Deploy
 
     async with open_runtime(settings) as a, open_runtime(settings) as b:
         movers = [
-            Mover(rt.settings.topology, rt.registry, rt.directory, rt.pseudonyms) for rt in (a, b)
+            Mover(rt.settings.topology, rt.registry, rt.directory, rt.move_journal, rt.pseudonyms)
+            for rt in (a, b)
         ]
         reports = await asyncio.gather(
             *(comply(m, Selection(), parallel=2, batch_size=4) for m in movers)
         )
-        journal = await a.catalog.list_moves(unfinished_only=False, limit=1000)
+        journal = await a.move_journal.latest(unfinished_only=False, limit=1000)
         ids = {a.pseudonyms.subject(s) for s in ru}
 
     assert [r.remaining for r in reports] == [0, 0]

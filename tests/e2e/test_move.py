@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 
 from domicile.router.runtime import open_runtime
-from domicile.shards.catalog import DONE, FAILED
 from domicile.shards.moves import Mover
+from domicile.shards.states import MoveState
 from tests.support.api import Api, start_api
 from tests.support.cli import cli
 from tests.support.deployment import Deployment, query_shard
@@ -23,7 +23,7 @@ pytestmark = [pytest.mark.anyio, pytest.mark.general_path]
 async def home_of(dep: Deployment, subject: str) -> tuple[str, str]:
     async with open_runtime(dep.settings(), prepare=False) as rt:
         pseudonym = rt.pseudonyms.subject(subject)
-        placement = await rt.catalog.get(pseudonym)
+        placement = await rt.directory.read(pseudonym)
     assert placement is not None
     return pseudonym, placement.shard
 
@@ -101,7 +101,7 @@ async def test_move_refusals_copy_nothing(
 
 
 async def assert_nothing_moved(api: Api) -> None:
-    assert await api.runtime.catalog.list_moves(unfinished_only=False) == []
+    assert await api.runtime.move_journal.latest(unfinished_only=False) == []
 
 
 async def test_move_command(two_homes: Deployment) -> None:
@@ -150,6 +150,7 @@ async def test_a_move_by_another_process_is_seen_by_a_serving_router(
                 elsewhere.settings.topology,
                 elsewhere.registry,
                 elsewhere.directory,
+                elsewhere.move_journal,
                 elsewhere.pseudonyms,
             )
             await mover.move_subject("hans", other)
@@ -184,18 +185,20 @@ async def test_a_write_between_copy_and_fence_is_carried_over_and_verified(
     pseudonym, source = await home_of(dep, "boris")
     target = "eu-fra-1" if source == "ru-msk-1" else "ru-msk-1"
     async with open_runtime(dep.settings()) as rt:
-        mover = Interleaved(rt.settings.topology, rt.registry, rt.directory, rt.pseudonyms)
+        mover = Interleaved(
+            rt.settings.topology, rt.registry, rt.directory, rt.move_journal, rt.pseudonyms
+        )
         there = await mover.move_subject("boris", target)
         # The copy was still what the source held: the database fingerprints agreed with the
         # one computed from the copied rows, so no record-by-record pass was needed.
-        assert (there.state, there.records, mover.slow) == (DONE, 3, 0)
+        assert (there.state, there.records, mover.slow) == (MoveState.DONE, 3, 0)
 
         async def late_write() -> None:
             await rt.store.put("boris", "notes", "late", {"after": "copy"}, ACTOR)
 
         mover.meanwhile = late_write
         back = await mover.move_subject("boris", source)
-        assert (back.state, back.records, mover.slow) == (DONE, 4, 1)
+        assert (back.state, back.records, mover.slow) == (MoveState.DONE, 4, 1)
         assert back.digest != there.digest
         assert (await rt.store.get("boris", "notes", "late")).data == b'{"after":"copy"}'
     assert_settled(await views(dep), {pseudonym: (source, 4)})
@@ -216,10 +219,12 @@ async def test_a_record_whose_bytes_do_not_match_its_digest_is_not_moved(
         )
 
     async with open_runtime(dep.settings()) as rt:
-        mover = Interleaved(rt.settings.topology, rt.registry, rt.directory, rt.pseudonyms)
+        mover = Interleaved(
+            rt.settings.topology, rt.registry, rt.directory, rt.move_journal, rt.pseudonyms
+        )
         mover.meanwhile = corrupt
         failed = await mover.move_subject("boris", target)
-    assert failed.state == FAILED
+    assert failed.state == MoveState.FAILED
     assert failed.error == f"a record's content at {source} does not match its digest"
     after = await views(dep)
     assert after[source].subjects[pseudonym][0] == "home"  # the fence was lifted

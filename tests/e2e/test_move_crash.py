@@ -79,9 +79,14 @@ async def crash_comply(dep: Deployment, point: str) -> None:
             async def die(*_: Any, **__: Any) -> Any:
                 raise Crash
 
-            rt.catalog.switch_placements = die  # type: ignore[method-assign]
+            rt.directory.switch = die  # type: ignore[method-assign]
         mover = CrashingMover(
-            rt.settings.topology, rt.registry, rt.directory, rt.pseudonyms, owner=dead_owner()
+            rt.settings.topology,
+            rt.registry,
+            rt.directory,
+            rt.move_journal,
+            rt.pseudonyms,
+            owner=dead_owner(),
         )
         mover.point = point
         with pytest.raises(Crash):
@@ -236,7 +241,9 @@ async def test_an_outage_mid_move_leaves_it_resumable_and_the_subject_writable(
     dep, ru = law_change
     set_policy(dep.config, "RU", ["ru-msk", "eu-fra"])  # the source stays permitted for writes
     async with open_runtime(dep.settings()) as rt:
-        mover = FlakyTarget(rt.settings.topology, rt.registry, rt.directory, rt.pseudonyms)
+        mover = FlakyTarget(
+            rt.settings.topology, rt.registry, rt.directory, rt.move_journal, rt.pseudonyms
+        )
         report = await comply(mover, Selection(drain="eu-fra-1"), batch_size=100)
         assert [m.state for m in report.unfinished] == ["verified"] * len(ru)
         assert {m.error for m in report.unfinished} == {"shard ru-msk-1 is unavailable"}

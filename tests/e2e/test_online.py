@@ -87,7 +87,9 @@ async def hammer_while(
         tasks.append(asyncio.create_task(reader(api, subjects, stop, load)))
         await asyncio.sleep(0.2)
         async with open_runtime(dep.settings()) as rt:
-            mover = Mover(rt.settings.topology, rt.registry, rt.directory, rt.pseudonyms)
+            mover = Mover(
+                rt.settings.topology, rt.registry, rt.directory, rt.move_journal, rt.pseudonyms
+            )
             report = await comply(mover, selection, parallel=2, batch_size=2)
         # Until every subject took a write at its new home.
         with contextlib.suppress(TimeoutError):

@@ -46,7 +46,7 @@ async def placements(dep: Deployment, prefix: str, n: int) -> dict[str, str]:
     async with open_runtime(dep.settings(), prepare=False) as rt:
         found = {}
         for i in range(n):
-            placement = await rt.catalog.get(rt.pseudonyms.subject(f"{prefix}-{i}"))
+            placement = await rt.directory.read(rt.pseudonyms.subject(f"{prefix}-{i}"))
             assert placement is not None
             found[f"{prefix}-{i}"] = placement.shard
     return found

@@ -66,7 +66,7 @@ async def test_unplaceable_jurisdiction_stores_nothing(api: Api, deployment: Dep
     assert response.json()["error"]["code"] == "no_permitted_region"
     for shard in deployment.shard_urls:
         assert await rows_on(deployment, shard) == []
-    assert await api.runtime.catalog.count_by_shard() == {}
+    assert await api.runtime.directory.count_by_shard() == {}
     metrics = (await api.client.get("/metrics")).text
     assert 'domicile_placements_refused_total{jurisdiction="CN"} 1.0' in metrics
 
@@ -397,5 +397,5 @@ async def test_interrupted_erasure_completes_on_retry(api: Api, deployment: Depl
     await query_shard(deployment, "eu-fra-1", "DELETE FROM subjects")
     assert (await api.request("GET", "/v1/subjects/marie/records/diary/d1")).status_code == 404
     assert (await api.request("DELETE", "/v1/subjects/marie")).status_code == 204
-    assert await api.runtime.catalog.get(api.runtime.pseudonyms.subject("marie")) is None
+    assert await api.runtime.directory.read(api.runtime.pseudonyms.subject("marie")) is None
     assert (await api.request("DELETE", "/v1/subjects/marie")).status_code == 404

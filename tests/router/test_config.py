@@ -4,7 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from domicile.router.config import ConfigError, Environment, load_settings
+from domicile.router.config import Environment, load_settings
+from domicile.router.errors import ConfigError
 from domicile.shards.policy import ISO_CODES
 
 BASE = """

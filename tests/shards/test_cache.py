@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from domicile.shards.cache import LocalCache, RedisCache
-from domicile.shards.catalog import Placement
+from domicile.shards.placements import Placement
 from tests.support.api import Api, start_api
 from tests.support.deployment import Deployment, make_deployment, query_shard
 
@@ -109,7 +109,7 @@ async def test_stale_entry_is_refused_by_the_shard_and_re_resolved(
     a, b, dep = two_routers
     await a.register("hans", "DE")
     pseudonym = a.runtime.pseudonyms.subject("hans")
-    real = await a.runtime.catalog.get(pseudonym)
+    real = await a.runtime.directory.read(pseudonym)
     assert real is not None
     # A router holding a wrong placement (as after a missed invalidation) still writes to the
     # subject's true home: the wrong shard's fence refuses, the router re-resolves.

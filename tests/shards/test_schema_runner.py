@@ -88,7 +88,9 @@ async def test_a_failing_shard_stops_the_wave_and_a_rerun_resumes(
     dep, rt = deployment, seeded
     await query_shard(dep, "eu-fra-1", "CREATE TABLE extra (id INTEGER PRIMARY KEY)")
 
-    first = await run_wave(rt.registry.all(), rt.catalog, UPGRADE, "0003", scripts=scripts)
+    first = await run_wave(
+        rt.registry.all(), rt.migration_journal, UPGRADE, "0003", scripts=scripts
+    )
     assert [(r.shard, r.status) for r in first] == [
         ("ru-msk-1", "migrated"),
         ("eu-fra-1", "failed"),
@@ -97,7 +99,7 @@ async def test_a_failing_shard_stops_the_wave_and_a_rerun_resumes(
     assert "extra" in (first[1].error or "")
     assert await revisions(rt) == {"ru-msk-1": "0003", "eu-fra-1": "0002", "us-east-1": "0002"}
     assert "note" not in await columns(dep, "eu-fra-1")  # its revision rolled back whole
-    journal = await rt.catalog.migration_journal()
+    journal = await rt.migration_journal.entries()
     assert [(e.shard, e.from_revision, e.to_revision, e.status) for e in reversed(journal)] == [
         ("ru-msk-1", "0002", "0003", "done"),
         ("eu-fra-1", "0002", "0003", "failed"),
@@ -111,12 +113,16 @@ async def test_a_failing_shard_stops_the_wave_and_a_rerun_resumes(
     assert await migrated_events(dep, "eu-fra-1") == []
 
     await query_shard(dep, "eu-fra-1", "DROP TABLE extra")
-    second = await run_wave(rt.registry.all(), rt.catalog, UPGRADE, "0003", scripts=scripts)
+    second = await run_wave(
+        rt.registry.all(), rt.migration_journal, UPGRADE, "0003", scripts=scripts
+    )
     assert [r.status for r in second] == ["current", "migrated", "migrated"]
     assert set((await revisions(rt)).values()) == {"0003"}
     assert len(await migrated_events(dep, "ru-msk-1")) == 1  # nothing applied twice
 
-    back = await run_wave(rt.registry.all(), rt.catalog, DOWNGRADE, "0002", scripts=scripts)
+    back = await run_wave(
+        rt.registry.all(), rt.migration_journal, DOWNGRADE, "0002", scripts=scripts
+    )
     assert [r.status for r in back] == ["migrated"] * 3
     assert set((await revisions(rt)).values()) == {"0002"}
     assert "note" not in await columns(dep, "us-east-1")
@@ -134,7 +140,9 @@ async def test_a_parallel_wave_migrates_the_others(
 ) -> None:
     await query_shard(deployment, "eu-fra-1", "CREATE TABLE extra (id INTEGER PRIMARY KEY)")
     shards = seeded.registry.all()
-    results = await run_wave(shards, seeded.catalog, UPGRADE, "0003", parallel=3, scripts=scripts)
+    results = await run_wave(
+        shards, seeded.migration_journal, UPGRADE, "0003", parallel=3, scripts=scripts
+    )
     assert [r.status for r in results] == ["migrated", "failed", "migrated"]
     assert await revisions(seeded) == {"ru-msk-1": "0003", "eu-fra-1": "0002", "us-east-1": "0003"}
 
@@ -195,7 +203,7 @@ async def test_0002_moves_unintegrated_entries_both_ways(
     assert len(queued) == 1
     assert not await pending_index(dep, name)
 
-    [down] = await run_wave([shard], rt.catalog, DOWNGRADE, "0001")
+    [down] = await run_wave([shard], rt.migration_journal, DOWNGRADE, "0001")
     assert down.status == "migrated", down.error
     sql = "SELECT id, leaf FROM audit_entries WHERE idx IS NULL ORDER BY id"
     at_0001 = await query_shard(dep, name, sql)
@@ -203,7 +211,7 @@ async def test_0002_moves_unintegrated_entries_both_ways(
     assert json.loads(at_0001[-1][1])["revision"] == "0001"
     assert await pending_index(dep, name)
 
-    [up] = await run_wave([shard], rt.catalog, UPGRADE, "0002")
+    [up] = await run_wave([shard], rt.migration_journal, UPGRADE, "0002")
     assert up.status == "migrated", up.error
     at_0002 = await query_shard(dep, name, "SELECT id, leaf FROM audit_pending ORDER BY id")
     assert at_0002[:-1] == at_0001

@@ -10,7 +10,7 @@ import httpx
 from domicile.audit.note import Verifier
 from domicile.router.app import create_app
 from domicile.router.runtime import Runtime
-from domicile.shards.catalog import SCOPES
+from domicile.shards.api_keys import SCOPES
 
 
 class Api:
@@ -48,7 +48,7 @@ async def start_api(settings: Any) -> AsyncIterator[Api]:
     async with app.router.lifespan_context(app):
         runtime: Runtime = app.state.runtime
         keys = {
-            scope: (await runtime.catalog.create_key(f"test-{scope}", {scope})).secret
+            scope: (await runtime.api_keys.create(f"test-{scope}", {scope})).secret
             for scope in SCOPES
         }
         transport = httpx.ASGITransport(app=app)

@@ -1,0 +1,55 @@
+"""The states a subject, a placement, a move and a migration step can be in: one vocabulary for
+the Python code and the SQL text built from it.
+
+Each is a ``StrEnum``: a member is its value (``str(member)``, f-strings, drivers and JSON all
+see the plain string), so the values already stored compare equal and are written unchanged.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class SubjectState(StrEnum):
+    """A subject's fence row in a shard (``subjects.state``): writes proceed only at ``home``;
+    reads also at ``moving_out`` (a move's source serves reads until the switch)."""
+
+    HOME = "home"
+    MOVING_OUT = "moving_out"  # a move's source during the write pause
+    MOVING_IN = "moving_in"  # a move's copy, written only by the move
+    GONE = "gone"  # a moved subject's tombstone at its former home, without the raw subject id
+
+
+class PlacementState(StrEnum):
+    """A directory entry (``directory.state``) in the catalog."""
+
+    PENDING = "pending"  # reserved by a registration not yet complete: invisible to requests
+    ACTIVE = "active"
+    MOVING = "moving"  # not written by this code; writes to such a subject answer subject_moving
+
+
+class MoveState(StrEnum):
+    """A move in the journal (``moves.state``), in order; it ends done, failed (stopped by an
+    error and rolled back) or rolled_back (cancelled, or its subject was erased or moved by
+    someone else meanwhile)."""
+
+    PLANNED = "planned"
+    COPYING = "copying"  # only read: earlier releases journaled it before their copy
+    VERIFIED = "verified"
+    SWITCHED = "switched"
+    PURGED = "purged"  # only read: earlier releases journaled it after their purge
+    DONE = "done"
+    FAILED = "failed"
+    ROLLED_BACK = "rolled_back"
+
+    @property
+    def finished(self) -> bool:
+        return self in (MoveState.DONE, MoveState.FAILED, MoveState.ROLLED_BACK)
+
+
+class MigrationStatus(StrEnum):
+    """A step of the schema migration journal (``shard_migrations.status``)."""
+
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"
