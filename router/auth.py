@@ -1,5 +1,11 @@
 """Bearer API keys with scopes. Verified keys are cached briefly so the hot path does not hit
-the catalog on every request (a revoked key stops working within ``ttl`` seconds)."""
+the catalog on every request (a revoked key stops working within ``ttl`` seconds).
+
+While the catalog is unreachable, a key verified within the last ``ttl + outage_grace`` seconds
+keeps working (requests whose placement is cached go on being served, as the failure-mode
+table says); a key never verified, or verified longer ago, gets 503 ``catalog_unavailable``.
+Once the catalog answers again every key is checked afresh, so a revocation made meanwhile
+takes effect at the first request after the outage."""
 
 from __future__ import annotations
 
@@ -12,12 +18,20 @@ from fastapi import Depends, Request
 
 from domicile.router.errors import ApiError
 from domicile.shards.api_keys import ApiKey, ApiKeys, parse_token, secret_matches
+from domicile.shards.errors import CatalogUnavailable
+
+#: How long past its cache time a verified key outlives a catalog outage.
+OUTAGE_GRACE = 900.0
 
 
 class Authenticator:
-    def __init__(self, keys: ApiKeys, ttl: float = 30.0) -> None:
+    def __init__(
+        self, keys: ApiKeys, ttl: float = 30.0, outage_grace: float = OUTAGE_GRACE
+    ) -> None:
         self._keys = keys
         self._ttl = ttl
+        self._grace = outage_grace
+        # token -> (fresh until, key): kept past ``fresh until`` for the outage grace.
         self._verified: dict[str, tuple[float, ApiKey]] = {}
         # One catalog lookup per token at a time: when an entry expires under load, every
         # concurrent request of that client would otherwise take a catalog connection at once.
@@ -35,7 +49,12 @@ class Authenticator:
             lookup = asyncio.ensure_future(self._verify(token))
             self._verifying[token] = lookup
             lookup.add_done_callback(lambda _: self._verifying.pop(token, None))
-        key = await asyncio.shield(lookup)
+        try:
+            key = await asyncio.shield(lookup)
+        except CatalogUnavailable:
+            if hit is not None and time.monotonic() < hit[0] + self._grace:
+                return hit[1]
+            raise
         if key is None:
             raise _unauthorized("invalid API key")
         return key
@@ -44,6 +63,7 @@ class Authenticator:
         parsed = parse_token(token)
         key = await self._keys.get(parsed[0]) if parsed else None
         if key is None or key.revoked or not secret_matches(key, token):
+            self._verified.pop(token, None)
             return None
         if len(self._verified) > 10_000:
             self._verified.clear()

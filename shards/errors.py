@@ -136,6 +136,12 @@ class NotHome(DomicileError):
         self.shard = shard
 
 
+class MovedAway(NotHome):
+    """The subject has been switched to another shard; this one's copy awaits its purge."""
+
+    code = "not_home"
+
+
 class ShardIdentityMismatch(DomicileError):
     """The database configured under a shard's name records another shard's identity."""
 

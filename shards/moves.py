@@ -487,7 +487,8 @@ class Mover:
             subject_ids = await bulk.set_state(
                 conn,
                 [m.pseudonym for m in todo],
-                expect=(SubjectState.HOME, SubjectState.MOVING_OUT),
+                # switched_out: a run stopped between the source's read fence and the switch
+                expect=(SubjectState.HOME, SubjectState.MOVING_OUT, SubjectState.SWITCHED_OUT),
                 to=SubjectState.MOVING_OUT,
                 now=_now(),
             )
@@ -621,6 +622,18 @@ class Mover:
                 now=_now(),
                 entries=entries,
             )
+        # Before the directory names the target (from then on writes land there), the source
+        # stops serving reads: a router with a stale cache re-resolves instead of reading data
+        # older than a write another router has had acknowledged.
+        source = self.registry[moves[0].from_shard]
+        async with source.write() as conn:
+            await bulk.set_state(
+                conn,
+                [m.pseudonym for m in moves],
+                expect=(SubjectState.MOVING_OUT,),
+                to=SubjectState.SWITCHED_OUT,
+                now=_now(),
+            )
         switched = await self.directory.switch(
             moves, owner=self.owner, lease=self.lease, details=details
         )
@@ -644,7 +657,8 @@ class Mover:
             await bulk.set_state(
                 conn,
                 list(entries),
-                expect=(SubjectState.MOVING_OUT,),
+                # moving_out: switched by a release before the source's read fence
+                expect=(SubjectState.SWITCHED_OUT, SubjectState.MOVING_OUT),
                 to=SubjectState.GONE,
                 now=_now(),
                 entries=entries,
@@ -722,7 +736,7 @@ class Mover:
             await bulk.set_state(
                 conn,
                 [m.pseudonym for m in moves],
-                expect=(SubjectState.MOVING_OUT,),
+                expect=(SubjectState.MOVING_OUT, SubjectState.SWITCHED_OUT),
                 to=SubjectState.HOME,
                 now=_now(),
             )

@@ -16,6 +16,9 @@ class SubjectState(StrEnum):
 
     HOME = "home"
     MOVING_OUT = "moving_out"  # a move's source during the write pause
+    # A move's source from the switch on, until its purge: the target may take writes now, so
+    # the source serves nothing (a stale router re-resolves rather than read older data).
+    SWITCHED_OUT = "switched_out"
     MOVING_IN = "moving_in"  # a move's copy, written only by the move
     GONE = "gone"  # a moved subject's tombstone at its former home, without the raw subject id
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import builtins
 import hashlib
 from collections.abc import Awaitable, Callable, Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TypeVar
@@ -27,6 +28,7 @@ from domicile.shards.engines import insert_on_conflict, scrub_freed_pages, state
 from domicile.shards.errors import (
     DomicileError,
     JurisdictionConflict,
+    MovedAway,
     NotHome,
     PlacementNotPermitted,
     RecordNotFound,
@@ -52,8 +54,24 @@ from domicile.shards.validation import (
 
 T = TypeVar("T")
 
-#: The fence states a shard serves reads in (a move's source serves them until the switch).
-_READABLE = (SubjectState.HOME, SubjectState.MOVING_OUT)
+
+#: Set while an operation runs at a ``switched_out`` source the catalog still names (see
+#: ``RecordStore._at_confirmed_source``): reads may be served there, writes never.
+_SOURCE_CONFIRMED: ContextVar[bool] = ContextVar("domicile_source_confirmed", default=False)
+
+
+def _refusal(shard: str, state: str | None, *, writing: bool) -> DomicileError | None:
+    """What a shard answers for a subject whose fence row says ``state`` (None: no row)."""
+    if state == SubjectState.HOME or (not writing and state == SubjectState.MOVING_OUT):
+        return None
+    if not writing and state == SubjectState.SWITCHED_OUT and _SOURCE_CONFIRMED.get():
+        return None
+    if state == SubjectState.MOVING_OUT:
+        return SubjectMoving()
+    if state == SubjectState.SWITCHED_OUT:
+        return MovedAway(shard)
+    return NotHome(shard)
+
 
 #: The columns of a record as listed and exported.
 _LISTED = (
@@ -166,11 +184,9 @@ class RecordStore:
                 .with_for_update(read=True)
             )
         ).scalar_one_or_none()
-        if state == SubjectState.HOME:
-            return
-        if state == SubjectState.MOVING_OUT:
-            raise SubjectMoving()
-        raise NotHome(shard.name)
+        refusal = _refusal(shard.name, state, writing=True)
+        if refusal is not None:
+            raise refusal
 
     def _placement_view(self, subject_id: str, p: Placement) -> SubjectPlacement:
         shard = self.registry[p.shard]
@@ -209,9 +225,11 @@ class RecordStore:
         for attempt in (1, 2):
             try:
                 return await operation(placement, self.registry[placement.shard])
-            except NotHome:
+            except NotHome as exc:
                 await self.directory.invalidate(pseudonym)
                 fresh = await self.directory.resolve(pseudonym, fresh=True)
+                if isinstance(exc, MovedAway) and fresh == placement:
+                    return await self._at_confirmed_source(operation, placement)
                 if attempt == 2 or fresh == placement:
                     # The catalog still names this shard but the shard has no such subject:
                     # an erasure interrupted half-way. The subject no longer exists.
@@ -220,6 +238,20 @@ class RecordStore:
                 assert fresh is not None
                 placement = fresh
         raise AssertionError("unreachable")
+
+    async def _at_confirmed_source(
+        self, operation: Callable[[Placement, Shard], Awaitable[T]], placement: Placement
+    ) -> T:
+        """A move's source is ``switched_out`` while the catalog, read after the source refused,
+        still names it: the switch has not committed, so no write can have landed on the target
+        yet and the source's data is current. A read is served there; a write waits."""
+        token = _SOURCE_CONFIRMED.set(True)
+        try:
+            return await operation(placement, self.registry[placement.shard])
+        except MovedAway:
+            raise SubjectMoving() from None
+        finally:
+            _SOURCE_CONFIRMED.reset(token)
 
     # -- subjects ----------------------------------------------------------------------------
 
@@ -383,11 +415,7 @@ class RecordStore:
                 )
                 assert row is not None
                 if row["version"] is None:
-                    raise (
-                        SubjectMoving()
-                        if row["state"] == SubjectState.MOVING_OUT
-                        else NotHome(shard.name)
-                    )
+                    raise _refusal(shard.name, row["state"], writing=True) or NotHome(shard.name)
                 return self._record(subject_id, p, shard, collection, key, row["version"], digest)
             where = and_(
                 records.c.pseudonym == p.pseudonym,
@@ -482,8 +510,9 @@ class RecordStore:
         self, subject_id: str, p: Placement, shard: Shard, collection: str, key: str, row: Any
     ) -> StoredRecord:
         """A read's answer from its row (state, version, content_sha256, data)."""
-        if row is None or row[0] not in _READABLE:
-            raise NotHome(shard.name)
+        refusal = _refusal(shard.name, None if row is None else row[0], writing=False)
+        if refusal is not None:
+            raise refusal
         if row[1] is None:
             raise RecordNotFound()
         return self._record(subject_id, p, shard, collection, key, row[1], row[2], row[3].encode())
@@ -587,8 +616,9 @@ class RecordStore:
         state = (
             await conn.execute(select(subjects.c.state).where(subjects.c.pseudonym == pseudonym))
         ).scalar_one_or_none()
-        if state not in _READABLE:
-            raise NotHome(shard.name)
+        refusal = _refusal(shard.name, state, writing=False)
+        if refusal is not None:
+            raise refusal
 
     async def export(self, subject_id: str) -> tuple[SubjectPlacement, Sequence[StoredRecord]]:
         """Every record of the subject, read in one snapshot of its home shard."""
