@@ -45,7 +45,7 @@ BACKENDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
 #: catalog, which otherwise run on SQLite only. A third run costs time, so only the tests marked
 #: ``general_path`` take it: the record API (tests/router/test_app.py), the store statements and
 #: the log store (tests/shards), and the in-process moves and comply (tests/e2e: test_move,
-#: test_comply, test_online, and test_move_crash's crash at each step).
+#: test_comply, test_online, test_read_your_writes, and test_move_crash's crash at each step).
 GENERAL_PATH = pytest.param("postgres-general", marks=pytest.mark.postgres)
 
 

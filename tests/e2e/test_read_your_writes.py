@@ -10,9 +10,10 @@ import pytest
 
 from domicile.audit.events import Actor
 from domicile.shards.moves import Mover
-from tests.conftest import Api, Deployment, query_shard, start_api
+from tests.support.api import Api, start_api
+from tests.support.deployment import Deployment, query_shard
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.general_path]
 
 
 def mover_of(api: Api) -> Mover:

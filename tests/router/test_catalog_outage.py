@@ -16,8 +16,9 @@ import pytest
 from domicile.router.auth import Authenticator
 from domicile.shards.engines import create_engine
 from domicile.shards.schema_runner import CATALOG_HISTORY, migrate
-from tests.conftest import create_databases, make_deployment, pg_url, start_api
-from tests.pgcluster import Cluster
+from tests.support.api import start_api
+from tests.support.deployment import create_databases, make_deployment, pg_url
+from tests.support.pgcluster import Cluster
 
 pytestmark = pytest.mark.anyio
 
