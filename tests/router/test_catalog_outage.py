@@ -6,9 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import re
-import shutil
-import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -23,17 +20,6 @@ from tests.support.pgcluster import Cluster
 pytestmark = pytest.mark.anyio
 
 KEY_TTL = 0.2
-
-
-@pytest.fixture
-def cluster() -> Iterator[Cluster]:
-    root = Path(tempfile.mkdtemp(prefix="domicile-pg-"))
-    pg = Cluster(root)
-    pg.init()
-    pg.start()
-    yield pg
-    pg.stop()
-    shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.mark.postgres

@@ -4,9 +4,6 @@ is served as usual, and service resumes without a restart once the server is bac
 from __future__ import annotations
 
 import asyncio
-import shutil
-import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -18,18 +15,6 @@ from tests.support.deployment import create_databases, drop_databases, make_depl
 from tests.support.pgcluster import Cluster
 
 pytestmark = pytest.mark.anyio
-
-
-@pytest.fixture
-def cluster() -> Iterator[Cluster]:
-    # Not under pytest's tmp dir: that is private to root, and the server runs as postgres.
-    root = Path(tempfile.mkdtemp(prefix="domicile-pg-"))
-    pg = Cluster(root)
-    pg.init()
-    pg.start()
-    yield pg
-    pg.stop()
-    shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.mark.postgres
