@@ -165,7 +165,9 @@ async def bootstrap_admin_key(runtime: Runtime) -> None:
     if not runtime.settings.embedded or await runtime.api_keys.count() > 0:
         return
     path = runtime.settings.data_dir / "admin.key"
-    new = await runtime.api_keys.create("bootstrap-admin", SCOPES)
+    new = await runtime.api_keys.create_first("bootstrap-admin", SCOPES)
+    if new is None:  # another process starting beside this one made it
+        return
     path.unlink(missing_ok=True)
     write_private(path, new.secret.encode() + b"\n")
     log.warning("created an admin API key; its secret is in %s", path)

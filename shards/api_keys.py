@@ -16,6 +16,8 @@ from sqlalchemy import func, insert, select
 
 from domicile.shards.catalog import Catalog
 from domicile.shards.catalog_schema import api_keys
+from domicile.shards.engines import serialize_writers
+from domicile.shards.errors import InvalidInput
 
 SCOPES: frozenset[str] = frozenset(
     {"records:read", "records:write", "subjects:write", "audit:read", "admin"}
@@ -62,14 +64,28 @@ class ApiKeys:
         self._catalog = catalog
 
     async def create(self, name: str, scopes: AbstractSet[str]) -> NewKey:
+        new = await self._create(name, scopes, first=False)
+        assert new is not None
+        return new
+
+    async def create_first(self, name: str, scopes: AbstractSet[str]) -> NewKey | None:
+        """A key, only if the catalog holds none yet: of processes starting together on a new
+        deployment, exactly one creates it (the others get None)."""
+        return await self._create(name, scopes, first=True)
+
+    async def _create(self, name: str, scopes: AbstractSet[str], *, first: bool) -> NewKey | None:
         unknown = set(scopes) - SCOPES
         if unknown:
-            raise ValueError(f"unknown scope {sorted(unknown)[0]!r}")
+            raise InvalidInput("invalid_scope", f"unknown scope {sorted(unknown)[0]!r}")
         if not scopes:
-            raise ValueError("a key needs at least one scope")
+            raise InvalidInput("invalid_scope", "a key needs at least one scope")
         key_id = secrets.token_hex(8)
         secret = f"dmk_{key_id}_{secrets.token_urlsafe(32).replace('_', '-')}"
         async with self._catalog.transaction(write=True) as conn:
+            if first:
+                await serialize_writers(conn)
+                if (await conn.execute(select(func.count()).select_from(api_keys))).scalar_one():
+                    return None
             await conn.execute(
                 insert(api_keys).values(
                     key_id=key_id,

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from domicile.shards.api_keys import ApiKeys
+from domicile.shards.catalog import Catalog
 from domicile.shards.registry import open_registry
 from domicile.shards.schema_runner import sync_shard
 from tests.support.deployment import Deployment, query_shard
@@ -63,3 +65,19 @@ async def test_guard_syncs_started_together_converge(deployment: Deployment) -> 
         await asyncio.gather(*(sync_shard(r["eu-fra-1"], wanted) for r in registries))
     held = await query_shard(deployment, "eu-fra-1", "SELECT code FROM shard_jurisdictions")
     assert sorted(code for (code,) in held) == sorted(wanted)
+
+
+@pytest.mark.anyio
+async def test_the_first_admin_key_is_made_once(deployment: Deployment) -> None:
+    """The embedded default's bootstrap admin key: of many processes finding no key, one makes
+    it."""
+    settings = deployment.settings()
+    catalogs = [Catalog(settings.catalog_url) for _ in range(PROCESSES)]
+    try:
+        made = await asyncio.gather(
+            *(ApiKeys(c).create_first("bootstrap-admin", {"admin"}) for c in catalogs)
+        )
+        assert sum(new is not None for new in made) == 1
+        assert await ApiKeys(catalogs[0]).count() == 1
+    finally:
+        await asyncio.gather(*(c.dispose() for c in catalogs))
