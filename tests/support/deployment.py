@@ -5,6 +5,7 @@ database, bypassing domicile entirely."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import shutil
 import sqlite3
@@ -86,7 +87,13 @@ class Deployment:
 
 
 _templates: dict[str, str] = {}
-_session_dir = Path(tempfile.mkdtemp(prefix="domicile-tests-"))
+
+
+@functools.cache
+def _session_dir() -> Path:
+    """The SQLite templates' folder, made on first use: not on import, as by xdist's controller,
+    which runs no test and so would leave it behind."""
+    return Path(tempfile.mkdtemp(prefix="domicile-tests-"))
 
 
 async def _migrated_template(backend: str, history: str, tmp_root: Path) -> str:
@@ -125,8 +132,8 @@ async def make_deployment(
     The caller owns any PostgreSQL databases created (``Deployment.databases``)."""
     data_dir = tmp_path / "data"
     databases: list[str] = []
-    shard_template = await _migrated_template(backend, SHARD_HISTORY, _session_dir)
-    catalog_template = await _migrated_template(backend, CATALOG_HISTORY, _session_dir)
+    shard_template = await _migrated_template(backend, SHARD_HISTORY, _session_dir())
+    catalog_template = await _migrated_template(backend, CATALOG_HISTORY, _session_dir())
     if backend == "postgres":
         if reuse is not None:
             databases = reuse
@@ -195,7 +202,8 @@ def remove_session_databases() -> None:
     names += [name for databases in _pg_pool for name in databases]
     if names:
         asyncio.run(drop_databases(names))
-    shutil.rmtree(_session_dir, ignore_errors=True)
+    if _session_dir.cache_info().currsize:
+        shutil.rmtree(_session_dir(), ignore_errors=True)
 
 
 async def query_shard(dep: Deployment, shard: str, sql: str, *args: Any) -> list[tuple[Any, ...]]:
