@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import random
 import socket
-import sqlite3
 import subprocess
 from collections import Counter
 from typing import Any
@@ -20,7 +19,7 @@ from domicile.shards.comply import Selection, comply
 from domicile.shards.errors import ShardUnavailable
 from domicile.shards.moves import BatchOutcome, Mover
 from tests.support.cli import cli, spawn
-from tests.support.deployment import Deployment
+from tests.support.deployment import Deployment, query_sqlite
 from tests.support.shards import (
     ACTOR,
     assert_settled,
@@ -154,8 +153,7 @@ async def test_cancel_after_a_crash_rolls_back_until_the_switch(
 async def query_catalog(dep: Deployment, sql: str) -> list[tuple[Any, ...]]:
     url = dep.settings().catalog_url
     if url.startswith("sqlite"):
-        with sqlite3.connect(url.split("///", 1)[1], timeout=30) as conn:
-            return [tuple(r) for r in conn.execute(sql)]
+        return await asyncio.to_thread(query_sqlite, url.split("///", 1)[1], sql, ())
     conn = await asyncpg.connect(url.replace("postgresql+asyncpg", "postgresql"))
     try:
         return [tuple(r) for r in await conn.fetch(sql)]

@@ -206,13 +206,18 @@ def remove_session_databases() -> None:
         shutil.rmtree(_session_dir(), ignore_errors=True)
 
 
+def query_sqlite(path: str, sql: str, args: tuple[Any, ...]) -> list[tuple[Any, ...]]:
+    with sqlite3.connect(path, timeout=30) as conn:
+        return [tuple(r) for r in conn.execute(sql.replace("$1", "?").replace("$2", "?"), args)]
+
+
 async def query_shard(dep: Deployment, shard: str, sql: str, *args: Any) -> list[tuple[Any, ...]]:
     """Query a shard's database directly, bypassing domicile entirely."""
     url = dep.shard_urls[shard]
     if url.startswith("sqlite"):
-        path = url.split("///", 1)[1]
-        with sqlite3.connect(path, timeout=30) as conn:
-            return [tuple(r) for r in conn.execute(sql.replace("$1", "?").replace("$2", "?"), args)]
+        # In a thread: waiting for the file's lock on the event loop would stop the in-process
+        # app (whose transaction holds that lock) from ever finishing, until the busy timeout.
+        return await asyncio.to_thread(query_sqlite, url.split("///", 1)[1], sql, args)
     conn = await asyncpg.connect(url.replace("postgresql+asyncpg", "postgresql"))
     try:
         return [tuple(r) for r in await conn.fetch(sql, *args)]
