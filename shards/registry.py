@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -112,6 +114,8 @@ class Shard:
                         raise self.unavailable(identity_mismatch(owner))
                     if await _read_only(conn):
                         return Fault(Cause.READ_ONLY)
+                    if _disk_full(conn):
+                        return Fault(Cause.DISK_FULL)
         except ShardUnavailable as exc:
             return exc.fault
         except TimeoutError:
@@ -121,6 +125,18 @@ class Shard:
 
 def identity_mismatch(owner: str) -> Fault:
     return Fault(Cause.IDENTITY_MISMATCH, f"its database records shard {owner}")
+
+
+#: A SQLite shard whose file system has less room than this cannot be trusted with a write
+#: (its WAL grows by pages); PostgreSQL's own disk is seen only when a write fails.
+SQLITE_MIN_FREE = 1024 * 1024
+
+
+def _disk_full(conn: AsyncConnection) -> bool:
+    path = conn.engine.url.database
+    if conn.dialect.name != "sqlite" or not path or path == ":memory:":
+        return False
+    return shutil.disk_usage(Path(path).parent).free < SQLITE_MIN_FREE
 
 
 async def _read_only(conn: AsyncConnection) -> bool:
