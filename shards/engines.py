@@ -23,7 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 from sqlalchemy.util import await_
 
 from domicile.shards.errors import DomicileError
-from domicile.shards.faults import Fault, classify
+from domicile.shards.faults import Cause, Fault, classify
 from domicile.shards.policy import CONNECT_TIMEOUT, STATEMENT_TIMEOUT
 
 GUARD_MARKER = "domicile residency guard"
@@ -109,8 +109,11 @@ class StatementPool:
             conn = self._idle.pop() if self._idle else await self._acquire()
             try:
                 row = await self._run(conn, sql, args)
-            except asyncpg.PostgresError:
-                self._release(conn)  # the statement failed; the session is as it was
+            except asyncpg.PostgresError as exc:
+                if _ends_session(exc):
+                    self._discard(conn)
+                else:
+                    self._release(conn)  # the statement failed; the session is as it was
                 raise
             except BaseException:
                 self._discard(conn)  # connection lost, timed out or cancelled mid-statement
@@ -198,6 +201,13 @@ class StatementPool:
             self._prepared.pop(conn, None)
             with contextlib.suppress(Exception):
                 await conn.close(timeout=2)
+
+
+def _ends_session(exc: asyncpg.PostgresError) -> bool:
+    """Whether the server ended the session with this error (shutdown, termination, a lost
+    connection): the connection may not know it yet, and must not be used again."""
+    fault = classify(exc)
+    return fault is not None and fault.cause == Cause.UNREACHABLE
 
 
 _statement_pools: weakref.WeakKeyDictionary[Engine, StatementPool] = weakref.WeakKeyDictionary()

@@ -100,7 +100,11 @@ _SQLITE_CODES: dict[int, Fault] = {
     26: Fault(Cause.DAMAGED, "the file is not a database"),  # SQLITE_NOTADB
 }
 
-_ASYNCPG_CONNECTION_ERRORS = frozenset({"InterfaceError", "ConnectionDoesNotExistError"})
+# asyncpg's own errors for a connection that cannot be used: closed under it, or (internal
+# client error) left mid-operation when the server ended the session during a statement.
+_ASYNCPG_CONNECTION_ERRORS = frozenset(
+    {"InterfaceError", "ConnectionDoesNotExistError", "InternalClientError"}
+)
 
 
 def classify(exc: BaseException) -> Fault | None:
