@@ -135,7 +135,7 @@ class ShardLogStore:
             async with transaction as conn:
                 yield conn
         except ShardUnavailable as exc:
-            raise ShardLogUnavailable(self.name) from exc
+            raise ShardLogUnavailable(self.name, exc.fault) from exc
 
     # -- integration ---------------------------------------------------------------------------
 

@@ -339,7 +339,8 @@ async def run_wave(
     timeouts: Timeouts = Timeouts(),
     topology: Topology | None = None,
 ) -> list[ShardResult]:
-    """Migrate ``shards`` ``parallel`` at a time; the first wave with a failure is the last.
+    """Migrate ``shards`` ``parallel`` at a time; the first wave in which a revision failed is
+    the last (a shard that cannot be reached is skipped).
     With ``topology``, each migrated shard's identity and residency guard are synced too.
 
     alembic's ``op`` and ``context`` are process-wide, so two migrations may never share a
@@ -378,7 +379,9 @@ async def run_wave(
                 for shard, result in zip(group, outcomes, strict=True):
                     await _sync_after(shard, result, topology)
             results += outcomes
-            if any(r.status == "failed" for r in outcomes):
+            # A revision that failed stops the rollout; a shard that could not be reached
+            # (its database's state, no revision ran) costs only itself.
+            if any(r.status == "failed" and r.fault is None for r in outcomes):
                 results += [
                     ShardResult(s.name, "not started") for s in shards[start + len(group) :]
                 ]
@@ -393,6 +396,8 @@ async def _sync_after(shard: Shard, result: ShardResult, topology: Topology) -> 
         await sync_shard(shard, topology.jurisdictions_for_shard(shard.name))
     except DomicileError as exc:
         result.status, result.error = "failed", str(exc)
+        if isinstance(exc, ShardUnavailable):
+            result.fault = exc.fault
 
 
 def _url_of(catalog: Catalog) -> str:

@@ -203,14 +203,21 @@ def _migrate(
         )
         for result in results:
             stdout.print(_line(result))
-        failed = [r.shard for r in results if r.status == "failed"]
+        failed = [r.shard for r in results if r.status == "failed" and r.fault is None]
+        skipped = [r.shard for r in results if r.status == "failed" and r.fault is not None]
         if failed:
             click.echo(
                 f"domicile: {action} failed on {', '.join(failed)}; the wave stopped there "
                 "(fix the cause and run it again to resume)",
                 err=True,
             )
-        return 1 if failed else 0
+        elif skipped:
+            click.echo(
+                f"domicile: {action} could not reach {', '.join(skipped)}; the other shards "
+                "were done (run it again once they are back)",
+                err=True,
+            )
+        return 1 if failed or skipped else 0
 
     run(with_runtime(settings, work, prepare=False))
 
