@@ -123,13 +123,13 @@ def test_export_and_erase(api: dc.Client, subject: str) -> None:
 
 
 def test_keys_and_scopes(target: Target, subject: str) -> None:
-    with dc.Client(target.url, api_key="dmk_nobody_secret") as anonymous:
-        with pytest.raises(dc.Unauthorized) as refused:
-            anonymous.placement(subject)
+    anonymous = dc.Client(target.url, api_key="dmk_nobody_secret")
+    with anonymous, pytest.raises(dc.Unauthorized) as refused:
+        anonymous.placement(subject)
     assert (refused.value.code, refused.value.status) == ("unauthorized", 401)
-    with dc.Client(target.url, api_key=target.server.key("records:read")) as reader:
-        with pytest.raises(dc.Forbidden) as forbidden:
-            reader.register(subject, "RU")
+    reader = dc.Client(target.url, api_key=target.server.key("records:read"))
+    with reader, pytest.raises(dc.Forbidden) as forbidden:
+        reader.register(subject, "RU")
     assert (forbidden.value.code, forbidden.value.status) == ("forbidden", 403)
 
 
