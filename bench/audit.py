@@ -43,7 +43,6 @@ from domicile.audit.store import issue_checkpoint
 from domicile.audit.verify import verify_log
 from domicile.shards.auditlog import Change, append_entries, append_entry, site_of
 from domicile.shards.engines import create_engine, statement_pool
-from domicile.shards.errors import ShardUnavailable
 from domicile.shards.log_store import ShardLogStore
 from domicile.shards.policy import Region, ShardSpec
 from domicile.shards.registry import Shard
@@ -135,7 +134,7 @@ async def bench_append(shard: Shard, count: int, writers: int, batch: int) -> No
             APPEND_ONE_PG,
             leaf(shard, one),
             one.subject,
-            unavailable=lambda: ShardUnavailable(shard.name),
+            unavailable=shard.unavailable,
         )
 
     async def transaction(n: int) -> None:
@@ -158,7 +157,7 @@ async def bench_append(shard: Shard, count: int, writers: int, batch: int) -> No
 
         async def floor(n: int) -> None:
             assert pool is not None
-            await pool.fetchrow(FLOOR_PG, n, unavailable=lambda: ShardUnavailable(shard.name))
+            await pool.fetchrow(FLOOR_PG, n, unavailable=shard.unavailable)
 
         async with shard.write() as conn:
             await conn.execute(text("CREATE TABLE bench_floor (n integer)"))

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -13,16 +16,28 @@ from domicile.router.config import Settings
 from domicile.router.observability import Metrics, Observability
 from domicile.router.runtime import bootstrap_admin_key, open_runtime
 
+log = logging.getLogger("domicile")
+
 
 def create_app(settings: Settings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with open_runtime(settings) as runtime:
-            await bootstrap_admin_key(runtime)
+            for reason in (runtime.catalog_fault, *runtime.shard_faults.values()):
+                if reason is not None:  # served without it meanwhile; /readyz tells its state
+                    log.warning("not ready at start-up: %s", reason)
+            if runtime.catalog_migrated:
+                await bootstrap_admin_key(runtime)
             app.state.runtime = runtime
             app.state.authenticator = Authenticator(runtime.api_keys)
-            async with runtime.audit.running():
-                yield
+            catalog_back = asyncio.create_task(runtime.migrate_catalog_when_back())
+            try:
+                async with runtime.audit.running():
+                    yield
+            finally:
+                catalog_back.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await catalog_back
 
     app = FastAPI(
         title="domicile",

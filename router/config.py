@@ -20,8 +20,10 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from domicile.router.errors import ConfigError
 from domicile.shards.policy import (
     BUILTIN_GROUPS,
+    CONNECT_TIMEOUT,
     DEFAULT_RULE,
     ISO_CODES,
+    STATEMENT_TIMEOUT,
     Region,
     Rule,
     ShardSpec,
@@ -55,7 +57,13 @@ class RegionModel(_Strict):
     legal_entity: str | None = None
 
 
-class ShardModel(_Strict):
+class _Timeouts(_Strict):
+    #: Seconds (PostgreSQL): to open a connection, and for one statement.
+    connect_timeout: float = Field(default=CONNECT_TIMEOUT, gt=0)
+    statement_timeout: float = Field(default=STATEMENT_TIMEOUT, gt=0)
+
+
+class ShardModel(_Timeouts):
     region: str
     url: str
     accepts_new_subjects: bool = True
@@ -66,7 +74,7 @@ class RuleModel(_Strict):
     law: str | None = None
 
 
-class CatalogModel(_Strict):
+class CatalogModel(_Timeouts):
     url: str | None = None
 
 
@@ -129,6 +137,8 @@ class Settings:
     archive: ArchiveSettings
     max_record_bytes: int
     embedded: bool
+    catalog_connect_timeout: float = CONNECT_TIMEOUT
+    catalog_statement_timeout: float = STATEMENT_TIMEOUT
 
 
 def embedded_document(data_dir: Path) -> dict[str, Any]:
@@ -245,6 +255,8 @@ def _build(document: dict[str, Any], data_dir: Path, *, embedded: bool) -> Setti
         ),
         max_record_bytes=model.api.max_record_bytes,
         embedded=embedded,
+        catalog_connect_timeout=model.catalog.connect_timeout,
+        catalog_statement_timeout=model.catalog.statement_timeout,
     )
 
 
@@ -273,7 +285,14 @@ def _topology(model: ConfigFile) -> Topology:
             raise ConfigError(
                 f"shards.{name}.url: must start with postgresql+asyncpg:// or sqlite+aiosqlite://"
             )
-        shards[name] = ShardSpec(name, shard.region, shard.url, shard.accepts_new_subjects)
+        shards[name] = ShardSpec(
+            name,
+            shard.region,
+            shard.url,
+            shard.accepts_new_subjects,
+            connect_timeout=shard.connect_timeout,
+            statement_timeout=shard.statement_timeout,
+        )
     if not shards:
         raise ConfigError("shards: at least one shard must be declared")
 

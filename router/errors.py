@@ -76,7 +76,6 @@ ANSWERS: dict[type[Exception], Answer] = {
     a.LogUnavailable: Answer(503, 1),
     a.ArchiveError: Answer(503, 1),
     # A part that cannot serve until an operator acts
-    s.ShardIdentityMismatch: Answer(503, 1),
     s.MigrationFailed: Answer(503, 1),
     s.BulkWriteFailed: Answer(503, 1),
     # A check that failed

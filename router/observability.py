@@ -15,6 +15,8 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from domicile.router.health import Health
+
 access_log = logging.getLogger("domicile.access")
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
 
@@ -43,12 +45,45 @@ class Metrics:
         )
         self.shard_up = Gauge(
             "domicile_shard_up",
-            "1 when the shard answered its last health probe",
-            ["shard", "region"],
+            "1 when the shard serves reads and writes; 0 with the cause (read_only: reads only)",
+            ["shard", "region", "cause"],
             registry=self.registry,
         )
+        self.catalog_up = Gauge(
+            "domicile_catalog_up",
+            "1 when the catalog database answers; 0 with the cause",
+            ["cause"],
+            registry=self.registry,
+        )
+        self.redis_up = Gauge(
+            "domicile_redis_up",
+            "1 when the configured Redis is in use; 0 with the cause (placements are then "
+            "read from the catalog)",
+            ["cause"],
+            registry=self.registry,
+        )
+        #: The cause label last set per series, so a changed cause replaces its old series.
+        self._causes: dict[tuple[Gauge, tuple[str, ...]], str] = {}
         # labels() validates and locks on every call; a route's children never change.
         self._children: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
+
+    def set_shard(self, shard: str, region: str, health: Health) -> None:
+        self._set(self.shard_up, (shard, region), health)
+
+    def set_catalog(self, health: Health) -> None:
+        self._set(self.catalog_up, (), health)
+
+    def set_redis(self, health: Health | None) -> None:
+        if health is not None:  # no series at all when no Redis is configured
+            self._set(self.redis_up, (), health)
+
+    def _set(self, gauge: Gauge, labels: tuple[str, ...], health: Health) -> None:
+        cause = health.cause or ""
+        previous = self._causes.get((gauge, labels))
+        if previous is not None and previous != cause:
+            gauge.remove(*labels, previous)
+        self._causes[(gauge, labels)] = cause
+        gauge.labels(*labels, cause).set(1 if health.up else 0)
 
     def observe(self, method: str, route: str, status: int, elapsed: float) -> None:
         children = self._children.get((method, route, status))

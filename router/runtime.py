@@ -6,9 +6,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from domicile.audit.service import AuditService
 from domicile.router.audit_setup import audit_service
@@ -18,13 +18,8 @@ from domicile.shards.api_keys import SCOPES, ApiKeys
 from domicile.shards.cache import LocalCache, PlacementCache, RedisCache
 from domicile.shards.catalog import Catalog
 from domicile.shards.directory import Directory
-from domicile.shards.engines import is_unavailable
-from domicile.shards.errors import (
-    MigrationFailed,
-    ShardSchemaMissing,
-    ShardUnavailable,
-    Unavailable,
-)
+from domicile.shards.errors import CatalogUnavailable, DomicileError, MigrationFailed
+from domicile.shards.faults import Cause, Fault, classify
 from domicile.shards.migration_journal import MigrationJournal
 from domicile.shards.move_journal import MoveJournal
 from domicile.shards.pseudonym import Pseudonymizer
@@ -33,10 +28,11 @@ from domicile.shards.schema_runner import (
     CATALOG_HISTORY,
     SHARD_HISTORY,
     UPGRADE,
-    current_revision,
+    check_identity,
     head_revision,
     migrate,
     migrate_shard,
+    shard_revision,
     sync_shard,
 )
 from domicile.shards.store import RecordStore
@@ -64,31 +60,44 @@ class Runtime:
     store: RecordStore
     pseudonyms: Pseudonymizer
     audit: AuditService
+    #: Why each shard not ready at start-up was not (by name); why the catalog was not.
+    shard_faults: dict[str, str] = field(default_factory=dict)
+    catalog_fault: str | None = None
+    catalog_migrated: bool = True
+
+    async def migrate_catalog_when_back(self, every: float = 2.0) -> None:
+        """For a server that started without its catalog: bring the catalog's schema to head
+        as soon as the catalog answers (until then, what needs it answers 503)."""
+        while not self.catalog_migrated:
+            await asyncio.sleep(every)
+            try:
+                await _migrate_catalog(self.catalog)
+            except CatalogUnavailable:
+                continue
+            self.catalog_migrated = True
+            log.warning("the catalog database is available again; its schema is at head")
 
 
-def _preparation(
-    settings: Settings, shard: Shard, journal: MigrationJournal
-) -> Callable[[], Awaitable[None]]:
-    """What must hold before a shard takes writes: schema present (brought to head on the
-    embedded default), identity recorded, residency guard in step with the policy."""
+def _prepare(settings: Settings, shard: Shard, journal: MigrationJournal) -> None:
+    """What must hold before a shard serves: schema present (brought to head on the embedded
+    default) and identity its own; before it takes writes: residency guard in step with the
+    policy."""
     head = head_revision(SHARD_HISTORY)
 
-    async def prepare() -> None:
-        try:
-            revision = await current_revision(shard.engine)
-        except Exception as exc:
-            if is_unavailable(exc):
-                raise ShardUnavailable(shard.name) from exc
-            raise
+    async def verify() -> None:
+        revision = await shard_revision(shard)
         if settings.embedded and revision != head:
             revision = await _bring_to_head(shard, journal, head)
         if revision is None:
-            raise ShardSchemaMissing(shard.name)
+            raise shard.unavailable(Fault(Cause.SCHEMA_MISSING))
         if revision != head:
             log.warning("shard %s is at schema %s, head is %s", shard.name, revision, head)
+        await check_identity(shard)
+
+    async def sync() -> None:
         await sync_shard(shard, settings.topology.jurisdictions_for_shard(shard.name))
 
-    return prepare
+    shard.verify, shard.sync = verify, sync
 
 
 async def _bring_to_head(shard: Shard, journal: MigrationJournal, head: str) -> str | None:
@@ -100,7 +109,9 @@ async def _bring_to_head(shard: Shard, journal: MigrationJournal, head: str) -> 
         result = await migrate_shard(shard, journal, UPGRADE, head, wave="start-up")
         if result.status != "failed":
             return result.after
-        revision = await current_revision(shard.engine)
+        if result.fault is not None and result.fault.cause != Cause.TIMED_OUT:
+            raise shard.unavailable(result.fault)  # not the race: the database's state
+        revision = await shard_revision(shard)
         if revision == head:
             return revision
         if time.monotonic() > deadline:
@@ -110,21 +121,53 @@ async def _bring_to_head(shard: Shard, journal: MigrationJournal, head: str) -> 
 
 async def _prepare_shards(
     settings: Settings, registry: ShardRegistry, journal: MigrationJournal
-) -> None:
-    for shard in registry.all():
-        shard.prepare = _preparation(settings, shard, journal)
-        try:
-            await shard.ensure_ready()
-        except Unavailable as exc:
-            # Served without it; its preparation is retried on its next write.
-            log.warning("shard %s is not ready at start-up: %s", shard.name, exc)
+) -> dict[str, str]:
+    """Prepare every shard; returns why each one that is not ready is not. Those are served
+    without: their preparation is retried on their next request. PostgreSQL shards are
+    prepared at once (a silent one costs its timeout once, not once per shard after it); the
+    embedded default's one after another, since its preparation runs alembic, which cannot
+    run twice at once in one process."""
+    shards = registry.all()
+    for shard in shards:
+        _prepare(settings, shard, journal)
+    outcomes: list[DomicileError | None]
+    if settings.embedded:
+        outcomes = [await _outcome(shard.ensure_ready()) for shard in shards]
+    else:
+        outcomes = await asyncio.gather(*(_outcome(shard.ensure_ready()) for shard in shards))
+    return {
+        shard.name: str(outcome)
+        for shard, outcome in zip(shards, outcomes, strict=True)
+        if outcome is not None
+    }
+
+
+async def _outcome(preparation: Awaitable[None]) -> DomicileError | None:
+    try:
+        await preparation
+    except DomicileError as exc:
+        return exc
+    return None
+
+
+async def _migrate_catalog(catalog: Catalog) -> None:
+    try:
+        await migrate(catalog.engine, CATALOG_HISTORY, UPGRADE, "head")
+    except Exception as exc:
+        if (fault := classify(exc)) is not None:
+            raise CatalogUnavailable(fault) from exc
+        raise
 
 
 @asynccontextmanager
 async def open_runtime(settings: Settings, *, prepare: bool = True) -> AsyncIterator[Runtime]:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     pseudonyms = Pseudonymizer(load_or_create_key(settings.pseudonym_key_path))
-    catalog = Catalog(settings.catalog_url)
+    catalog = Catalog(
+        settings.catalog_url,
+        connect_timeout=settings.catalog_connect_timeout,
+        statement_timeout=settings.catalog_statement_timeout,
+    )
     migration_journal = MigrationJournal(catalog)
     registry = ShardRegistry(settings.topology)
     cache: PlacementCache
@@ -135,9 +178,16 @@ async def open_runtime(settings: Settings, *, prepare: bool = True) -> AsyncIter
     else:
         cache = LocalCache()
     try:
+        shard_faults: dict[str, str] = {}
+        catalog_fault: str | None = None
+        catalog_migrated = not prepare
         if prepare:
-            await migrate(catalog.engine, CATALOG_HISTORY, "upgrade", "head")
-            await _prepare_shards(settings, registry, migration_journal)
+            try:
+                await _migrate_catalog(catalog)
+                catalog_migrated = True
+            except CatalogUnavailable as exc:
+                catalog_fault = str(exc)  # what needs the catalog answers so meanwhile
+            shard_faults = await _prepare_shards(settings, registry, migration_journal)
         directory = Directory(catalog, cache)
         store = RecordStore(settings.topology, registry, directory, pseudonyms)
         audit = audit_service(settings, registry)
@@ -153,6 +203,9 @@ async def open_runtime(settings: Settings, *, prepare: bool = True) -> AsyncIter
             store,
             pseudonyms,
             audit=audit,
+            shard_faults=shard_faults,
+            catalog_fault=catalog_fault,
+            catalog_migrated=catalog_migrated,
         )
     finally:
         await cache.close()

@@ -18,6 +18,7 @@ from typing import Protocol
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
+from domicile.shards.faults import Cause, Fault, classify
 from domicile.shards.placements import Placement
 from domicile.shards.states import PlacementState
 
@@ -95,7 +96,8 @@ class RedisCache:
         self._channel = f"domicile:{namespace}:invalidate"
         self._ttl = ttl
         self._local = LocalCache()
-        self._degraded = False
+        #: Why Redis is not being used now; None while it is.
+        self.fault: Fault | None = None
         self._listener: asyncio.Task[None] | None = None
         self._subscribed = asyncio.Event()
 
@@ -105,14 +107,18 @@ class RedisCache:
             await asyncio.wait_for(self._subscribed.wait(), timeout=1.0)
 
     def _failed(self, exc: Exception) -> None:
-        if not self._degraded:
-            self._degraded = True
-            log.warning("redis unreachable (%s); serving from the catalog", type(exc).__name__)
+        fault = classify(exc) or Fault(Cause.UNREACHABLE, type(exc).__name__)
+        if self.fault != fault:  # said once per outage (and when its cause changes)
+            log.warning(
+                "redis %s; placements are read from the catalog until it is back",
+                fault.reason,
+            )
+        self.fault = fault
 
     def _recovered(self) -> None:
-        if self._degraded:
-            self._degraded = False
-            log.info("redis reachable again")
+        if self.fault is not None:
+            self.fault = None
+            log.warning("redis is available again; placements are cached there again")
 
     async def _listen(self) -> None:
         while True:

@@ -16,24 +16,47 @@ holds them side by side); callers reach the concept they need, never the catalog
 
 from __future__ import annotations
 
+import asyncio
 from contextlib import AbstractAsyncContextManager
 
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from domicile.shards.engines import StatementPool, create_engine, statement_pool, transaction
 from domicile.shards.errors import CatalogUnavailable
+from domicile.shards.faults import Cause, Fault
+from domicile.shards.policy import CONNECT_TIMEOUT, STATEMENT_TIMEOUT
 
 
 class Catalog:
-    def __init__(self, url: str) -> None:
-        self.engine = create_engine(url)
+    def __init__(
+        self,
+        url: str,
+        *,
+        connect_timeout: float = CONNECT_TIMEOUT,
+        statement_timeout: float = STATEMENT_TIMEOUT,
+    ) -> None:
+        self.engine = create_engine(
+            url, connect_timeout=connect_timeout, statement_timeout=statement_timeout
+        )
         #: One prepared statement per call, outside any transaction block (PostgreSQL); None
         #: on SQLite. Pass ``unavailable=CatalogUnavailable``, as ``transaction`` does.
         self.statements: StatementPool | None = statement_pool(self.engine)
 
     def transaction(self, *, write: bool) -> AbstractAsyncContextManager[AsyncConnection]:
-        """A transaction; connection failures become ``CatalogUnavailable``."""
+        """A transaction; the database's faults become ``CatalogUnavailable``."""
         return transaction(self.engine, write=write, unavailable=CatalogUnavailable)
+
+    async def probe(self, within: float = 2.0) -> Fault | None:
+        """Why the catalog cannot serve now, or None when it can (its schema included)."""
+        try:
+            async with asyncio.timeout(within), self.transaction(write=False) as conn:
+                await conn.execute(text("SELECT version_num FROM alembic_version"))
+        except CatalogUnavailable as exc:
+            return exc.fault
+        except TimeoutError:
+            return Fault(Cause.TIMED_OUT)
+        return None
 
     async def dispose(self) -> None:
         await self.engine.dispose()

@@ -1,5 +1,5 @@
-"""Async engines for shard and catalog databases: what differs between their dialects, and the
-translation of driver failures into domain errors, in one place."""
+"""Async engines for shard and catalog databases: what differs between their dialects, and
+where driver failures meet their classification (``shards.faults``)."""
 
 from __future__ import annotations
 
@@ -18,29 +18,47 @@ from asyncpg.prepared_stmt import PreparedStatement
 from sqlalchemy import Table, event, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine, make_url
-from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.util import await_
 
 from domicile.shards.errors import DomicileError
+from domicile.shards.faults import Cause, Fault, classify
+from domicile.shards.policy import CONNECT_TIMEOUT, STATEMENT_TIMEOUT
 
 GUARD_MARKER = "domicile residency guard"
 _WRITE = "domicile_write"
 
 
-def create_engine(url: str) -> AsyncEngine:
+#: How long a request waits for a free pooled connection.
+POOL_TIMEOUT = 5.0
+#: How long a SQLite writer waits for the file's lock.
+SQLITE_LOCK_WAIT = 30.0
+
+
+def create_engine(
+    url: str,
+    *,
+    connect_timeout: float = CONNECT_TIMEOUT,
+    statement_timeout: float | None = STATEMENT_TIMEOUT,
+) -> AsyncEngine:
     """An engine tuned for its backend. Parameters are never echoed in errors or logs: they
-    hold raw subject ids and record contents (contract, invariant 7)."""
+    hold raw subject ids and record contents (contract, invariant 7). The timeouts are
+    PostgreSQL's: ``statement_timeout`` is the client's limit on one statement (None: none, for
+    schema migrations, which bound themselves). A SQLite file has no server to fall silent; its
+    writers wait up to ``SQLITE_LOCK_WAIT`` for the file's lock."""
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_async_engine(url, hide_parameters=True, connect_args={"timeout": 30})
+        engine = create_async_engine(
+            url, hide_parameters=True, connect_args={"timeout": SQLITE_LOCK_WAIT}
+        )
         _configure_sqlite(engine)
         return engine
     connect_args: dict[str, Any] = {
-        "timeout": 3,
-        "command_timeout": 30,
+        "timeout": connect_timeout,
+        "command_timeout": statement_timeout,
         "server_settings": {"application_name": "domicile"},
     }
     engine = create_async_engine(
@@ -48,7 +66,7 @@ def create_engine(url: str) -> AsyncEngine:
         hide_parameters=True,
         pool_size=10,
         max_overflow=20,
-        pool_timeout=5,
+        pool_timeout=POOL_TIMEOUT,
         connect_args=connect_args,
     )
     _, options = engine.dialect.create_connect_args(parsed)
@@ -83,7 +101,7 @@ class StatementPool:
         self,
         sql: str,
         *args: Any,
-        unavailable: Callable[[], DomicileError],
+        unavailable: Callable[[Fault], DomicileError],
         guard: Callable[[], DomicileError] | None = None,
     ) -> asyncpg.Record | None:
         """Run one statement; failures are translated as in ``transaction``."""
@@ -91,8 +109,11 @@ class StatementPool:
             conn = self._idle.pop() if self._idle else await self._acquire()
             try:
                 row = await self._run(conn, sql, args)
-            except asyncpg.PostgresError:
-                self._release(conn)  # the statement failed; the session is as it was
+            except asyncpg.PostgresError as exc:
+                if _ends_session(exc):
+                    self._discard(conn)
+                else:
+                    self._release(conn)  # the statement failed; the session is as it was
                 raise
             except BaseException:
                 self._discard(conn)  # connection lost, timed out or cancelled mid-statement
@@ -102,8 +123,8 @@ class StatementPool:
         except Exception as exc:
             if guard is not None and GUARD_MARKER in str(exc):
                 raise guard() from exc  # the shard's residency trigger refused the row
-            if is_unavailable(exc):
-                raise unavailable() from exc
+            if (fault := classify(exc)) is not None:
+                raise unavailable(fault) from exc
             raise
 
     async def _run(self, conn: asyncpg.Connection, sql: str, args: tuple[Any, ...]) -> Any:
@@ -182,6 +203,13 @@ class StatementPool:
                 await conn.close(timeout=2)
 
 
+def _ends_session(exc: asyncpg.PostgresError) -> bool:
+    """Whether the server ended the session with this error (shutdown, termination, a lost
+    connection): the connection may not know it yet, and must not be used again."""
+    fault = classify(exc)
+    return fault is not None and fault.cause == Cause.UNREACHABLE
+
+
 _statement_pools: weakref.WeakKeyDictionary[Engine, StatementPool] = weakref.WeakKeyDictionary()
 
 
@@ -202,7 +230,7 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
             "synchronous=NORMAL",  # durable against process crashes, which is what WAL needs
             "foreign_keys=ON",
             "secure_delete=ON",  # erased bytes are overwritten, not left in free pages
-            "busy_timeout=30000",
+            f"busy_timeout={int(SQLITE_LOCK_WAIT * 1000)}",
         ):
             cursor.execute(f"PRAGMA {pragma}")
         cursor.close()
@@ -242,45 +270,22 @@ async def scrub_freed_pages(engine: AsyncEngine) -> None:
             await conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
 
 
-def is_unavailable(exc: BaseException) -> bool:
-    """Whether a failure means "the database cannot be reached" (retryable), not a bug."""
-    if isinstance(exc, DBAPIError):
-        if exc.connection_invalidated or isinstance(exc, OperationalError):
-            return True
-        return is_unavailable(exc.orig) if exc.orig is not None else False
-    if isinstance(exc, (OSError, asyncio.TimeoutError, ConnectionError)) or (
-        type(exc).__module__.startswith("asyncpg")
-        and type(exc).__name__
-        in {
-            "ConnectionDoesNotExistError",
-            "CannotConnectNowError",
-            "ConnectionFailureError",
-            "InterfaceError",
-            "AdminShutdownError",
-            "TooManyConnectionsError",
-        }
-    ):
-        return True
-    # SQLAlchemy's asyncpg adapter wraps the driver's error ("too many clients") in its own.
-    return exc.__cause__ is not None and is_unavailable(exc.__cause__)
-
-
 @asynccontextmanager
 async def transaction(
     engine: AsyncEngine,
     *,
     write: bool,
-    unavailable: Callable[[], DomicileError],
+    unavailable: Callable[[Fault], DomicileError],
     guard: Callable[[], DomicileError] | None = None,
     snapshot: bool = False,
 ) -> AsyncIterator[AsyncConnection]:
-    """A transaction on ``engine``; connection failures become ``unavailable()``. With
-    ``snapshot``, every statement in it reads the same snapshot."""
+    """A transaction on ``engine``; failures that are the database's state (``faults``) become
+    ``unavailable(fault)``. With ``snapshot``, every statement in it reads the same snapshot."""
     try:
         conn = await engine.connect()
     except Exception as exc:
-        if is_unavailable(exc):
-            raise unavailable() from exc
+        if (fault := classify(exc)) is not None:
+            raise unavailable(fault) from exc
         raise
     try:
         if write:
@@ -297,8 +302,8 @@ async def transaction(
     except DomicileError:
         raise
     except Exception as exc:
-        if is_unavailable(exc):
-            raise unavailable() from exc
+        if (fault := classify(exc)) is not None:
+            raise unavailable(fault) from exc
         raise
     finally:
         with contextlib.suppress(Exception):  # the connection is being discarded anyway

@@ -4,6 +4,7 @@ status codes in one place (``router.errors``) and the CLI to exit codes."""
 from __future__ import annotations
 
 from domicile.audit.errors import LogUnavailable
+from domicile.shards.faults import UNREACHABLE, Fault
 
 
 class DomicileError(Exception):
@@ -91,11 +92,16 @@ class Unavailable(DomicileError):
 
 
 class ShardUnavailable(Unavailable):
+    """The shard cannot serve now; the code names the cause (``shard_unreachable``,
+    ``shard_read_only``, ...) and the message what to do about it."""
+
     code = "shard_unavailable"
 
-    def __init__(self, shard: str) -> None:
-        super().__init__(f"shard {shard} is unavailable")
+    def __init__(self, shard: str, fault: Fault = UNREACHABLE) -> None:
+        super().__init__(f"shard {shard} {fault.reason}")
         self.shard = shard
+        self.fault = fault
+        self.code = f"shard_{fault.cause}"
 
 
 class ShardLogUnavailable(ShardUnavailable, LogUnavailable):
@@ -103,19 +109,12 @@ class ShardLogUnavailable(ShardUnavailable, LogUnavailable):
     error (its code, message and ``retry_after``) for the HTTP and CLI answers."""
 
 
-class ShardSchemaMissing(Unavailable):
-    code = "shard_schema_missing"
-
-    def __init__(self, shard: str) -> None:
-        super().__init__(f"shard {shard} has no schema yet; run `domicile shards upgrade`")
-        self.shard = shard
-
-
 class CatalogUnavailable(Unavailable):
     code = "catalog_unavailable"
 
-    def __init__(self) -> None:
-        super().__init__("the catalog database is unavailable")
+    def __init__(self, fault: Fault = UNREACHABLE) -> None:
+        super().__init__(f"the catalog database {fault.reason}")
+        self.fault = fault
 
 
 class SubjectMoving(Unavailable):
@@ -140,12 +139,6 @@ class MovedAway(NotHome):
     """The subject has been switched to another shard; this one's copy awaits its purge."""
 
     code = "not_home"
-
-
-class ShardIdentityMismatch(DomicileError):
-    """The database configured under a shard's name records another shard's identity."""
-
-    code = "shard_identity_mismatch"
 
 
 class MigrationFailed(DomicileError):

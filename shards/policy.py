@@ -52,6 +52,11 @@ BUILTIN_GROUPS: Mapping[str, frozenset[str]] = {"EU": EU_MEMBER_STATES}
 
 DEFAULT_RULE = "default"
 
+#: Defaults of a database's ``connect_timeout`` and ``statement_timeout`` (seconds): a silent
+#: server holds a request a few seconds at most.
+CONNECT_TIMEOUT = 3.0
+STATEMENT_TIMEOUT = 10.0
+
 
 def is_jurisdiction(code: str) -> bool:
     return code in ISO_CODES
@@ -73,6 +78,9 @@ class ShardSpec:
     url: str
     #: False while a shard is being drained: it keeps serving its subjects but receives no new ones.
     accepts_new_subjects: bool = True
+    #: Seconds (PostgreSQL): to open a connection, and for one statement.
+    connect_timeout: float = CONNECT_TIMEOUT
+    statement_timeout: float = STATEMENT_TIMEOUT
 
 
 @dataclass(frozen=True)

@@ -39,18 +39,18 @@ from domicile.audit.events import SYSTEM
 from domicile.shards.auditlog import shard_leaf
 from domicile.shards.catalog import Catalog
 from domicile.shards.catalog_schema import metadata as catalog_metadata
-from domicile.shards.engines import _WRITE, create_engine, is_unavailable, serialize_writers
+from domicile.shards.engines import _WRITE, serialize_writers
 from domicile.shards.errors import (
     DomicileError,
     InvalidInput,
     MigrationFailed,
-    ShardIdentityMismatch,
     ShardUnavailable,
 )
+from domicile.shards.faults import Fault, classify
 from domicile.shards.guard import sync_guard
 from domicile.shards.migration_journal import MigrationJournal
 from domicile.shards.policy import Region, ShardSpec, Topology
-from domicile.shards.registry import Shard
+from domicile.shards.registry import Shard, engine_for, identity_mismatch
 from domicile.shards.schema import metadata as shard_metadata
 from domicile.shards.schema import shard_identity
 from domicile.shards.states import MigrationStatus
@@ -90,6 +90,8 @@ class ShardResult:
     after: str | None = None
     applied: list[str] = field(default_factory=list)
     error: str | None = None
+    #: The database's state that stopped it, when that is what did (not a failed revision).
+    fault: Fault | None = None
 
 
 def alembic_config(history: str, url: str | None = None, scripts: Path | None = None) -> Config:
@@ -183,6 +185,25 @@ async def current_revision(engine: AsyncEngine) -> str | None:
         return await conn.run_sync(_read_revision)
 
 
+async def shard_revision(shard: Shard) -> str | None:
+    """The shard's schema revision (None: no schema yet), its faults as the shard's errors."""
+    try:
+        return await current_revision(shard.engine)
+    except Exception as exc:
+        if (fault := classify(exc)) is not None:
+            raise shard.unavailable(fault) from exc
+        raise
+
+
+async def check_identity(shard: Shard) -> None:
+    """Refuse a database that records another shard's identity (a wrong url, a restored
+    backup of another shard)."""
+    async with shard.read_unprepared() as conn:
+        owner = await conn.scalar(select(shard_identity.c.name))
+    if owner is not None and owner != shard.name:
+        raise shard.unavailable(identity_mismatch(owner))
+
+
 def _describe(exc: BaseException) -> str:
     """One line for the journal (kept in the catalog, so no statement or parameters)."""
     if isinstance(exc, DBAPIError) and exc.orig is not None:
@@ -224,7 +245,12 @@ async def migrate_shard(
                 result.after = after
                 result.applied.append(after or "base")
     except Exception as exc:  # reported per shard; the wave decides whether to go on
-        result.error = _describe(exc)
+        result.fault = exc.fault if isinstance(exc, ShardUnavailable) else classify(exc)
+        result.error = (
+            _describe(exc)
+            if result.fault is None
+            else ShardUnavailable(shard.name, result.fault).message
+        )
         return result
     result.status = "migrated" if result.applied else "current"
     return result
@@ -387,7 +413,7 @@ class _Job:
 
 def _migrate_in_worker(job: _Job) -> ShardResult:
     async def work() -> ShardResult:
-        shard = Shard(job.spec, job.region, create_engine(job.spec.url))
+        shard = Shard(job.spec, job.region, engine_for(job.spec, migrating=True))
         catalog = Catalog(job.catalog_url)
         try:
             return await migrate_shard(
@@ -420,12 +446,7 @@ async def render_sql(
     revision (read from the shard unless ``known``) to ``target``. Applying it by hand skips the
     journal and the ``schema.migrated`` entries."""
     if not known:
-        try:
-            current = await current_revision(shard.engine)
-        except Exception as exc:
-            if is_unavailable(exc):
-                raise ShardUnavailable(shard.name) from exc
-            raise
+        current = await shard_revision(shard)
     header = f"-- shard {shard.name} ({shard.dialect}): {current or 'base'} -> {target or 'base'}"
     plan_steps(current, target, action, scripts)  # refuses an impossible direction
     if current == target:
@@ -458,7 +479,5 @@ async def sync_shard(shard: Shard, jurisdictions: frozenset[str]) -> None:
                 )
             )
         elif row.name != shard.name:
-            raise ShardIdentityMismatch(
-                f"the database configured for shard {shard.name} belongs to shard {row.name}"
-            )
+            raise shard.unavailable(identity_mismatch(row.name))
         await sync_guard(conn, jurisdictions)

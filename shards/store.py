@@ -33,7 +33,6 @@ from domicile.shards.errors import (
     PlacementNotPermitted,
     RecordNotFound,
     ResidencyGuardViolation,
-    ShardUnavailable,
     SubjectMoving,
     SubjectNotFound,
     VersionMismatch,
@@ -410,7 +409,7 @@ class RecordStore:
                 row = await pool.fetchrow(
                     _PUT_PG,
                     *(p.pseudonym, collection, key, body, p.jurisdiction, digest, now, head, tail),
-                    unavailable=lambda: ShardUnavailable(shard.name),
+                    unavailable=shard.unavailable,
                     guard=lambda: ResidencyGuardViolation(shard.name),
                 )
                 assert row is not None
@@ -477,11 +476,11 @@ class RecordStore:
         async def get_on(p: Placement, shard: Shard) -> StoredRecord:
             pool = statement_pool(shard.engine)
             if pool is not None:
-                await shard.ensure_ready()
+                await shard.ensure_ready(write=False)
                 row = await pool.fetchrow(
                     _GET_PG,
                     *(p.pseudonym, collection, key),
-                    unavailable=lambda: ShardUnavailable(shard.name),
+                    unavailable=shard.unavailable,
                 )
                 return self._found(subject_id, p, shard, collection, key, row)
             stmt = (

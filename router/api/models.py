@@ -71,7 +71,9 @@ class ShardOut(BaseModel):
     name: str
     region: str
     country: str
-    health: str
+    health: str = Field(description="up, read_only (reads served, writes refused) or down")
+    cause: str | None = Field(description="why it is not up: unreachable, timeout, ...")
+    reason: str | None = Field(description="the cause as a sentence, with what to do")
     schema_revision: str | None
     head_revision: str
     subjects: int | None

@@ -9,39 +9,48 @@ from starlette.responses import Response
 
 from domicile.router.api.models import ShardList, errors
 from domicile.router.auth import Admin
+from domicile.router.health import DOWN, shard_health
 from domicile.router.responses import JSONResponse
 from domicile.router.runtime import Runtime
 from domicile.router.state import runtime_of
-from domicile.shards.errors import Unavailable
+from domicile.shards.errors import ShardUnavailable
+from domicile.shards.faults import Cause
 from domicile.shards.registry import Shard
-from domicile.shards.schema_runner import SHARD_HISTORY, current_revision, head_revision
+from domicile.shards.schema_runner import SHARD_HISTORY, head_revision, shard_revision
 
 router = APIRouter(prefix="/v1/shards", tags=["shards"])
 
 
 async def describe_shard(runtime: Runtime, shard: Shard) -> dict[str, object]:
+    """The shard's health (state, cause, reason), schema revision and counts (None when it
+    cannot be read)."""
+    health = await shard_health(shard)
     info: dict[str, object] = {
         "name": shard.name,
         "region": shard.region.name,
         "country": shard.region.country,
-        "health": "down",
+        "health": health.state,
+        "cause": health.cause,
+        "reason": health.reason,
         "schema_revision": None,
         "head_revision": head_revision(SHARD_HISTORY),
         "subjects": None,
         "records": None,
     }
-    if not await shard.ping():
+    if health.state == DOWN:
         return info
     try:
         async with asyncio.timeout(5):
-            info["schema_revision"] = await current_revision(shard.engine)
+            info["schema_revision"] = await shard_revision(shard)
             info["subjects"], info["records"] = await runtime.store.shard_counts(shard)
-    except (Unavailable, TimeoutError):
-        return info
-    except Exception:  # a shard not yet migrated has no tables to count
-        info["health"] = "schema_missing"
-        return info
-    info["health"] = "up"
+    except TimeoutError:
+        info.update(
+            health=DOWN,
+            cause=Cause.TIMED_OUT.value,
+            reason=f"shard {shard.name} did not answer in time",
+        )
+    except ShardUnavailable as exc:  # it failed between the probe and now
+        info.update(health=DOWN, cause=exc.fault.cause.value, reason=exc.message)
     return info
 
 

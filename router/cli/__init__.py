@@ -18,7 +18,8 @@ __all__ = ["main"]
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="domicile")
-def main() -> None:
+@click.option("--debug", is_flag=True, help="print the traceback of an unexpected failure")
+def main(debug: bool) -> None:
     """domicile: geo-partitioned user-data storage that keeps data where the law says."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     logging.getLogger("domicile.access").setLevel(logging.WARNING)

@@ -16,6 +16,7 @@ from domicile.router.config import Settings, load_settings
 from domicile.router.errors import ConfigError, RouterError, exit_code_of
 from domicile.router.runtime import Runtime, open_runtime
 from domicile.shards.errors import DomicileError
+from domicile.shards.faults import classify
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -49,6 +50,12 @@ def run(coro: Coroutine[Any, Any, int | None]) -> None:
         fail(str(exc), exit_code_of(exc))
     except KeyboardInterrupt:
         fail("interrupted", 130)
+    except Exception as exc:
+        if click.get_current_context().find_root().params.get("debug"):
+            raise
+        fault = classify(exc)  # a database failure no shard or catalog code path claimed
+        what = f"a database {fault.reason}" if fault else f"internal error ({type(exc).__name__})"
+        fail(f"{what}; rerun with --debug for the traceback", 1)
     sys.exit(code or 0)
 
 

@@ -12,6 +12,7 @@ from sqlalchemy.exc import DBAPIError
 
 from domicile.router.cli.common import config_option, fail, run, settings_from, with_runtime
 from domicile.router.cli.console import comply_options, print_table, run_comply, stdout
+from domicile.router.health import UP, catalog_health, redis_health
 from domicile.router.runtime import Runtime
 from domicile.shards.comply import Selection
 from domicile.shards.errors import DomicileError, InvalidInput
@@ -37,19 +38,29 @@ def shards() -> None:
 @config_option
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table")
 def status(config: Path | None, fmt: str) -> None:
-    """Each shard: region, health, schema revision against head, counts, whether it takes new
-    subjects, and its last migration. Exit 1 when a shard is not up."""
+    """Each shard: region, health (with the cause when not up), schema revision against head,
+    counts, whether it takes new subjects, and its last migration; the catalog's and Redis's
+    health. Exit 1 when a shard or the catalog is not up."""
     from domicile.router.api.shards import describe_shard
 
     async def work(runtime: Runtime) -> int:
         shards = runtime.registry.all()
-        rows = list(await asyncio.gather(*(describe_shard(runtime, s) for s in shards)))
-        last = await _last_migrations(runtime)
+        catalog, rows = await asyncio.gather(
+            catalog_health(runtime.catalog),
+            asyncio.gather(*(describe_shard(runtime, s) for s in shards)),
+        )
+        redis = redis_health(runtime.cache)
+        last = await _last_migrations(runtime) if catalog.up else {}
         for row, shard in zip(rows, shards, strict=True):
             row["accepts_new_subjects"] = shard.spec.accepts_new_subjects
             row["last_migration"] = last.get(shard.name)
         if fmt == "json":
-            click.echo(orjson.dumps({"shards": rows}, option=orjson.OPT_INDENT_2).decode())
+            document = {
+                "catalog": catalog.as_json(),
+                "redis": None if redis is None else redis.as_json(),
+                "shards": rows,
+            }
+            click.echo(orjson.dumps(document, option=orjson.OPT_INDENT_2).decode())
         else:
             keys = ("name", "region", "country", "health", "schema_revision", "head_revision")
             headers = ("shard", "region", "country", "health", "revision", "head", "subjects")
@@ -66,7 +77,13 @@ def status(config: Path | None, fmt: str) -> None:
                     for r in rows
                 ),
             )
-        return 0 if all(r["health"] == "up" for r in rows) else 1
+            for r in rows:
+                if r["reason"]:
+                    stdout.print(f"{r['name']}: {r['reason']}")
+            for part, health in (("catalog", catalog), ("redis", redis)):
+                if health is not None:
+                    stdout.print(f"{part}: {health.reason or health.state}")
+        return 0 if catalog.up and all(r["health"] == UP for r in rows) else 1
 
     run(with_runtime(settings_from(config), work, prepare=False))
 

@@ -61,7 +61,7 @@ async def test_guard_syncs_started_together_converge(deployment: Deployment) -> 
             for _ in range(PROCESSES)
         ]
         # Connect first, so the syncs start together rather than at connection speed.
-        await asyncio.gather(*(r["eu-fra-1"].ping() for r in registries))
+        await asyncio.gather(*(r["eu-fra-1"].probe() for r in registries))
         await asyncio.gather(*(sync_shard(r["eu-fra-1"], wanted) for r in registries))
     held = await query_shard(deployment, "eu-fra-1", "SELECT code FROM shard_jurisdictions")
     assert sorted(code for (code,) in held) == sorted(wanted)

@@ -246,12 +246,12 @@ async def test_an_outage_mid_move_leaves_it_resumable_and_the_subject_writable(
         )
         report = await comply(mover, Selection(drain="eu-fra-1"), batch_size=100)
         assert [m.state for m in report.unfinished] == ["verified"] * len(ru)
-        assert {m.error for m in report.unfinished} == {"shard ru-msk-1 is unavailable"}
+        assert {m.error for m in report.unfinished} == {"shard ru-msk-1 cannot be reached"}
         record = await rt.store.put("ivan-0", "notes", "k0", {"meanwhile": True}, ACTOR)
         assert (record.shard, record.version) == ("eu-fra-1", 2)  # the fence was lifted
         ids = {rt.pseudonyms.subject(s) for s in ru}
     listed = await cli(dep.config, "moves", "list")
-    assert listed.stdout.count("shard ru-msk-1 is unavailable") == len(ru)
+    assert listed.stdout.count("shard ru-msk-1 cannot be reached") == len(ru)
 
     resumed = await cli(dep.config, "moves", "resume")
     assert resumed.exit_code == 0, resumed.stdout

@@ -349,7 +349,9 @@ async def test_shards_overview_health_and_metrics(api: Api) -> None:
 
     assert (await api.client.get("/healthz")).json() == {"status": "ok"}
     metrics = (await api.client.get("/metrics")).text
-    assert 'domicile_shard_up{region="ru-msk",shard="ru-msk-1"} 1.0' in metrics
+    assert 'domicile_shard_up{cause="",region="ru-msk",shard="ru-msk-1"} 1.0' in metrics
+    assert 'domicile_catalog_up{cause=""} 1.0' in metrics
+    assert (await api.client.get("/readyz")).json()["status"] == "ready"
     assert 'route="/v1/subjects/{subject_id}/records/{collection}/{key}"' in metrics
     assert "domicile_http_request_duration_seconds_bucket" in metrics
     assert "ivan" not in metrics  # route templates, never raw ids

@@ -41,7 +41,7 @@ async def test_shard_down_costs_only_its_subjects(tmp_path: Path, cluster: Clust
                 down = await api.request(method, path, json=body)
                 assert down.status_code == 503, down.text
                 assert down.headers["retry-after"].isdigit()
-                assert down.json()["error"]["code"] == "shard_unavailable"
+                assert down.json()["error"]["code"] == "shard_unreachable"
                 assert "us-east-1" in down.json()["error"]["message"]
             # Other shards carry on, reads and writes alike.
             ok = await api.put("hans", "profile", "main", {"name": "Hans 2"})
@@ -55,7 +55,10 @@ async def test_shard_down_costs_only_its_subjects(tmp_path: Path, cluster: Clust
             }
             assert shards["us-east-1"]["health"] == "down"
             assert shards["eu-fra-1"]["health"] == "up"
-            assert 'shard="us-east-1"} 0.0' in (await api.client.get("/metrics")).text
+            assert (
+                'cause="unreachable",region="us-east",shard="us-east-1"} 0.0'
+                in (await api.client.get("/metrics")).text
+            )
 
             cluster.start()
             statuses = []

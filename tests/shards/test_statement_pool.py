@@ -11,6 +11,7 @@ import pytest
 
 from domicile.shards.engines import create_engine, statement_pool
 from domicile.shards.errors import ShardUnavailable
+from domicile.shards.faults import Fault
 from tests.support.deployment import create_databases, drop_databases, pg_url
 
 pytestmark = pytest.mark.anyio
@@ -60,5 +61,5 @@ async def test_an_unreachable_database_is_a_shard_unavailable_error() -> None:
         await engine.dispose()
 
 
-def unavailable() -> ShardUnavailable:
-    return ShardUnavailable("pool-test")
+def unavailable(fault: Fault) -> ShardUnavailable:
+    return ShardUnavailable("pool-test", fault)

@@ -120,6 +120,11 @@ async def _migrated_template(backend: str, history: str, tmp_root: Path) -> str:
     return template
 
 
+async def migrated_template(backend: str, history: str) -> str:
+    """The session's migrated template: a database name (PostgreSQL) or a file path (SQLite)."""
+    return await _migrated_template(backend, history, _session_dir())
+
+
 async def make_deployment(
     tmp_path: Path,
     backend: str,
