@@ -28,7 +28,8 @@ def secured(scope: str) -> dict[str, Any]:
     return {"security": [{BEARER.scheme_name: [scope]}]}
 
 
-_ERROR_BODY = {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}}
+_ERROR_BODY_REF = {"$ref": "#/components/schemas/ErrorBody"}
+_ERROR_BODY = {"application/json": {"schema": _ERROR_BODY_REF}}
 
 
 def _response(status: int) -> dict[str, Any]:
@@ -48,7 +49,9 @@ def _complete(operation: dict[str, Any]) -> None:
     if "422" in responses:  # FastAPI's own is its validation shape, which is never answered
         responses["422"] = _response(422)
     for status, response in responses.items():
-        if int(status) >= 400:  # JSON, whatever the route's successful answers are
+        # The error body is JSON, whatever media type the route's successful answers have.
+        media = response.get("content", {}).values()
+        if int(status) >= 400 and any(m.get("schema") == _ERROR_BODY_REF for m in media):
             response["content"] = _ERROR_BODY
     operation.setdefault("parameters", []).append(_REQUEST_ID)
 

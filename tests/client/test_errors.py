@@ -17,6 +17,7 @@ from domicile.client.errors import BY_CODE, BY_STATUS, error_from, retry_after
 from domicile.router.api.errors import _HTTP_CODES
 from domicile.router.errors import ApiError, RouterError, answer_of
 from domicile.shards.errors import DomicileError, InvalidInput
+from domicile.shards.faults import Cause
 
 REPO = Path(__file__).parents[2]
 #: Codes given when a route raises, as in ``ApiError(404, "move_not_found", …)``.
@@ -53,6 +54,8 @@ def server_codes() -> dict[str, int]:
                     else:
                         codes[found] = status
     codes.update({code: status for status, code in _HTTP_CODES.items()})
+    # A shard's unavailability is answered with its cause (``ShardUnavailable``).
+    codes.update({f"shard_{cause}": 503 for cause in Cause})
     return codes
 
 
@@ -65,7 +68,7 @@ def test_every_server_code_has_its_class() -> None:
     assert wrong == {}
 
 
-def test_the_shard_causes_being_added_have_their_classes() -> None:
+def test_the_shard_causes_have_their_classes() -> None:
     for code in (
         "shard_unreachable",
         "shard_timeout",

@@ -63,7 +63,7 @@ async def test_each_operation_needs_the_scope_it_documents(api: Api) -> None:
         assert await call(api, method, path, op, api.auth(other)) == (403, "forbidden"), path
         assert (await call(api, method, path, op, api.auth(scope)))[0] not in (401, 403), path
         assert f"`{scope}`" in op["description"]
-    assert sorted(public) == ["get_audit_verifier_key", "healthz", "metrics"]
+    assert sorted(public) == ["get_audit_verifier_key", "healthz", "metrics", "readyz"]
 
 
 @pytest.mark.parametrize(
