@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 
 # Strict editable mode links every module into the venv's view of `domicile`, which is what mypy
 # reads (it cannot follow an import hook); a folder that gains or loses a file re-links it.
-PACKAGE_DIRS := $(shell find router shards audit migrations -type d -not -name __pycache__)
+PACKAGE_DIRS := $(shell find client router shards audit migrations -type d -not -name __pycache__)
 
 $(BIN)/domicile: pyproject.toml $(PACKAGE_DIRS)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)

@@ -26,7 +26,8 @@ def assemble_report(
     shards: list[dict[str, Any]],
 ) -> dict[str, Any]:
     """The report around its shard sections (``status`` "ok", with ``jurisdictions`` and
-    ``violations``, or "unavailable") and the policy of the jurisdictions they hold."""
+    ``violations``, or "unavailable") and the whole policy: rule key -> ``jurisdictions`` it
+    governs, ``store_in``, ``law``."""
     return {
         "type": REPORT_TYPE,
         "deployment": service.deployment,

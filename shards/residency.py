@@ -15,7 +15,7 @@ from domicile.audit.report import assemble_report
 from domicile.audit.service import AuditService
 from domicile.audit.store import IssuedCheckpoint
 from domicile.shards.errors import Unavailable
-from domicile.shards.policy import Topology
+from domicile.shards.policy import DEFAULT_RULE, ISO_CODES, Topology
 from domicile.shards.registry import Shard, ShardRegistry
 from domicile.shards.schema import audit_entries, audit_pending, records, subjects
 from domicile.shards.states import SubjectState
@@ -119,14 +119,27 @@ async def build_report(
         }
 
     shards = await asyncio.gather(*(section(shard) for shard in registry.all()))
-    codes = sorted({row["jurisdiction"] for s in shards for row in s.get("jurisdictions", [])})
-    if jurisdiction is not None:
-        codes = [jurisdiction]
-    policy = {}
-    for code in codes:
+    return assemble_report(service, jurisdiction, policy_rules(topology), shards)
+
+
+def policy_rules(topology: Topology) -> dict[str, dict[str, Any]]:
+    """The whole policy, rule by rule as configured (a jurisdiction, a group, ``default``), each
+    with the jurisdictions it governs as the router resolves them (a group's members with no
+    rule of their own; for ``default``, every other code): a report shows every rule, not only
+    those of the data it counted."""
+    governed: dict[str, list[str]] = {key: [] for key in topology.rules}
+    for code in sorted(ISO_CODES):
         rule = topology.rule_for(code)
-        policy[code] = {
-            "store_in": list(rule.store_in) if rule else [],
-            "law": rule.law if rule else None,
+        if rule is not None:
+            governed[rule.key].append(code)
+    own = sorted(k for k in topology.rules if k != DEFAULT_RULE and k not in topology.groups)
+    groups = sorted(k for k in topology.rules if k in topology.groups)
+    order = own + groups + ([DEFAULT_RULE] if DEFAULT_RULE in topology.rules else [])
+    return {
+        key: {
+            "jurisdictions": governed[key],
+            "store_in": list(topology.rules[key].store_in),
+            "law": topology.rules[key].law,
         }
-    return assemble_report(service, jurisdiction, policy, shards)
+        for key in order
+    }

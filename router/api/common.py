@@ -1,20 +1,40 @@
-"""Helpers shared by the API modules: the caller as an audit actor, body parsing."""
+"""Helpers shared by the API modules: the caller as an audit actor, body parsing, and the
+request headers routes read, declared so that the OpenAPI document shows them."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 import orjson
-from fastapi import Request
+from fastapi import Header, Request
 
 from domicile.audit.events import Actor
 from domicile.router.errors import ApiError
 
 PURPOSE_MAX = 256
 
+#: The caller's stated reason for a change, recorded in its audit entry.
+Purpose = Annotated[
+    str | None,
+    Header(
+        alias="X-Domicile-Purpose",
+        description=f"why the change is made, recorded in its audit entry (at most "
+        f"{PURPOSE_MAX} printable characters)",
+    ),
+]
+#: A conditional write: the version the record must be at.
+IfMatch = Annotated[
+    str | None,
+    Header(
+        alias="If-Match",
+        description='write only if the record is at this version, e.g. "3" (else 412)',
+    ),
+]
 
-def actor_of(request: Request) -> Actor:
-    purpose = request.headers.get("x-domicile-purpose")
+
+def actor_of(request: Request, purpose: str | None) -> Actor:
+    """The caller as the audit actor: the key id, the purpose (a route's ``Purpose`` header)
+    and the request id."""
     if purpose is not None:
         purpose = purpose.strip()
         if len(purpose) > PURPOSE_MAX or not purpose.isprintable():

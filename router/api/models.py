@@ -8,11 +8,15 @@ from pydantic import BaseModel, ConfigDict, Field
 
 
 class ErrorDetail(BaseModel):
-    code: str
-    message: str
+    code: str = Field(
+        description="stable snake_case code of the error (docs/architecture.md lists them)"
+    )
+    message: str = Field(description="a sentence naming the problem, for a person")
 
 
 class ErrorBody(BaseModel):
+    """Every error answer: the status, and this body."""
+
     error: ErrorDetail
 
 
@@ -80,5 +84,44 @@ class ShardList(BaseModel):
     shards: list[ShardOut]
 
 
+#: What each error status means here, with the codes it carries (docs/architecture.md).
+ERROR_STATUSES: dict[int, str] = {
+    401: "no API key, or an invalid or revoked one (`unauthorized`)",
+    403: "the API key lacks the operation's scope (`forbidden`)",
+    404: "the subject, record, log or move does not exist (`subject_not_found`, "
+    "`record_not_found`, `log_not_found`, `move_not_found`)",
+    409: "conflicts with what is stored (`jurisdiction_conflict`, `relocation_required`, "
+    "`residency_guard`, `already_placed`)",
+    412: "`If-Match` names another version than the record's (`version_mismatch`)",
+    413: "the record is larger than `[api] max_record_bytes` (`record_too_large`)",
+    415: "the body is not `application/json` (`unsupported_media_type`)",
+    422: "invalid input (`invalid_request`, `malformed_json`, `invalid_body`, "
+    "`invalid_subject_id`, `invalid_jurisdiction`, `invalid_collection`, `invalid_key`, "
+    "`invalid_cursor`, `invalid_if_match`, `invalid_purpose`, `out_of_range`), or a subject "
+    "the policy permits in no region (`no_permitted_region`)",
+    503: "a shard or the catalog is unavailable, or the subject is being moved "
+    "(`shard_unavailable`, `catalog_unavailable`, `subject_moving`, …): retry after "
+    "`Retry-After` seconds",
+}
+
+_ERROR_HEADERS: dict[int, dict[str, Any]] = {
+    401: {"WWW-Authenticate": {"description": "`Bearer`", "schema": {"type": "string"}}},
+    503: {
+        "Retry-After": {
+            "description": "seconds to wait before retrying",
+            "schema": {"type": "integer"},
+        }
+    },
+}
+
+
+def error_response(status: int) -> dict[str, Any]:
+    """One error status as an OpenAPI response: its meaning, the body and its headers."""
+    response: dict[str, Any] = {"model": ErrorBody, "description": ERROR_STATUSES[status]}
+    if status in _ERROR_HEADERS:
+        response["headers"] = _ERROR_HEADERS[status]
+    return response
+
+
 def errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
-    return {status: {"model": ErrorBody} for status in statuses}
+    return {status: error_response(status) for status in statuses}

@@ -13,7 +13,7 @@ from fastapi import APIRouter, Request
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field
 from starlette.responses import Response
 
-from domicile.router.api.common import actor_of, require_json
+from domicile.router.api.common import Purpose, actor_of, require_json
 from domicile.router.api.models import errors
 from domicile.router.auth import Admin
 from domicile.router.errors import ApiError
@@ -56,7 +56,9 @@ class MoveOut(BaseModel):
     response_model=MoveOut,
     responses=errors(401, 403, 404, 409, 415, 422, 503),
 )
-async def move_subject(body: MoveRequest, request: Request, _: Admin) -> Response:
+async def move_subject(
+    body: MoveRequest, request: Request, _: Admin, purpose: Purpose = None
+) -> Response:
     """Move a subject to ``to_shard`` (alias ``to``), online and verified: 201 with the move
     when it has ended (``state`` done, or failed / rolled_back with ``error``); 422 if the
     policy does not permit that shard; 409 if the subject is already there; 503 if a shard is
@@ -69,7 +71,7 @@ async def move_subject(body: MoveRequest, request: Request, _: Admin) -> Respons
         runtime.directory,
         runtime.move_journal,
         runtime.pseudonyms,
-        actor=actor_of(request),
+        actor=actor_of(request, purpose),
     )
     # Shielded: a client hanging up must not stop a move half-way through a step.
     moved = await asyncio.shield(mover.move_subject(body.subject_id, body.to_shard, "api"))

@@ -7,12 +7,19 @@ import binascii
 from typing import Annotated, Any
 
 import orjson
-from fastapi import APIRouter, Header, Query, Request
+from fastapi import APIRouter, Query, Request
 from starlette.responses import Response
 
-from domicile.router.api.common import actor_of, parse_if_match, read_json_object
+from domicile.router.api.common import (
+    IfMatch,
+    Purpose,
+    actor_of,
+    parse_if_match,
+    read_json_object,
+)
 from domicile.router.api.direct import DirectRoute
 from domicile.router.api.models import RecordList, RecordMeta, RecordOut, errors
+from domicile.router.api.openapi import secured
 from domicile.router.auth import RecordsRead, authorize
 from domicile.router.errors import ApiError
 from domicile.router.responses import JSONResponse
@@ -34,6 +41,15 @@ _PUT_BODY = {
         "required": True,
         "content": {"application/json": {"schema": {"type": "object"}}},
         "description": "the record: any JSON object, at most the configured size (1 MiB default)",
+    }
+}
+
+
+_WHERE = {
+    "headers": {
+        "ETag": {"description": 'the version, e.g. "3"', "schema": {"type": "string"}},
+        "X-Domicile-Region": {"description": "where it is stored", "schema": {"type": "string"}},
+        "X-Domicile-Shard": {"description": "the shard holding it", "schema": {"type": "string"}},
     }
 }
 
@@ -74,21 +90,23 @@ def _headers(record: StoredRecord) -> dict[str, str]:
     "/{collection}/{key}",
     operation_id="put_record",
     response_model=RecordMeta,
-    openapi_extra=_PUT_BODY,
-    responses=errors(401, 403, 404, 409, 412, 413, 415, 422, 503),
+    openapi_extra={**_PUT_BODY, **secured("records:write")},
+    responses={200: _WHERE, **errors(401, 403, 404, 409, 412, 413, 415, 422, 503)},
 )
 async def put_record(
     subject_id: str,
     collection: str,
     key: str,
     request: Request,
-    if_match: Annotated[str | None, Header()] = None,
+    if_match: IfMatch = None,
+    purpose: Purpose = None,
 ) -> Response:
     await authorize(request, "records:write")
     runtime = runtime_of(request)
     data = await read_json_object(request, runtime.settings.max_record_bytes)
+    actor = actor_of(request, purpose)
     record = await runtime.store.put(
-        subject_id, collection, key, data, actor_of(request), if_match=parse_if_match(if_match)
+        subject_id, collection, key, data, actor, if_match=parse_if_match(if_match)
     )
     return JSONResponse(_meta(record), headers=_headers(record))
 
@@ -97,7 +115,8 @@ async def put_record(
     "/{collection}/{key}",
     operation_id="get_record",
     response_model=RecordOut,
-    responses=errors(401, 403, 404, 422, 503),
+    openapi_extra=secured("records:read"),
+    responses={200: _WHERE, **errors(401, 403, 404, 422, 503)},
 )
 async def get_record(subject_id: str, collection: str, key: str, request: Request) -> Response:
     await authorize(request, "records:read")
@@ -109,6 +128,7 @@ async def get_record(subject_id: str, collection: str, key: str, request: Reques
     "/{collection}/{key}",
     operation_id="delete_record",
     status_code=204,
+    openapi_extra=secured("records:write"),
     responses=errors(401, 403, 404, 409, 412, 422, 503),
 )
 async def delete_record(
@@ -116,11 +136,12 @@ async def delete_record(
     collection: str,
     key: str,
     request: Request,
-    if_match: Annotated[str | None, Header()] = None,
+    if_match: IfMatch = None,
+    purpose: Purpose = None,
 ) -> Response:
     await authorize(request, "records:write")
     await runtime_of(request).store.delete(
-        subject_id, collection, key, actor_of(request), if_match=parse_if_match(if_match)
+        subject_id, collection, key, actor_of(request, purpose), if_match=parse_if_match(if_match)
     )
     return Response(status_code=204)
 

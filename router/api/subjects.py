@@ -9,7 +9,7 @@ from fastapi import APIRouter, Request
 from starlette.responses import Response
 
 from domicile.audit.events import rfc3339
-from domicile.router.api.common import actor_of, require_json
+from domicile.router.api.common import Purpose, actor_of, require_json
 from domicile.router.api.models import RegisterSubject, SubjectExport, SubjectPlacementOut, errors
 from domicile.router.auth import RecordsRead, SubjectsWrite
 from domicile.router.responses import JSONResponse
@@ -39,11 +39,13 @@ def placement_json(p: SubjectPlacement) -> dict[str, str]:
         **errors(401, 403, 409, 415, 422, 503),
     },
 )
-async def register_subject(body: RegisterSubject, request: Request, _: SubjectsWrite) -> Response:
+async def register_subject(
+    body: RegisterSubject, request: Request, _: SubjectsWrite, purpose: Purpose = None
+) -> Response:
     require_json(request)
     runtime = runtime_of(request)
     placement, created = await runtime.store.register(
-        body.subject_id, body.jurisdiction, actor_of(request)
+        body.subject_id, body.jurisdiction, actor_of(request, purpose)
     )
     return JSONResponse(placement_json(placement), status_code=201 if created else 200)
 
@@ -65,8 +67,10 @@ async def get_subject(subject_id: str, request: Request, _: RecordsRead) -> Resp
     status_code=204,
     responses=errors(401, 403, 404, 422, 503),
 )
-async def erase_subject(subject_id: str, request: Request, _: SubjectsWrite) -> Response:
-    await runtime_of(request).store.erase(subject_id, actor_of(request))
+async def erase_subject(
+    subject_id: str, request: Request, _: SubjectsWrite, purpose: Purpose = None
+) -> Response:
+    await runtime_of(request).store.erase(subject_id, actor_of(request, purpose))
     return Response(status_code=204)
 
 

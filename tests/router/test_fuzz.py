@@ -4,47 +4,19 @@ contract's body."""
 
 from __future__ import annotations
 
-import os
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
-from pathlib import Path
 
-import httpx
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
 
-DOMICILE = str(Path(sys.executable).parent / "domicile")
+from tests.support.server import serve
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    data = tmp_path_factory.mktemp("fuzz") / "data"
-    env = {**os.environ, "DOMICILE_DATA_DIR": str(data)}
-    env.pop("DOMICILE_CONFIG", None)
-    proc = subprocess.Popen(
-        [DOMICILE, "serve", "--port", str(port)],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            httpx.get(f"{url}/healthz")
-            break
-        except httpx.TransportError:
-            time.sleep(0.1)
-    yield url, (data / "admin.key").read_text().strip()
-    proc.terminate()
-    proc.wait(timeout=10)
+    with serve(tmp_path_factory.mktemp("fuzz") / "data") as running:
+        yield running.url, running.key("admin")
 
 
 def test_no_input_gets_a_server_error(server: tuple[str, str]) -> None:

@@ -68,8 +68,9 @@ async def test_html_report_through_the_api(api: Api) -> None:
     page = response.text
     for region in ("ru-msk", "eu-fra", "us-east"):
         assert f"<h2>Region {region}</h2>" in page
-    # The policy; per region its facts; per shard holding data, its jurisdictions.
-    assert page.count("<table>") == 1 + 3 + 2
+    # The summary and the policy; per region its facts; per shard holding data, its
+    # jurisdictions.
+    assert page.count("<table>") == 2 + 3 + 2
     assert "Holds no personal data." in page
     assert "No violations found." in page
     assert "ivan" not in page
@@ -97,12 +98,17 @@ async def test_violations_after_a_policy_change(api: Api, deployment: Deployment
     )
     assert ru["jurisdictions"][0]["permitted"] is False
     assert report["summary"]["violations"] == 2
-    assert report["policy"]["RU"]["store_in"] == ["eu-fra"]
+    assert report["policy"]["RU"] == {"jurisdictions": ["RU"], "store_in": ["eu-fra"], "law": None}
+    # The whole policy, not only the jurisdictions held: the EU group, CN, default.
+    assert list(report["policy"]) == ["CN", "RU", "EU", "default"]
+    assert report["policy"]["CN"]["store_in"] == []
+    assert len(report["policy"]["EU"]["jurisdictions"]) == 27
+    assert "RU" not in report["policy"]["default"]["jurisdictions"]
 
     html = await invoke("audit", "report", "--config", deployment.config, "--format", "html")
     assert html.exit_code == 0
     assert '<tr class="violation">' in html.stdout
-    assert "2 violation(s) found." in html.stdout
+    assert "2 violations found." in html.stdout
     assert pseudonyms.subject("ivan") in html.stdout
 
 
