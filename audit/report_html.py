@@ -47,6 +47,15 @@ def _regions(store_in: list[str]) -> str:
     return ", ".join(store_in) if store_in else "none: permitted nowhere, subjects are refused"
 
 
+def _scheduled(rule: dict[str, Any]) -> str:
+    """A rule's regions, with when it takes effect and what it permits until then."""
+    regions = _regions(rule["store_in"])
+    if not rule.get("effective"):
+        return regions
+    before = ", ".join(rule["before"]) or "no other region"
+    return f"{regions} (from {rule['effective']}; until then also {before})"
+
+
 class _Policy:
     """The report's policy, by rule and by the jurisdiction each rule governs."""
 
@@ -78,7 +87,7 @@ class _Policy:
                     [
                         _cell(key, "key"),
                         _cell(applies),
-                        _cell(_regions(rule["store_in"])),
+                        _cell(_scheduled(rule)),
                         _cell(rule["law"]),
                     ],
                     "governs" if governs else "",

@@ -15,6 +15,7 @@ from domicile.router.auth import Authenticator
 from domicile.router.config import Settings
 from domicile.router.observability import Metrics, Observability
 from domicile.router.runtime import bootstrap_admin_key, open_runtime
+from domicile.router.schedule import follow_schedule
 
 log = logging.getLogger("domicile")
 
@@ -30,14 +31,20 @@ def create_app(settings: Settings) -> FastAPI:
                 await bootstrap_admin_key(runtime)
             app.state.runtime = runtime
             app.state.authenticator = Authenticator(runtime.api_keys)
-            catalog_back = asyncio.create_task(runtime.migrate_catalog_when_back())
+            if runtime.store.relocator is not None:
+                runtime.store.relocator.observe = metrics.relocations.observe
+            background = [
+                asyncio.create_task(runtime.migrate_catalog_when_back()),
+                asyncio.create_task(follow_schedule(runtime, metrics)),
+            ]
             try:
                 async with runtime.audit.running():
                     yield
             finally:
-                catalog_back.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await catalog_back
+                for task in background:
+                    task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await task
 
     app = FastAPI(
         title="domicile",

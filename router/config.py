@@ -11,6 +11,7 @@ import os
 import re
 import tomllib
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -72,6 +73,15 @@ class ShardModel(_Timeouts):
 class RuleModel(_Strict):
     store_in: list[str]
     law: str | None = None
+    #: RFC 3339, with its offset (a quoted string, or a TOML offset date-time)
+    effective: str | datetime | None = None
+    before: list[str] | None = None
+
+
+class ComplyModel(_Strict):
+    #: Warn (at start, and in metrics) when a scheduled rule is less than this many hours
+    #: away and subjects are still to move.
+    warn_within_hours: float = Field(default=168.0, gt=0)
 
 
 class CatalogModel(_Timeouts):
@@ -112,6 +122,7 @@ class ConfigFile(_Strict):
     redis: RedisModel = RedisModel()
     audit: AuditModel = AuditModel()
     api: ApiModel = ApiModel()
+    comply: ComplyModel = ComplyModel()
 
 
 @dataclass(frozen=True)
@@ -139,6 +150,8 @@ class Settings:
     embedded: bool
     catalog_connect_timeout: float = CONNECT_TIMEOUT
     catalog_statement_timeout: float = STATEMENT_TIMEOUT
+    #: How long before a scheduled rule takes effect subjects still to move are warned about.
+    warn_within: timedelta = timedelta(days=7)
 
 
 def embedded_document(data_dir: Path) -> dict[str, Any]:
@@ -257,7 +270,27 @@ def _build(document: dict[str, Any], data_dir: Path, *, embedded: bool) -> Setti
         embedded=embedded,
         catalog_connect_timeout=model.catalog.connect_timeout,
         catalog_statement_timeout=model.catalog.statement_timeout,
+        warn_within=timedelta(hours=model.comply.warn_within_hours),
     )
+
+
+def _instant(key: str, value: str | datetime) -> datetime:
+    """An RFC 3339 time with its offset, as a UTC instant."""
+    when = value
+    if isinstance(value, str):
+        try:
+            when = datetime.fromisoformat(value)
+        except ValueError:
+            raise ConfigError(
+                f"policy.{key}.effective: {value!r} is not an RFC 3339 time "
+                "(like 2015-09-01T00:00:00+03:00)"
+            ) from None
+    assert isinstance(when, datetime)
+    if when.tzinfo is None:
+        raise ConfigError(
+            f"policy.{key}.effective: {value!s} has no offset; write it with one (Z or +03:00)"
+        )
+    return when.astimezone(UTC)
 
 
 def _topology(model: ConfigFile) -> Topology:
@@ -316,12 +349,21 @@ def _topology(model: ConfigFile) -> Topology:
             raise ConfigError(
                 f"policy.{key}: {key!r} is not an ISO 3166-1 alpha-2 code, a group or 'default'"
             )
-        for region_name in rule.store_in:
-            if region_name not in regions:
-                raise ConfigError(
-                    f"policy.{key}.store_in: {region_name!r} is not a declared region"
-                )
-        rules[key] = Rule(key, tuple(rule.store_in), rule.law)
+        for field_name, names in (("store_in", rule.store_in), ("before", rule.before or [])):
+            for region_name in names:
+                if region_name not in regions:
+                    raise ConfigError(
+                        f"policy.{key}.{field_name}: {region_name!r} is not a declared region"
+                    )
+        if rule.before is not None and rule.effective is None:
+            raise ConfigError(f"policy.{key}.before: only a rule with `effective` has one")
+        rules[key] = Rule(
+            key,
+            tuple(rule.store_in),
+            rule.law,
+            effective=None if rule.effective is None else _instant(key, rule.effective),
+            before=tuple(rule.before or ()),
+        )
 
     # A jurisdiction governed by two group rules would be ambiguous.
     ruled_groups = [g for g in groups if g in rules]

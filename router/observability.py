@@ -62,6 +62,24 @@ class Metrics:
             ["cause"],
             registry=self.registry,
         )
+        self.rule_to_move = Gauge(
+            "domicile_rule_subjects_to_move",
+            "Subjects a rule with an effective time governs that are outside its target regions",
+            ["rule"],
+            registry=self.registry,
+        )
+        self.rule_seconds_left = Gauge(
+            "domicile_rule_seconds_to_effective",
+            "Seconds until a scheduled rule takes effect (0 once it has)",
+            ["rule"],
+            registry=self.registry,
+        )
+        self.relocations = Histogram(
+            "domicile_relocations_seconds",
+            "Relocations on write (placement rule 8): the pause the writing request met",
+            buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+            registry=self.registry,
+        )
         #: The cause label last set per series, so a changed cause replaces its old series.
         self._causes: dict[tuple[Gauge, tuple[str, ...]], str] = {}
         # labels() validates and locks on every call; a route's children never change.

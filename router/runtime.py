@@ -22,8 +22,11 @@ from domicile.shards.errors import CatalogUnavailable, DomicileError, MigrationF
 from domicile.shards.faults import Cause, Fault, classify
 from domicile.shards.migration_journal import MigrationJournal
 from domicile.shards.move_journal import MoveJournal
+from domicile.shards.moves import Mover
 from domicile.shards.pseudonym import Pseudonymizer
 from domicile.shards.registry import Shard, ShardRegistry
+from domicile.shards.relocation import REASON as RELOCATION_REASON
+from domicile.shards.relocation import Relocator
 from domicile.shards.schema_runner import (
     CATALOG_HISTORY,
     SHARD_HISTORY,
@@ -35,6 +38,7 @@ from domicile.shards.schema_runner import (
     shard_revision,
     sync_shard,
 )
+from domicile.shards.states import MoveState
 from domicile.shards.store import RecordStore
 
 log = logging.getLogger("domicile")
@@ -159,6 +163,22 @@ async def _migrate_catalog(catalog: Catalog) -> None:
         raise
 
 
+def _relocator(
+    settings: Settings,
+    registry: ShardRegistry,
+    directory: Directory,
+    journal: MoveJournal,
+    pseudonyms: Pseudonymizer,
+) -> Relocator:
+    mover = Mover(settings.topology, registry, directory, journal, pseudonyms)
+
+    async def move_now(subject_id: str, target: str) -> tuple[MoveState, str | None]:
+        moved = await mover.move_subject(subject_id, target, RELOCATION_REASON)
+        return moved.state, moved.error
+
+    return Relocator(journal, move_now)
+
+
 @asynccontextmanager
 async def open_runtime(settings: Settings, *, prepare: bool = True) -> AsyncIterator[Runtime]:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
@@ -190,6 +210,8 @@ async def open_runtime(settings: Settings, *, prepare: bool = True) -> AsyncIter
             shard_faults = await _prepare_shards(settings, registry, migration_journal)
         directory = Directory(catalog, cache)
         store = RecordStore(settings.topology, registry, directory, pseudonyms)
+        move_journal = MoveJournal(catalog)
+        store.relocator = _relocator(settings, registry, directory, move_journal, pseudonyms)
         audit = audit_service(settings, registry)
         yield Runtime(
             settings,
@@ -198,7 +220,7 @@ async def open_runtime(settings: Settings, *, prepare: bool = True) -> AsyncIter
             cache,
             directory,
             ApiKeys(catalog),
-            MoveJournal(catalog),
+            move_journal,
             migration_journal,
             store,
             pseudonyms,

@@ -33,8 +33,8 @@ from domicile.shards.policy import Topology
 
 @dataclass(frozen=True)
 class Selection:
-    """Which placements are misplaced: those the policy no longer permits (comply), or every
-    subject of a shard being drained."""
+    """Which placements are misplaced: those outside their rule's target regions (comply, for
+    a rule in effect or scheduled), or every subject of a shard being drained."""
 
     jurisdiction: str | None = None
     drain: str | None = None
@@ -44,7 +44,7 @@ class Selection:
             return False
         if self.drain is not None:
             return shard == self.drain
-        return not topology.is_permitted(jurisdiction, shard)
+        return not topology.is_target(jurisdiction, shard)
 
     def destination(self, topology: Topology, placement: Placement) -> str | None:
         """Where a misplaced subject goes; None when no permitted shard will take it (or its
@@ -90,6 +90,17 @@ async def survey(directory: Directory, topology: Topology, selection: Selection)
 async def count_misplaced(directory: Directory, topology: Topology, selection: Selection) -> int:
     counts = await directory.placement_counts()
     return sum(n for (j, shard), n in counts.items() if selection.misplaced(topology, j, shard))
+
+
+async def to_move_per_rule(directory: Directory, topology: Topology) -> dict[str, int]:
+    """For each rule with an effective time: how many subjects it governs are outside its
+    target regions (``comply`` has them still to move)."""
+    timed = {rule.key: 0 for rule in topology.scheduled_rules}
+    for (jurisdiction, shard), n in (await directory.placement_counts()).items():
+        rule = topology.rule_for(jurisdiction)
+        if rule is not None and rule.key in timed and not topology.is_target(jurisdiction, shard):
+            timed[rule.key] += n
+    return timed
 
 
 class ProgressSink(Protocol):

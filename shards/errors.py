@@ -124,6 +124,20 @@ class SubjectMoving(Unavailable):
         super().__init__("the subject is being moved between shards; retry shortly")
 
 
+class RelocationDeferred(Unavailable):
+    """A write needs its subject moved first (placement rule 8), and the move cannot be made
+    now; it stays journaled, and the next write or `domicile comply` finishes it."""
+
+    code = "relocation_deferred"
+
+    def __init__(self, target: str, error: str | None) -> None:
+        why = f" ({error})" if error else ""
+        super().__init__(
+            f"the policy in effect needs the subject moved to shard {target} before this "
+            f"write, and the move cannot be made now{why}; retry shortly"
+        )
+
+
 class NotHome(DomicileError):
     """The shard is not (or no longer) the subject's home: re-resolve the placement."""
 

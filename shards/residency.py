@@ -135,11 +135,17 @@ def policy_rules(topology: Topology) -> dict[str, dict[str, Any]]:
     own = sorted(k for k in topology.rules if k != DEFAULT_RULE and k not in topology.groups)
     groups = sorted(k for k in topology.rules if k in topology.groups)
     order = own + groups + ([DEFAULT_RULE] if DEFAULT_RULE in topology.rules else [])
-    return {
-        key: {
-            "jurisdictions": governed[key],
-            "store_in": list(topology.rules[key].store_in),
-            "law": topology.rules[key].law,
-        }
-        for key in order
+    return {key: _rule(topology, key, governed[key]) for key in order}
+
+
+def _rule(topology: Topology, key: str, governed: list[str]) -> dict[str, Any]:
+    rule = topology.rules[key]
+    shown: dict[str, Any] = {
+        "jurisdictions": governed,
+        "store_in": list(rule.store_in),
+        "law": rule.law,
     }
+    if rule.effective is not None:  # a rule that takes effect at a time: when, and until then
+        shown["effective"] = rule.effective.isoformat().replace("+00:00", "Z")
+        shown["before"] = list(rule.before)
+    return shown

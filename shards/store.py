@@ -42,6 +42,7 @@ from domicile.shards.placements import Placement
 from domicile.shards.policy import Topology
 from domicile.shards.pseudonym import Pseudonymizer
 from domicile.shards.registry import Shard, ShardRegistry
+from domicile.shards.relocation import Relocator
 from domicile.shards.schema import records, subjects
 from domicile.shards.states import PlacementState, SubjectState
 from domicile.shards.validation import (
@@ -167,6 +168,9 @@ class RecordStore:
         self.registry = registry
         self.directory = directory
         self.pseudonyms = pseudonyms
+        #: Moves a subject the policy in effect no longer permits before a write to it; None:
+        #: such a write is refused 409 ``relocation_required`` (processes that cannot move).
+        self.relocator: Relocator | None = None
 
     # -- helpers -----------------------------------------------------------------------------
 
@@ -219,7 +223,12 @@ class RecordStore:
         except DomicileError:
             # The refusal may come from a stale cache entry: decide on the catalog's word.
             placement = await self.directory.resolve(pseudonym, fresh=True)
-            self._precheck(placement, writing)
+            try:
+                self._precheck(placement, writing)
+            except PlacementNotPermitted:
+                if self.relocator is None:
+                    raise
+                placement = await self._relocated(subject_id, pseudonym, placement)
         assert placement is not None
         for attempt in (1, 2):
             try:
@@ -251,6 +260,20 @@ class RecordStore:
             raise SubjectMoving() from None
         finally:
             _SOURCE_CONFIRMED.reset(token)
+
+    async def _relocated(
+        self, subject_id: str, pseudonym: str, placement: Placement | None
+    ) -> Placement:
+        """Placement rule 8: move the subject to a shard the rule in effect permits, then
+        write there. No permitted shard at all is 422 ``no_permitted_region``."""
+        assert placement is not None
+        assert self.relocator is not None
+        target = choose_home(self.topology, placement.jurisdiction, pseudonym)
+        await self.relocator.relocate(subject_id, pseudonym, target.name)
+        fresh = await self.directory.resolve(pseudonym, fresh=True)
+        self._precheck(fresh, writing=True)
+        assert fresh is not None
+        return fresh
 
     # -- subjects ----------------------------------------------------------------------------
 

@@ -4,6 +4,7 @@ migrations across shards, emptying a shard."""
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime
 from pathlib import Path
 
 import click
@@ -14,7 +15,7 @@ from domicile.router.cli.common import config_option, fail, run, settings_from, 
 from domicile.router.cli.console import comply_options, print_table, run_comply, stdout
 from domicile.router.health import UP, catalog_health, redis_health
 from domicile.router.runtime import Runtime
-from domicile.shards.comply import Selection
+from domicile.shards.comply import Selection, to_move_per_rule
 from domicile.shards.errors import DomicileError, InvalidInput
 from domicile.shards.schema_runner import (
     CATALOG_HISTORY,
@@ -51,6 +52,7 @@ def status(config: Path | None, fmt: str) -> None:
         )
         redis = redis_health(runtime.cache)
         last = await _last_migrations(runtime) if catalog.up else {}
+        timed = await _timed_rules(runtime) if catalog.up else []
         for row, shard in zip(rows, shards, strict=True):
             row["accepts_new_subjects"] = shard.spec.accepts_new_subjects
             row["last_migration"] = last.get(shard.name)
@@ -59,6 +61,7 @@ def status(config: Path | None, fmt: str) -> None:
                 "catalog": catalog.as_json(),
                 "redis": None if redis is None else redis.as_json(),
                 "shards": rows,
+                "timed_rules": timed,
             }
             click.echo(orjson.dumps(document, option=orjson.OPT_INDENT_2).decode())
         else:
@@ -80,12 +83,47 @@ def status(config: Path | None, fmt: str) -> None:
             for r in rows:
                 if r["reason"]:
                     stdout.print(f"{r['name']}: {r['reason']}")
+            for rule in timed:
+                stdout.print(_timed_line(rule))
             for part, health in (("catalog", catalog), ("redis", redis)):
                 if health is not None:
                     stdout.print(f"{part}: {health.reason or health.state}")
         return 0 if catalog.up and all(r["health"] == UP for r in rows) else 1
 
     run(with_runtime(settings_from(config), work, prepare=False))
+
+
+async def _timed_rules(runtime: Runtime) -> list[dict[str, object]]:
+    """Rules with an effective time: when, what they permit until then, subjects to move."""
+    topology = runtime.settings.topology
+    if not topology.scheduled_rules:
+        return []
+    counts = await to_move_per_rule(runtime.directory, topology)
+    now = datetime.now(UTC)
+    return [
+        {
+            "rule": rule.key,
+            "effective": None if rule.effective is None else rule.effective.isoformat(),
+            "in_effect": not rule.scheduled(now),
+            "store_in": list(rule.store_in),
+            "before": list(rule.before),
+            "subjects_to_move": counts.get(rule.key, 0),
+        }
+        for rule in topology.scheduled_rules
+    ]
+
+
+def _timed_line(rule: dict[str, object]) -> str:
+    store_in = ", ".join(rule["store_in"]) or "nowhere"  # type: ignore[arg-type]
+    n = rule["subjects_to_move"]
+    left = f"{n} subject{'' if n == 1 else 's'} still to move"
+    if rule["in_effect"]:
+        return f"policy.{rule['rule']}: {store_in}, in effect since {rule['effective']}; {left}"
+    before = ", ".join(rule["before"]) or "no other region"  # type: ignore[arg-type]
+    return (
+        f"policy.{rule['rule']}: {store_in} from {rule['effective']} (until then also "
+        f"{before}); {left}"
+    )
 
 
 async def _last_migrations(runtime: Runtime) -> dict[str, dict[str, object]]:
