@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import re
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -127,3 +129,43 @@ def test_environment_expansion(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
 def test_missing_file(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="does not exist"):
         load_settings(tmp_path / "nope.toml")
+
+
+SCHEDULED = BASE.replace(
+    'store_in = ["ru-msk"]\n',
+    'store_in = ["ru-msk"]\neffective = "2015-09-01T00:00:00+03:00"\nbefore = ["us-east"]\n',
+)
+
+
+def test_a_rule_with_an_effective_time(tmp_path: Path) -> None:
+    topo = load(tmp_path, SCHEDULED).topology  # type: ignore[attr-defined]
+    rule = topo.rules["RU"]
+    assert rule.effective == datetime(2015, 8, 31, 21, tzinfo=UTC)
+    before, after = datetime(2015, 8, 31, tzinfo=UTC), datetime(2015, 9, 1, tzinfo=UTC)
+    assert topo.is_permitted("RU", "us-east-1", before)
+    assert not topo.is_permitted("RU", "us-east-1", after)
+    assert not topo.is_target("RU", "us-east-1")  # comply moves them either way
+    assert "RU" in topo.jurisdictions_for_shard("us-east-1", before)
+    assert "RU" not in topo.jurisdictions_for_shard("us-east-1", after)
+    assert topo.next_change(before) == rule.effective
+    assert topo.next_change(after) is None
+    assert [s.name for s in topo.permitted_shards("RU")] == ["ru-msk-1"]  # new subjects
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (SCHEDULED.replace("+03:00", ""), "policy.RU.effective: 2015-09-01T00:00:00 has no offset"),
+        (SCHEDULED.replace("2015-09-01T", "1 September "), "is not an RFC 3339 time"),
+        (SCHEDULED.replace('"us-east"]', '"mars"]'), "policy.RU.before: 'mars' is not a declared"),
+        (
+            BASE.replace(
+                'store_in = ["ru-msk"]\n', 'store_in = ["ru-msk"]\nbefore = ["us-east"]\n'
+            ),
+            "policy.RU.before: only a rule with `effective` has one",
+        ),
+    ],
+)
+def test_invalid_schedules_name_the_key(tmp_path: Path, edit: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        load(tmp_path, edit)
