@@ -107,11 +107,20 @@ class LocalStore:
             if path.read_bytes() != data:
                 raise ArchiveConflict(self.location, key)
             return
-        path.parent.mkdir(parents=True, exist_ok=True)
+        _private_dirs(path.parent)
         partial = path.with_name(f".{path.name}.partial")
-        partial.write_bytes(data)
-        partial.chmod(0o444)
+        fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # owner only
+        with os.fdopen(fd, "wb") as out:
+            out.write(data)
         os.replace(partial, path)
+
+
+def _private_dirs(path: Path) -> None:
+    """``path`` and its missing parents, each created owner-only (``mkdir -p`` would give the
+    parents the umask's mode)."""
+    if not path.exists():
+        _private_dirs(path.parent)
+        path.mkdir(mode=0o700, exist_ok=True)
 
 
 class S3Store:

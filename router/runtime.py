@@ -20,6 +20,7 @@ from domicile.shards.catalog import Catalog
 from domicile.shards.directory import Directory
 from domicile.shards.errors import CatalogUnavailable, DomicileError, MigrationFailed
 from domicile.shards.faults import Cause, Fault, classify
+from domicile.shards.files import private_dir, tighten
 from domicile.shards.migration_journal import MigrationJournal
 from domicile.shards.move_journal import MoveJournal
 from domicile.shards.moves import Mover
@@ -181,7 +182,8 @@ def _relocator(
 
 @asynccontextmanager
 async def open_runtime(settings: Settings, *, prepare: bool = True) -> AsyncIterator[Runtime]:
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    private_dir(settings.data_dir)
+    tighten(settings.data_dir)
     pseudonyms = Pseudonymizer(load_or_create_key(settings.pseudonym_key_path))
     catalog = Catalog(
         settings.catalog_url,

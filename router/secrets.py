@@ -6,10 +6,12 @@ import os
 import secrets
 from pathlib import Path
 
+from domicile.shards.files import private_dir
+
 
 def write_private(path: Path, content: bytes) -> None:
     """Create ``path`` with mode 0600; refuse to overwrite an existing file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    private_dir(path.parent)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "wb") as handle:
         handle.write(content)

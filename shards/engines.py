@@ -24,6 +24,7 @@ from sqlalchemy.util import await_
 
 from domicile.shards.errors import DomicileError
 from domicile.shards.faults import Cause, Fault, classify
+from domicile.shards.files import private_file
 from domicile.shards.policy import CONNECT_TIMEOUT, STATEMENT_TIMEOUT
 
 GUARD_MARKER = "domicile residency guard"
@@ -50,7 +51,7 @@ def create_engine(
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
-            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+            private_file(Path(parsed.database))
         engine = create_async_engine(
             url, hide_parameters=True, connect_args={"timeout": SQLITE_LOCK_WAIT}
         )

@@ -87,7 +87,7 @@ async def test_local_archive(deployments: list[Deployment], tmp_path: Path, back
         f"{8:020d}",
     ]
     bundle = archive / "ru-msk-1" / "entries" / bundles[0]
-    assert bundle.stat().st_mode & 0o222 == 0
+    assert bundle.stat().st_mode & 0o777 == 0o600  # private (immutability is S3 Object Lock's)
     assert len(bundle.read_bytes().splitlines()) == 4
 
     again = await invoke("audit", "archive", "--config", dep.config)
