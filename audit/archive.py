@@ -203,14 +203,16 @@ class S3Store:
         )
 
 
-def s3_client(endpoint: str | None) -> S3Client:
+def s3_client(endpoint: str | None, ca_bundle: Path | None = None) -> S3Client:
     """A client with short timeouts: an S3 outage must fail a run quickly, not hang it.
-    Credentials come from the usual AWS sources (environment, profile, instance role)."""
+    Credentials come from the usual AWS sources (environment, profile, instance role); an
+    https endpoint's certificate is checked against ``ca_bundle`` (else the system's CAs)."""
     import boto3
     from botocore.config import Config
 
     config = Config(connect_timeout=3, read_timeout=15, retries={"max_attempts": 2})
-    return boto3.client("s3", endpoint_url=endpoint, config=config)
+    verify = str(ca_bundle) if ca_bundle is not None else None
+    return boto3.client("s3", endpoint_url=endpoint, config=config, verify=verify)
 
 
 def archived_size(store: ArchiveStore, name: str) -> int:

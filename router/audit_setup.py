@@ -34,7 +34,7 @@ def archive_stores(settings: Settings) -> dict[str, ArchiveStore]:
     if not archive.buckets:
         local = LocalStore(archive.local_dir)
         return {region: local for region in settings.topology.regions}
-    client = s3_client(archive.endpoint)
+    client = s3_client(archive.endpoint, archive.ca_bundle)
     return {
         region: S3Store(client, bucket, settings.deployment, archive.retention_days)
         for region, bucket in archive.buckets.items()

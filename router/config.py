@@ -13,10 +13,11 @@ import tomllib
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
+from sqlalchemy.engine import make_url
 
 from domicile.router.errors import ConfigError
 from domicile.shards.policy import (
@@ -31,6 +32,7 @@ from domicile.shards.policy import (
     Topology,
     group_members,
 )
+from domicile.shards.tls import BY_HOST, Tls, TlsMode
 
 MIB = 1024 * 1024
 # Anchored for pydantic's patterns (searched, not matched; its "$" is the very end).
@@ -58,6 +60,13 @@ class RegionModel(_Strict):
     legal_entity: str | None = None
 
 
+class TlsModel(_Strict):
+    mode: Literal["verify-full", "require", "disable"] | None = None
+    ca: str | None = None
+    cert: str | None = None
+    key: str | None = None
+
+
 class _Timeouts(_Strict):
     #: Seconds (PostgreSQL): to open a connection, and for one statement.
     connect_timeout: float = Field(default=CONNECT_TIMEOUT, gt=0)
@@ -68,6 +77,7 @@ class ShardModel(_Timeouts):
     region: str
     url: str
     accepts_new_subjects: bool = True
+    tls: TlsModel = TlsModel()
 
 
 class RuleModel(_Strict):
@@ -86,10 +96,16 @@ class ComplyModel(_Strict):
 
 class CatalogModel(_Timeouts):
     url: str | None = None
+    tls: TlsModel = TlsModel()
+
+
+class RedisTlsModel(_Strict):
+    ca: str | None = None
 
 
 class RedisModel(_Strict):
     url: str | None = None
+    tls: RedisTlsModel = RedisTlsModel()
 
 
 class ArchiveModel(_Strict):
@@ -100,6 +116,8 @@ class ArchiveModel(_Strict):
     local_dir: str | None = None
     #: entries per archived bundle
     bundle_size: int = Field(default=1024, ge=1)
+    #: PEM bundle of the CAs the S3 endpoint's certificate is checked against
+    ca_bundle: str | None = None
 
 
 class AuditModel(_Strict):
@@ -132,6 +150,7 @@ class ArchiveSettings:
     retention_days: int
     local_dir: Path
     bundle_size: int
+    ca_bundle: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -152,6 +171,8 @@ class Settings:
     catalog_statement_timeout: float = STATEMENT_TIMEOUT
     #: How long before a scheduled rule takes effect subjects still to move are warned about.
     warn_within: timedelta = timedelta(days=7)
+    catalog_tls: Tls = BY_HOST
+    redis_ca: Path | None = None
 
 
 def embedded_document(data_dir: Path) -> dict[str, Any]:
@@ -265,13 +286,47 @@ def _build(document: dict[str, Any], data_dir: Path, *, embedded: bool) -> Setti
             retention_days=archive.retention_days,
             local_dir=Path(archive.local_dir) if archive.local_dir else data_dir / "archive",
             bundle_size=archive.bundle_size,
+            ca_bundle=_pem_file("audit.archive.ca_bundle", archive.ca_bundle),
         ),
         max_record_bytes=model.api.max_record_bytes,
         embedded=embedded,
         catalog_connect_timeout=model.catalog.connect_timeout,
         catalog_statement_timeout=model.catalog.statement_timeout,
         warn_within=timedelta(hours=model.comply.warn_within_hours),
+        catalog_tls=_tls("catalog", model.catalog.tls, model.catalog.url),
+        redis_ca=_pem_file("redis.tls.ca", model.redis.tls.ca),
     )
+
+
+#: TLS options a libpq-style url may carry; domicile takes them from the ``tls`` section.
+_URL_TLS_OPTIONS = ("ssl", "sslmode", "sslrootcert", "sslcert", "sslkey", "sslcrl")
+
+
+def _tls(key: str, model: TlsModel, url: str | None) -> Tls:
+    if url is not None:
+        options = set(make_url(url).query) & set(_URL_TLS_OPTIONS)
+        if options:
+            raise ConfigError(
+                f"{key}.url: {', '.join(sorted(options))} belong in [{key}.tls] "
+                "(mode, ca, cert, key), not in the url"
+            )
+    if (model.cert is None) != (model.key is None):
+        raise ConfigError(f"{key}.tls: cert and key go together")
+    return Tls(
+        mode=None if model.mode is None else TlsMode(model.mode),
+        ca=_pem_file(f"{key}.tls.ca", model.ca),
+        cert=_pem_file(f"{key}.tls.cert", model.cert),
+        key=_pem_file(f"{key}.tls.key", model.key),
+    )
+
+
+def _pem_file(key: str, value: str | None) -> Path | None:
+    if value is None:
+        return None
+    path = Path(value)
+    if not path.is_file():
+        raise ConfigError(f"{key}: {value!r} is not a file")
+    return path
 
 
 def _instant(key: str, value: str | datetime) -> datetime:
@@ -325,6 +380,7 @@ def _topology(model: ConfigFile) -> Topology:
             shard.accepts_new_subjects,
             connect_timeout=shard.connect_timeout,
             statement_timeout=shard.statement_timeout,
+            tls=_tls(f"shards.{name}", shard.tls, shard.url),
         )
     if not shards:
         raise ConfigError("shards: at least one shard must be declared")

@@ -10,6 +10,8 @@ from collections.abc import AsyncIterator, Awaitable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
+from sqlalchemy.engine import make_url
+
 from domicile.audit.service import AuditService
 from domicile.router.audit_setup import audit_service
 from domicile.router.config import Settings
@@ -41,6 +43,7 @@ from domicile.shards.schema_runner import (
 )
 from domicile.shards.states import MoveState
 from domicile.shards.store import RecordStore
+from domicile.shards.tls import TlsMode, is_loopback
 
 log = logging.getLogger("domicile")
 
@@ -164,6 +167,19 @@ async def _migrate_catalog(catalog: Catalog) -> None:
         raise
 
 
+def _warn_of_weak_transport(settings: Settings) -> None:
+    """``require`` and ``disable`` toward a host outside the loopback range are allowed, and
+    said."""
+    parts = [(f"shard {s.name}", s.url, s.tls) for s in settings.topology.shards.values()]
+    parts.append(("the catalog", settings.catalog_url, settings.catalog_tls))
+    for part, url, tls in parts:
+        host = make_url(url).host
+        mode = tls.mode_for(host)
+        if not is_loopback(host) and mode != TlsMode.VERIFY_FULL:
+            what = "unencrypted" if mode == TlsMode.DISABLE else "encrypted but unverified"
+            log.warning("%s: the connection to %s is %s (tls mode %s)", part, host, what, mode)
+
+
 def _relocator(
     settings: Settings,
     registry: ShardRegistry,
@@ -189,12 +205,16 @@ async def open_runtime(settings: Settings, *, prepare: bool = True) -> AsyncIter
         settings.catalog_url,
         connect_timeout=settings.catalog_connect_timeout,
         statement_timeout=settings.catalog_statement_timeout,
+        tls=settings.catalog_tls,
     )
+    _warn_of_weak_transport(settings)
     migration_journal = MigrationJournal(catalog)
     registry = ShardRegistry(settings.topology)
     cache: PlacementCache
     if settings.redis_url:
-        redis_cache = RedisCache(settings.redis_url, namespace=settings.deployment)
+        redis_cache = RedisCache(
+            settings.redis_url, namespace=settings.deployment, ca=settings.redis_ca
+        )
         await redis_cache.start()
         cache = redis_cache
     else:

@@ -13,6 +13,7 @@ import contextlib
 import logging
 import time
 from collections import OrderedDict
+from pathlib import Path
 from typing import Protocol
 
 import redis.asyncio as aioredis
@@ -88,9 +89,11 @@ def _decode(pseudonym: str, raw: str) -> Placement:
 class RedisCache:
     """LRU in front of Redis; pub/sub keeps every router's LRU in step."""
 
-    def __init__(self, url: str, namespace: str, ttl: int = 3600) -> None:
+    def __init__(self, url: str, namespace: str, ttl: int = 3600, ca: Path | None = None) -> None:
+        # A rediss:// url is TLS, its certificate checked against ``ca`` (else the system's).
+        tls = {"ssl_ca_certs": str(ca)} if ca is not None else {}
         self._redis = aioredis.from_url(
-            url, decode_responses=True, socket_connect_timeout=0.5, socket_timeout=0.5
+            url, decode_responses=True, socket_connect_timeout=0.5, socket_timeout=0.5, **tls
         )
         self._prefix = f"domicile:{namespace}:placement:"
         self._channel = f"domicile:{namespace}:invalidate"

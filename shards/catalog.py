@@ -26,6 +26,7 @@ from domicile.shards.engines import StatementPool, create_engine, statement_pool
 from domicile.shards.errors import CatalogUnavailable
 from domicile.shards.faults import Cause, Fault
 from domicile.shards.policy import CONNECT_TIMEOUT, STATEMENT_TIMEOUT
+from domicile.shards.tls import BY_HOST, Tls
 
 
 class Catalog:
@@ -35,10 +36,12 @@ class Catalog:
         *,
         connect_timeout: float = CONNECT_TIMEOUT,
         statement_timeout: float = STATEMENT_TIMEOUT,
+        tls: Tls = BY_HOST,
     ) -> None:
         self.engine = create_engine(
-            url, connect_timeout=connect_timeout, statement_timeout=statement_timeout
+            url, connect_timeout=connect_timeout, statement_timeout=statement_timeout, tls=tls
         )
+        self.tls = tls
         #: One prepared statement per call, outside any transaction block (PostgreSQL); None
         #: on SQLite. Pass ``unavailable=CatalogUnavailable``, as ``transaction`` does.
         self.statements: StatementPool | None = statement_pool(self.engine)

@@ -26,6 +26,7 @@ from domicile.shards.errors import DomicileError
 from domicile.shards.faults import Cause, Fault, classify
 from domicile.shards.files import private_file
 from domicile.shards.policy import CONNECT_TIMEOUT, STATEMENT_TIMEOUT
+from domicile.shards.tls import BY_HOST, Tls, client_context
 
 GUARD_MARKER = "domicile residency guard"
 _WRITE = "domicile_write"
@@ -42,6 +43,7 @@ def create_engine(
     *,
     connect_timeout: float = CONNECT_TIMEOUT,
     statement_timeout: float | None = STATEMENT_TIMEOUT,
+    tls: Tls = BY_HOST,
 ) -> AsyncEngine:
     """An engine tuned for its backend. Parameters are never echoed in errors or logs: they
     hold raw subject ids and record contents (contract, invariant 7). The timeouts are
@@ -61,6 +63,7 @@ def create_engine(
         "timeout": connect_timeout,
         "command_timeout": statement_timeout,
         "server_settings": {"application_name": "domicile"},
+        "ssl": client_context(tls, parsed.host),
     }
     engine = create_async_engine(
         url,

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import socket
 import sqlite3
+import ssl
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -31,6 +32,7 @@ class Cause(StrEnum):
     DAMAGED = "damaged"
     DISK_FULL = "disk_full"
     TOO_MANY_CONNECTIONS = "too_many_connections"
+    TLS = "tls"
 
 
 #: What each cause means for the operator, completing "<database> ...".
@@ -46,6 +48,7 @@ _REASONS: dict[Cause, str] = {
     Cause.DAMAGED: "is damaged; restore it from a backup",
     Cause.DISK_FULL: "has no disk space left",
     Cause.TOO_MANY_CONNECTIONS: "refuses new connections (too many connections)",
+    Cause.TLS: "failed the TLS check; check its [tls] section",
 }
 
 #: Causes that mean the database is not the one prepared earlier (dropped, recreated, swapped):
@@ -139,6 +142,12 @@ def _classify_one(exc: BaseException) -> Fault | None:
         return Fault(Cause.TIMED_OUT, "no free connection in the pool")
     if isinstance(exc, (TimeoutError, asyncio.TimeoutError)):
         return Fault(Cause.TIMED_OUT)
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return Fault(Cause.TLS, _certificate_problem(exc))
+    if isinstance(exc, ssl.SSLError):
+        return Fault(Cause.TLS, exc.reason or "TLS handshake failed")
+    if isinstance(exc, ConnectionError) and "rejected SSL upgrade" in str(exc):
+        return Fault(Cause.TLS, "the server does not offer TLS")  # asyncpg's words for it
     if isinstance(exc, socket.gaierror):
         return Fault(Cause.UNREACHABLE, "host name does not resolve")
     if isinstance(exc, ConnectionRefusedError):
@@ -150,6 +159,15 @@ def _classify_one(exc: BaseException) -> Fault | None:
     ):
         return Fault(Cause.UNREACHABLE, "connection lost")
     return None
+
+
+def _certificate_problem(exc: ssl.SSLCertVerificationError) -> str:
+    message = exc.verify_message or ""
+    if "hostname mismatch" in message.lower() or "ip address mismatch" in message.lower():
+        return "its certificate is for another host name"
+    if exc.verify_code in (18, 19, 20, 21):  # self-signed, or an issuer not trusted
+        return "untrusted certificate (signed by a CA not in its [tls] ca)"
+    return message or "certificate not accepted"
 
 
 def _sqlite_fault(exc: sqlite3.Error) -> Fault | None:

@@ -13,6 +13,8 @@ from functools import cached_property
 
 import pycountry
 
+from domicile.shards.tls import BY_HOST, Tls
+
 #: Every officially assigned ISO 3166-1 alpha-2 code.
 ISO_CODES: frozenset[str] = frozenset(c.alpha_2 for c in pycountry.countries)
 
@@ -82,6 +84,7 @@ class ShardSpec:
     #: Seconds (PostgreSQL): to open a connection, and for one statement.
     connect_timeout: float = CONNECT_TIMEOUT
     statement_timeout: float = STATEMENT_TIMEOUT
+    tls: Tls = BY_HOST
 
 
 @dataclass(frozen=True)

@@ -26,6 +26,7 @@ def engine_for(spec: ShardSpec, *, migrating: bool = False) -> AsyncEngine:
         spec.url,
         connect_timeout=spec.connect_timeout,
         statement_timeout=None if migrating else spec.statement_timeout,
+        tls=spec.tls,
     )
 
 

@@ -54,6 +54,7 @@ from domicile.shards.registry import Shard, engine_for, identity_mismatch
 from domicile.shards.schema import metadata as shard_metadata
 from domicile.shards.schema import shard_identity
 from domicile.shards.states import MigrationStatus
+from domicile.shards.tls import Tls
 
 SHARD_HISTORY = "shard"
 CATALOG_HISTORY = "catalog"
@@ -367,7 +368,17 @@ async def run_wave(
                 loop = asyncio.get_running_loop()
                 catalog_url = _url_of(journal.catalog)
                 jobs = [
-                    _Job(s.spec, s.region, catalog_url, action, target, wave, scripts, timeouts)
+                    _Job(
+                        s.spec,
+                        s.region,
+                        catalog_url,
+                        journal.catalog.tls,
+                        action,
+                        target,
+                        wave,
+                        scripts,
+                        timeouts,
+                    )
                     for s in group
                 ]
                 outcomes = list(
@@ -409,6 +420,7 @@ class _Job:
     spec: ShardSpec
     region: Region
     catalog_url: str
+    catalog_tls: Tls
     action: str
     target: str | None
     wave: str
@@ -419,7 +431,7 @@ class _Job:
 def _migrate_in_worker(job: _Job) -> ShardResult:
     async def work() -> ShardResult:
         shard = Shard(job.spec, job.region, engine_for(job.spec, migrating=True))
-        catalog = Catalog(job.catalog_url)
+        catalog = Catalog(job.catalog_url, tls=job.catalog_tls)
         try:
             return await migrate_shard(
                 shard,
