@@ -166,7 +166,7 @@ def _certificate_problem(exc: ssl.SSLCertVerificationError) -> str:
     if "hostname mismatch" in message.lower() or "ip address mismatch" in message.lower():
         return "its certificate is for another host name"
     if exc.verify_code in (18, 19, 20, 21):  # self-signed, or an issuer not trusted
-        return "untrusted certificate (signed by a CA not in its [tls] ca)"
+        return "untrusted certificate: its CA is not in the [tls] ca file"
     return message or "certificate not accepted"
 
 
