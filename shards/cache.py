@@ -111,7 +111,7 @@ class RedisCache:
 
     def _failed(self, exc: Exception) -> None:
         fault = classify(exc) or Fault(Cause.UNREACHABLE, type(exc).__name__)
-        if self.fault != fault:  # said once per outage (and when its cause changes)
+        if self.fault is None or self.fault.cause != fault.cause:  # once per outage and cause
             log.warning(
                 "redis %s; placements are read from the catalog until it is back",
                 fault.reason,

@@ -188,7 +188,9 @@ def _redis_fault(exc: redis_errors.RedisError) -> Fault | None:
     if isinstance(exc, redis_errors.TimeoutError):
         return Fault(Cause.TIMED_OUT)
     if isinstance(exc, redis_errors.ConnectionError):
-        return UNREACHABLE
+        # redis-py raises it while handling the socket's or TLS's own error: that says more.
+        inner = exc.__cause__ or exc.__context__
+        return (classify(inner) if inner is not None else None) or UNREACHABLE
     if isinstance(exc, redis_errors.ReadOnlyError):
         return Fault(Cause.READ_ONLY)
     return None
