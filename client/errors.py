@@ -60,6 +60,7 @@ __all__ = [
     "PreconditionFailed",
     "RecordNotFound",
     "RecordTooLarge",
+    "RelocationDeferred",
     "RelocationRequired",
     "ResidencyGuard",
     "ShardAuthFailed",
@@ -70,6 +71,7 @@ __all__ = [
     "ShardReadOnly",
     "ShardSchemaMissing",
     "ShardTimeout",
+    "ShardTls",
     "ShardTooManyConnections",
     "ShardUnavailable",
     "ShardUnreachable",
@@ -370,6 +372,16 @@ class ShardDiskFull(Unavailable):
 
 class ShardTooManyConnections(Unavailable):
     code = "shard_too_many_connections"
+
+
+class ShardTls(Unavailable):
+    code = "shard_tls"
+
+
+class RelocationDeferred(Unavailable):
+    """The subject must move before this write and the move cannot be made now."""
+
+    code = "relocation_deferred"
 
 
 class CatalogUnavailable(Unavailable):
