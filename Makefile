@@ -9,10 +9,10 @@ BIN    := $(VENV)/bin
 # reads (it cannot follow an import hook); a folder that gains or loses a file re-links it.
 PACKAGE_DIRS := $(shell find client router shards audit migrations -type d -not -name __pycache__)
 
-$(BIN)/domicile: pyproject.toml $(PACKAGE_DIRS)
+$(BIN)/domicile: pyproject.toml constraints.txt $(PACKAGE_DIRS)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e ".[dev]" --config-settings editable_mode=strict
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[dev]" --config-settings editable_mode=strict
 	touch $@
 
 # Run the API on the embedded default: three SQLite shards under ./domicile-data.

@@ -141,7 +141,7 @@ class RedisCache:
                 await asyncio.sleep(1.0)
             finally:
                 with contextlib.suppress(Exception):
-                    await pubsub.aclose()  # type: ignore[no-untyped-call]
+                    await pubsub.aclose()
 
     async def get(self, pseudonym: str) -> Placement | None:
         if self._subscribed.is_set():

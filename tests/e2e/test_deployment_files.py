@@ -4,6 +4,7 @@ strict validation with the shards, regions and archive buckets the services prov
 
 from __future__ import annotations
 
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -41,4 +42,16 @@ def test_compose_file_is_complete(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     assert settings.redis_url
     assert settings.redis_url.split("//")[1].split(":")[0] in services
     assert set(settings.archive.buckets) == set(settings.topology.regions)
-    assert (ROOT / "Dockerfile").exists()
+
+
+def test_dockerfile_copies_every_package_folder() -> None:
+    # The image installs with `pip install .`: a package folder it does not copy fails the build.
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    folders = set(pyproject["tool"]["setuptools"]["package-dir"].values())
+    copied = {
+        line.split()[1]
+        for line in (ROOT / "Dockerfile").read_text().splitlines()
+        if line.startswith("COPY ")
+    }
+    assert folders <= copied
+    assert "constraints.txt" in (ROOT / "Dockerfile").read_text()
