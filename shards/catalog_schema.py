@@ -28,6 +28,7 @@ api_keys = Table(
     Column("scopes", Text, nullable=False),  # space-separated
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("revoked_at", DateTime(timezone=True), nullable=True),
+    Column("last_used_at", DateTime(timezone=True), nullable=True),
 )
 
 #: The move journal: one row per subject move, advanced step by step so that a crashed run can
