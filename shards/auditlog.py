@@ -4,7 +4,7 @@ the log store's integrator (``shards.log_store``) gives them leaf indices."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -83,14 +83,21 @@ async def append_entries(
             )
         )
         subjects.append(change.subject)
+    await append_leaves(conn, leaves, subjects)
+    return len(leaves)
+
+
+async def append_leaves(
+    conn: AsyncConnection, leaves: Sequence[bytes], subjects: Sequence[str | None]
+) -> None:
+    """Append entries whose leaves are made (``shard_leaf``), in order, with one statement."""
     if not leaves:
-        return 0
+        return
     if conn.dialect.name == "postgresql":
         await conn.execute(_APPEND_MANY_PG, {"leaves": leaves, "subjects": subjects})
     else:  # SQLite runs an executemany as fast as one statement, and has no arrays
         rows = [{"leaf": leaf, "subject": s} for leaf, s in zip(leaves, subjects, strict=True)]
         await conn.execute(insert(audit_pending), rows)
-    return len(leaves)
 
 
 def leaf_around_version(

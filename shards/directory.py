@@ -48,6 +48,10 @@ class Directory:
         nor filled."""
         return await self._table.get(pseudonym)
 
+    async def read_many(self, pseudonyms: Sequence[str]) -> dict[str, Placement]:
+        """``read`` for many: the catalog's entries of those that have one."""
+        return await self._table.get_many(pseudonyms)
+
     async def invalidate(self, pseudonym: str) -> None:
         """Drop a cache entry a shard has shown to be stale (it is not the subject's home)."""
         await self._cache.invalidate(pseudonym)
@@ -75,6 +79,14 @@ class Directory:
         """Make a pending placement visible, once the subject exists on its shard; whether this
         call did (of concurrent registrations of one subject, exactly one does)."""
         return await self._table.activate(pseudonym)
+
+    async def reserve_many(self, wanted: Sequence[tuple[str, str, str]]) -> dict[str, Placement]:
+        """``reserve`` for many (pseudonym, jurisdiction, shard) at once (a bulk import)."""
+        return await self._table.reserve_many(wanted)
+
+    async def activate_many(self, pseudonyms: Sequence[str]) -> set[str]:
+        """``activate`` for many at once; returns those this call made active."""
+        return await self._table.activate_many(pseudonyms)
 
     async def remove(self, pseudonym: str) -> None:
         """Forget an erased subject's placement."""
