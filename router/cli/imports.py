@@ -99,7 +99,10 @@ async def numbered_lines(stream: BinaryIO) -> Lines:
 
 def _size(stream: BinaryIO) -> int | None:
     """The input's size when it is a regular file (a pipe's is unknown)."""
-    info = os.fstat(stream.fileno())
+    try:
+        info = os.fstat(stream.fileno())
+    except OSError:  # a stream without a file (io.UnsupportedOperation)
+        return None
     return info.st_size if stat.S_ISREG(info.st_mode) else None
 
 
