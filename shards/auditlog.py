@@ -6,12 +6,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import insert, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from domicile.audit.events import Actor, LogSite, make_leaf
+from domicile.audit.events import Actor, LeafMaker, LogSite, make_leaf
 from domicile.shards.registry import Shard
 from domicile.shards.schema import audit_pending
 
@@ -49,6 +50,13 @@ def shard_leaf(
     return make_leaf(
         site_of(shard), event, actor, subject=subject, jurisdiction=jurisdiction, **fields
     )
+
+
+def shard_leaves(
+    shard: Shard, event: str, actor: Actor, *, time: datetime, **shared: Any
+) -> LeafMaker:
+    """``shard_leaf`` for many entries sharing their event, actor, time and ``shared`` fields."""
+    return LeafMaker(site_of(shard), event, actor, time=time, **shared)
 
 
 async def append_entry(

@@ -2,9 +2,9 @@
 transaction, with every audit entry: placement rule 5 holds for thousands of rows at a time.
 
 A subject new to the shard cannot have records there yet (they reference it, and its row is
-inserted in this very transaction), so its records are written as they are: ``COPY`` on
-PostgreSQL (``bulk.write_records``; the residency guard's triggers fire on every row), their
-``record.put`` entries, made beforehand at version 1, in one statement. A subject the shard
+inserted in this very transaction), so its records are written as they are, with their
+``record.put`` entries made beforehand at version 1: ``COPY`` on PostgreSQL (``bulk``; the
+residency guard's triggers fire on every row), one executemany each on SQLite. A subject the shard
 already holds (a re-run after an interruption, a subject registered before) is checked against
 its fence and gets only the records whose content differs from what is stored, each a new
 version; identical content makes no version and no entry, so a re-run adds nothing.
@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import NamedTuple
 
 from sqlalchemy import insert, select, text
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -31,8 +32,7 @@ from domicile.shards.schema import records, subjects
 from domicile.shards.states import SubjectState
 
 
-@dataclass(frozen=True)
-class Incoming:
+class Incoming(NamedTuple):  # a tuple: an import makes millions
     """A record to land, with its ``record.put`` leaf as version 1 on the target shard."""
 
     collection: str
@@ -110,10 +110,8 @@ async def land(
         for r in a.records
     ]
     await bulk.write_records(conn, shard.name, rows)
-    await append_leaves(
-        conn,
-        [r.leaf for a in fresh for r in a.records],
-        [a.pseudonym for a in fresh for _ in a.records],
+    await bulk.write_entries(
+        conn, shard.name, [(r.leaf, a.pseudonym) for a in fresh for r in a.records]
     )
     outcomes: dict[str, Landed | DomicileError] = {
         a.pseudonym: Landed(True, len(a.records), 0) for a in fresh

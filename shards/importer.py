@@ -9,9 +9,10 @@ statement). A run killed anywhere leaves pending entries, invisible to every req
 next run (or a registration) completes; a subject the shard already holds gets only the records
 whose content changed, so a re-run of the same input adds no row, no version and no entry.
 
-Lines are parsed and prepared (pseudonyms, digests, audit leaves) while the previous batch is
-being written, so Python's work overlaps the databases'; at most ``QUEUED`` batches wait, so
-memory stays flat whatever the input's size.
+Lines are parsed and prepared (pseudonyms, digests, audit leaves) while earlier batches are
+being written, ``WRITERS`` at a time, so Python's work and one batch's catalog statements
+overlap another's shard transactions; a batch holding a subject of one still landing waits for
+it. At most ``QUEUED`` batches wait, so memory stays flat whatever the input's size.
 """
 
 from __future__ import annotations
@@ -24,9 +25,9 @@ from datetime import UTC, datetime
 from typing import Protocol
 
 from domicile.audit import events
-from domicile.audit.events import Actor
+from domicile.audit.events import Actor, LeafMaker
 from domicile.shards import bulk_import
-from domicile.shards.auditlog import shard_leaf
+from domicile.shards.auditlog import shard_leaves
 from domicile.shards.bulk_import import Arrival, Incoming, Landed
 from domicile.shards.directory import Directory
 from domicile.shards.errors import (
@@ -50,8 +51,12 @@ from domicile.shards.store import content_digest
 #: Subjects per batch by default; a batch also closes at ``BATCH_RECORDS`` records.
 BATCH_SUBJECTS = 1000
 BATCH_RECORDS = 20_000
-#: Prepared batches waiting for the writer.
+#: Prepared batches waiting for a writer.
 QUEUED = 2
+#: Batches written at once: one's catalog statements overlap the other's shard transactions.
+WRITERS = 2
+#: Lines prepared between two turns of the writer, which waits for the databases meanwhile.
+YIELD_EVERY = 32
 
 #: Numbered lines of the input (1-based, each with its line ending), a chunk at a time.
 Lines = AsyncIterator[Sequence[tuple[int, bytes]]]
@@ -97,8 +102,28 @@ class _Subject:
     shard: str  # the shard ``arrival``'s leaves were made for
 
 
+class _Leaves:
+    """A batch's leaf makers, per shard: its entries share their time."""
+
+    def __init__(self, actor: Actor) -> None:
+        self.time = datetime.now(UTC)
+        self._actor = actor
+        self._makers: dict[str, tuple[LeafMaker, LeafMaker]] = {}
+
+    def of(self, shard: Shard) -> tuple[LeafMaker, LeafMaker]:
+        """``subject.registered`` and ``record.put`` (version 1) entries on ``shard``."""
+        makers = self._makers.get(shard.name)
+        if makers is None:
+            makers = self._makers[shard.name] = (
+                shard_leaves(shard, events.SUBJECT_REGISTERED, self._actor, time=self.time),
+                shard_leaves(shard, events.RECORD_PUT, self._actor, time=self.time, version=1),
+            )
+        return makers
+
+
 @dataclass
 class _Batch:
+    leaves: _Leaves
     subjects: list[_Subject] = field(default_factory=list)
     records: int = 0
     consumed: int = 0  # input bytes, rejected and blank lines included
@@ -147,13 +172,13 @@ class Importer:
             reject(Rejection(line, exc.code, exc.message))
 
         async def produce() -> None:
-            batch = _Batch()
+            batch = _Batch(_Leaves(self.actor))
             async for chunk in lines:
                 for number, raw in chunk:
                     subject = None
                     if raw.strip():  # a blank line (a trailing one, say) is no subject
                         tally.lines += 1
-                        subject = self._prepare(number, raw, refuse)
+                        subject = self._prepare(number, raw, batch.leaves, refuse)
                     if subject is not None and (
                         subject.pseudonym in batch.pseudonyms
                         or len(batch.subjects) >= batch_subjects
@@ -161,31 +186,43 @@ class Importer:
                     ):
                         # A subject twice in one batch: the later line lands after the earlier.
                         await queue.put(batch)
-                        batch = _Batch()
+                        batch = _Batch(_Leaves(self.actor))
                     batch.consumed += len(raw)
                     if subject is not None:
                         batch.subjects.append(subject)
                         batch.pseudonyms.add(subject.pseudonym)
                         batch.records += len(subject.arrival.records)
-                await asyncio.sleep(0)  # let the writer read its answers
+                    if number % YIELD_EVERY == 0:
+                        await asyncio.sleep(0)  # let the writer take its answers as they come
             await queue.put(batch)
-            await queue.put(None)
+            for _ in range(WRITERS):
+                await queue.put(None)
+
+        # The batch landing each subject now: a later batch holding one of them waits for it.
+        landing: dict[str, asyncio.Event] = {}
 
         async def consume() -> None:
             while (batch := await queue.get()) is not None:
-                subjects, records = tally.subjects, tally.records
-                await self._land_batch(batch, tally, refuse)
+                earlier = {id(e): e for p in batch.pseudonyms if (e := landing.get(p))}
+                done = asyncio.Event()
+                landing.update(dict.fromkeys(batch.pseudonyms, done))
+                for event in earlier.values():
+                    await event.wait()
+                try:
+                    subjects, records = await self._land_batch(batch, tally, refuse)
+                finally:
+                    for p in batch.pseudonyms:
+                        if landing.get(p) is done:
+                            del landing[p]
+                    done.set()
                 if progress is not None:
-                    progress.advanced(
-                        consumed=batch.consumed,
-                        subjects=tally.subjects - subjects,
-                        records=tally.records - records,
-                    )
+                    progress.advanced(consumed=batch.consumed, subjects=subjects, records=records)
 
         try:
             async with asyncio.TaskGroup() as group:
                 group.create_task(produce())
-                group.create_task(consume())
+                for _ in range(WRITERS):
+                    group.create_task(consume())
         except ExceptionGroup as failed:
             raise failed.exceptions[0] from None  # the first failure; the other task stopped
         return tally
@@ -193,7 +230,11 @@ class Importer:
     # -- preparing a line --------------------------------------------------------------------
 
     def _prepare(
-        self, number: int, raw: bytes, refuse: Callable[[int, DomicileError], None]
+        self,
+        number: int,
+        raw: bytes,
+        leaves: _Leaves,
+        refuse: Callable[[int, DomicileError], None],
     ) -> _Subject | None:
         try:
             parsed = parse_line(raw, max_record_bytes=self.max_record_bytes)
@@ -203,29 +244,26 @@ class Importer:
             refuse(number, exc)
             return None
         shard = self.registry[home.name]
-        return _Subject(
-            number, parsed, pseudonym, self._arrival(parsed, pseudonym, shard), shard.name
-        )
+        arrival = self._arrival(parsed, pseudonym, shard, leaves)
+        return _Subject(number, parsed, pseudonym, arrival, shard.name)
 
-    def _arrival(self, parsed: SubjectLine, pseudonym: str, shard: Shard) -> Arrival:
+    def _arrival(
+        self, parsed: SubjectLine, pseudonym: str, shard: Shard, leaves: _Leaves
+    ) -> Arrival:
         """The subject's rows and entries as they land on ``shard``."""
-        now = datetime.now(UTC)
+        registered, put = leaves.of(shard)
+        jurisdiction = parsed.jurisdiction
         incoming = []
         for record in parsed.records:
             digest = content_digest(record.stored)
             record_pseudonym = self.pseudonyms.record(
                 parsed.subject_id, record.collection, record.key
             )
-            leaf = shard_leaf(
-                shard,
-                events.RECORD_PUT,
-                self.actor,
+            leaf = put(
                 subject=pseudonym,
-                jurisdiction=parsed.jurisdiction,
+                jurisdiction=jurisdiction,
                 record=record_pseudonym,
                 content_sha256=digest,
-                version=1,
-                time=now,
             )
             incoming.append(
                 Incoming(
@@ -237,23 +275,21 @@ class Importer:
                     leaf,
                 )
             )
-        registered = shard_leaf(
-            shard,
-            events.SUBJECT_REGISTERED,
-            self.actor,
-            subject=pseudonym,
-            jurisdiction=parsed.jurisdiction,
-            time=now,
-        )
         return Arrival(
-            pseudonym, parsed.subject_id, parsed.jurisdiction, registered, tuple(incoming), now
+            pseudonym,
+            parsed.subject_id,
+            jurisdiction,
+            registered(subject=pseudonym, jurisdiction=jurisdiction),
+            tuple(incoming),
+            leaves.time,
         )
 
     # -- landing a batch ---------------------------------------------------------------------
 
     async def _land_batch(
         self, batch: _Batch, tally: Tally, refuse: Callable[[int, DomicileError], None]
-    ) -> None:
+    ) -> tuple[int, int]:
+        """Land a batch; returns its subjects and records now in place."""
         subjects = self._without_lookups(batch.subjects, refuse)
         known = await self.directory.read_many([s.pseudonym for s in subjects])
         placed: dict[str, Placement] = {}
@@ -283,7 +319,7 @@ class Importer:
                 by_shard[placed[s.pseudonym].shard].append(s)
         names = list(by_shard)
         results = await asyncio.gather(
-            *(self._land_on(self.registry[name], by_shard[name]) for name in names),
+            *(self._land_on(self.registry[name], by_shard[name], batch.leaves) for name in names),
             return_exceptions=True,
         )
         outcomes: dict[str, Landed | DomicileError] = {}
@@ -299,17 +335,21 @@ class Importer:
             if isinstance(outcome, Landed) and placed[p].state == PlacementState.PENDING
         ]
         await self.directory.activate_many(pending)
+        landed = records = 0
         for s in subjects:
             outcome = outcomes.get(s.pseudonym)
             if isinstance(outcome, DomicileError):
                 refuse(s.line, outcome)
             elif outcome is not None:
-                tally.subjects += 1
+                landed += 1
+                records += outcome.written + outcome.unchanged
                 tally.registered += outcome.new
                 tally.written += outcome.written
                 tally.unchanged += outcome.unchanged
+        tally.subjects += landed
         if failure is not None:
             raise failure
+        return landed, records
 
     def _without_lookups(
         self, subjects: list[_Subject], refuse: Callable[[int, DomicileError], None]
@@ -353,10 +393,12 @@ class Importer:
         return moved
 
     async def _land_on(
-        self, shard: Shard, subjects: Sequence[_Subject]
+        self, shard: Shard, subjects: Sequence[_Subject], leaves: _Leaves
     ) -> dict[str, Landed | DomicileError]:
         arrivals = [
-            s.arrival if s.shard == shard.name else self._arrival(s.parsed, s.pseudonym, shard)
+            s.arrival
+            if s.shard == shard.name
+            else self._arrival(s.parsed, s.pseudonym, shard, leaves)
             for s in subjects
         ]
         try:
@@ -369,5 +411,5 @@ class Importer:
         # only those it refuses are left out.
         outcomes: dict[str, Landed | DomicileError] = {}
         for s in subjects:
-            outcomes.update(await self._land_on(shard, [s]))
+            outcomes.update(await self._land_on(shard, [s], leaves))
         return outcomes
