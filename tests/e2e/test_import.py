@@ -181,6 +181,15 @@ async def test_registered_subjects_and_repeated_lines(
     }
     assert len(await records_of(deployment, "ru-msk-1")) == 2
 
+    # Batches of one, written two at a time: a later line of a subject still landing waits.
+    source.write_text(
+        "\n".join(subject_line("piet", "NL", records=2).replace(SECRET, f"v{n}") for n in (1, 2))
+    )
+    result = await cli(deployment.config, "import", str(source), "--batch-size", "1")
+    assert result.exit_code == 0, result.output
+    stored = await records_of(deployment, "eu-fra-1")
+    assert stored[(ids.subject("piet"), "k1")] == (3, '{"v":"v2-1"}')
+
 
 async def test_stdin_and_exit_codes(deployment: Deployment, tmp_path: Path) -> None:
     text = "\n".join(subject_line(f"u{n}", "US") for n in range(5)) + "\n"
