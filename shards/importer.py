@@ -19,8 +19,8 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter, defaultdict
-from collections.abc import AsyncIterator, Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Protocol
 
@@ -96,7 +96,7 @@ class Tally:
 @dataclass(frozen=True)
 class _Subject:
     line: int
-    parsed: SubjectLine
+    lookups: Mapping[str, str]
     pseudonym: str
     arrival: Arrival
     shard: str  # the shard ``arrival``'s leaves were made for
@@ -245,43 +245,58 @@ class Importer:
             return None
         shard = self.registry[home.name]
         arrival = self._arrival(parsed, pseudonym, shard, leaves)
-        return _Subject(number, parsed, pseudonym, arrival, shard.name)
+        return _Subject(number, parsed.lookups, pseudonym, arrival, shard.name)
 
     def _arrival(
         self, parsed: SubjectLine, pseudonym: str, shard: Shard, leaves: _Leaves
     ) -> Arrival:
         """The subject's rows and entries as they land on ``shard``."""
-        registered, put = leaves.of(shard)
-        jurisdiction = parsed.jurisdiction
         incoming = []
         for record in parsed.records:
-            digest = content_digest(record.stored)
-            record_pseudonym = self.pseudonyms.record(
-                parsed.subject_id, record.collection, record.key
-            )
-            leaf = put(
-                subject=pseudonym,
-                jurisdiction=jurisdiction,
-                record=record_pseudonym,
-                content_sha256=digest,
-            )
             incoming.append(
                 Incoming(
                     record.collection,
                     record.key,
                     record.stored.decode(),
-                    digest,
-                    record_pseudonym,
-                    leaf,
+                    content_digest(record.stored),
+                    self.pseudonyms.record(parsed.subject_id, record.collection, record.key),
+                    b"",
                 )
             )
-        return Arrival(
-            pseudonym,
-            parsed.subject_id,
-            jurisdiction,
-            registered(subject=pseudonym, jurisdiction=jurisdiction),
-            tuple(incoming),
-            leaves.time,
+        return self._with_leaves(
+            Arrival(pseudonym, parsed.subject_id, parsed.jurisdiction, b"", (), leaves.time),
+            incoming,
+            shard,
+            leaves,
+        )
+
+    @staticmethod
+    def _with_leaves(
+        arrival: Arrival, records: Iterable[Incoming], shard: Shard, leaves: _Leaves
+    ) -> Arrival:
+        """``arrival`` with ``records`` and their entries' leaves made for ``shard``. Leaves
+        are copied to their size: orjson's bytes keep a 4 KiB buffer, which a batch of 10,000
+        records would hold 80 MiB of."""
+        registered, put = leaves.of(shard)
+        p, jurisdiction = arrival.pseudonym, arrival.jurisdiction
+        return replace(
+            arrival,
+            registered=bytes(memoryview(registered(subject=p, jurisdiction=jurisdiction))),
+            records=tuple(
+                r._replace(
+                    leaf=bytes(
+                        memoryview(
+                            put(
+                                subject=p,
+                                jurisdiction=jurisdiction,
+                                record=r.pseudonym,
+                                content_sha256=r.content_sha256,
+                            )
+                        )
+                    )
+                )
+                for r in records
+            ),
         )
 
     # -- landing a batch ---------------------------------------------------------------------
@@ -304,12 +319,12 @@ class Importer:
             except DomicileError as exc:
                 refuse(s.line, exc)
         reserved = await self.directory.reserve_many(
-            [(s.pseudonym, s.parsed.jurisdiction, s.shard) for s in unknown]
+            [(s.pseudonym, s.arrival.jurisdiction, s.shard) for s in unknown]
         )
         for s in unknown:
             placement = reserved[s.pseudonym]
-            if placement.jurisdiction != s.parsed.jurisdiction:  # a concurrent registration
-                refuse(s.line, JurisdictionConflict(placement.jurisdiction, s.parsed.jurisdiction))
+            if placement.jurisdiction != s.arrival.jurisdiction:  # a concurrent registration
+                refuse(s.line, JurisdictionConflict(placement.jurisdiction, s.arrival.jurisdiction))
             else:
                 placed[s.pseudonym] = placement
 
@@ -361,7 +376,7 @@ class Importer:
         # subject refuses the line `lookup_taken`), and write them with the subject's rows.
         kept = []
         for s in subjects:
-            if s.parsed.lookups:
+            if s.lookups:
                 refuse(
                     s.line,
                     InvalidInput(
@@ -375,8 +390,8 @@ class Importer:
     async def _admitted(self, subject: _Subject, existing: Placement) -> Placement:
         """Where an already registered subject's records go: its home, as a write to it finds
         it (moved first when the rule in effect no longer permits it there)."""
-        if existing.jurisdiction != subject.parsed.jurisdiction:
-            raise JurisdictionConflict(existing.jurisdiction, subject.parsed.jurisdiction)
+        if existing.jurisdiction != subject.arrival.jurisdiction:
+            raise JurisdictionConflict(existing.jurisdiction, subject.arrival.jurisdiction)
         if existing.state == PlacementState.MOVING:
             raise SubjectMoving()
         if existing.state == PlacementState.PENDING or self.topology.is_permitted(
@@ -386,7 +401,7 @@ class Importer:
         if self.relocator is None:
             raise PlacementNotPermitted(existing.jurisdiction, existing.shard)
         target = choose_home(self.topology, existing.jurisdiction, subject.pseudonym)
-        await self.relocator.relocate(subject.parsed.subject_id, subject.pseudonym, target.name)
+        await self.relocator.relocate(subject.arrival.subject_id, subject.pseudonym, target.name)
         moved = await self.directory.read(subject.pseudonym)
         if moved is None or moved.state != PlacementState.ACTIVE:
             raise SubjectMoving()
@@ -398,7 +413,7 @@ class Importer:
         arrivals = [
             s.arrival
             if s.shard == shard.name
-            else self._arrival(s.parsed, s.pseudonym, shard, leaves)
+            else self._with_leaves(s.arrival, s.arrival.records, shard, leaves)
             for s in subjects
         ]
         try:
