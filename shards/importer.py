@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter, defaultdict
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Protocol
@@ -251,51 +251,59 @@ class Importer:
         self, parsed: SubjectLine, pseudonym: str, shard: Shard, leaves: _Leaves
     ) -> Arrival:
         """The subject's rows and entries as they land on ``shard``."""
+        registered, put = leaves.of(shard)
+        jurisdiction = parsed.jurisdiction
         incoming = []
         for record in parsed.records:
+            digest = content_digest(record.stored)
+            record_pseudonym = self.pseudonyms.record(
+                parsed.subject_id, record.collection, record.key
+            )
+            leaf = put(
+                subject=pseudonym,
+                jurisdiction=jurisdiction,
+                record=record_pseudonym,
+                content_sha256=digest,
+            )
             incoming.append(
                 Incoming(
                     record.collection,
                     record.key,
                     record.stored.decode(),
-                    content_digest(record.stored),
-                    self.pseudonyms.record(parsed.subject_id, record.collection, record.key),
-                    b"",
+                    digest,
+                    record_pseudonym,
+                    _sized(leaf),
                 )
             )
-        return self._with_leaves(
-            Arrival(pseudonym, parsed.subject_id, parsed.jurisdiction, b"", (), leaves.time),
-            incoming,
-            shard,
-            leaves,
+        return Arrival(
+            pseudonym,
+            parsed.subject_id,
+            jurisdiction,
+            _sized(registered(subject=pseudonym, jurisdiction=jurisdiction)),
+            tuple(incoming),
+            leaves.time,
         )
 
     @staticmethod
-    def _with_leaves(
-        arrival: Arrival, records: Iterable[Incoming], shard: Shard, leaves: _Leaves
-    ) -> Arrival:
-        """``arrival`` with ``records`` and their entries' leaves made for ``shard``. Leaves
-        are copied to their size: orjson's bytes keep a 4 KiB buffer, which a batch of 10,000
-        records would hold 80 MiB of."""
+    def _moved(arrival: Arrival, shard: Shard, leaves: _Leaves) -> Arrival:
+        """``arrival`` with its leaves made for ``shard`` (the catalog placed it there)."""
         registered, put = leaves.of(shard)
         p, jurisdiction = arrival.pseudonym, arrival.jurisdiction
         return replace(
             arrival,
-            registered=bytes(memoryview(registered(subject=p, jurisdiction=jurisdiction))),
+            registered=_sized(registered(subject=p, jurisdiction=jurisdiction)),
             records=tuple(
                 r._replace(
-                    leaf=bytes(
-                        memoryview(
-                            put(
-                                subject=p,
-                                jurisdiction=jurisdiction,
-                                record=r.pseudonym,
-                                content_sha256=r.content_sha256,
-                            )
+                    leaf=_sized(
+                        put(
+                            subject=p,
+                            jurisdiction=jurisdiction,
+                            record=r.pseudonym,
+                            content_sha256=r.content_sha256,
                         )
                     )
                 )
-                for r in records
+                for r in arrival.records
             ),
         )
 
@@ -411,9 +419,7 @@ class Importer:
         self, shard: Shard, subjects: Sequence[_Subject], leaves: _Leaves
     ) -> dict[str, Landed | DomicileError]:
         arrivals = [
-            s.arrival
-            if s.shard == shard.name
-            else self._with_leaves(s.arrival, s.arrival.records, shard, leaves)
+            s.arrival if s.shard == shard.name else self._moved(s.arrival, shard, leaves)
             for s in subjects
         ]
         try:
@@ -428,3 +434,9 @@ class Importer:
         for s in subjects:
             outcomes.update(await self._land_on(shard, [s], leaves))
         return outcomes
+
+
+def _sized(leaf: bytes) -> bytes:
+    """A copy of its own size: orjson's bytes keep a 4 KiB buffer, of which a batch of 10,000
+    records would hold 80 MiB."""
+    return bytes(memoryview(leaf))
