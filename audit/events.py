@@ -118,10 +118,12 @@ def canonical_json(value: dict[str, Any]) -> bytes:
 
 def _flat(value: Mapping[str, Any]) -> bool:
     """Whether orjson's sorted output of ``value`` is its RFC 8785 form (``canonical_json``)."""
-    return all(
-        isinstance(v, str) or (type(v) is int and -_SAFE_INT < v < _SAFE_INT)
-        for v in value.values()
-    ) and all(k.isascii() for k in value)
+    for k, v in value.items():  # a loop: a third of the cost of two generators over them
+        if not k.isascii():
+            return False
+        if not (isinstance(v, str) or (type(v) is int and -_SAFE_INT < v < _SAFE_INT)):
+            return False
+    return True
 
 
 def decode_leaf(leaf: bytes) -> Mapping[str, Any]:
