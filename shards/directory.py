@@ -48,10 +48,6 @@ class Directory:
         nor filled."""
         return await self._table.get(pseudonym)
 
-    async def read_many(self, pseudonyms: Sequence[str]) -> dict[str, Placement]:
-        """``read`` for many: the catalog's entries of those that have one."""
-        return await self._table.get_many(pseudonyms)
-
     async def invalidate(self, pseudonym: str) -> None:
         """Drop a cache entry a shard has shown to be stale (it is not the subject's home)."""
         await self._cache.invalidate(pseudonym)
@@ -81,7 +77,8 @@ class Directory:
         return await self._table.activate(pseudonym)
 
     async def reserve_many(self, wanted: Sequence[tuple[str, str, str]]) -> dict[str, Placement]:
-        """``reserve`` for many (pseudonym, jurisdiction, shard) at once (a bulk import)."""
+        """``reserve`` for many (pseudonym, jurisdiction, shard) at once (a bulk import); every
+        one's entry, new or not."""
         return await self._table.reserve_many(wanted)
 
     async def activate_many(self, pseudonyms: Sequence[str]) -> set[str]:

@@ -314,27 +314,16 @@ class Importer:
     ) -> tuple[int, int]:
         """Land a batch; returns its subjects and records now in place."""
         subjects = self._without_lookups(batch.subjects, refuse)
-        known = await self.directory.read_many([s.pseudonym for s in subjects])
+        # Reserved pending, unless an entry exists: from an earlier attempt, or a registration.
+        entries = await self.directory.reserve_many(
+            [(s.pseudonym, s.arrival.jurisdiction, s.shard) for s in subjects]
+        )
         placed: dict[str, Placement] = {}
-        unknown: list[_Subject] = []
         for s in subjects:
-            existing = known.get(s.pseudonym)
-            if existing is None:
-                unknown.append(s)
-                continue
             try:
-                placed[s.pseudonym] = await self._admitted(s, existing)
+                placed[s.pseudonym] = await self._admitted(s, entries[s.pseudonym])
             except DomicileError as exc:
                 refuse(s.line, exc)
-        reserved = await self.directory.reserve_many(
-            [(s.pseudonym, s.arrival.jurisdiction, s.shard) for s in unknown]
-        )
-        for s in unknown:
-            placement = reserved[s.pseudonym]
-            if placement.jurisdiction != s.arrival.jurisdiction:  # a concurrent registration
-                refuse(s.line, JurisdictionConflict(placement.jurisdiction, s.arrival.jurisdiction))
-            else:
-                placed[s.pseudonym] = placement
 
         by_shard: dict[str, list[_Subject]] = defaultdict(list)
         for s in subjects:
@@ -396,8 +385,9 @@ class Importer:
         return kept
 
     async def _admitted(self, subject: _Subject, existing: Placement) -> Placement:
-        """Where an already registered subject's records go: its home, as a write to it finds
-        it (moved first when the rule in effect no longer permits it there)."""
+        """Where a subject goes: the shard of its pending entry, or the home of a registered
+        subject, as a write to it finds it (moved first when the rule in effect no longer
+        permits it there)."""
         if existing.jurisdiction != subject.arrival.jurisdiction:
             raise JurisdictionConflict(existing.jurisdiction, subject.arrival.jurisdiction)
         if existing.state == PlacementState.MOVING:
