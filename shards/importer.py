@@ -3,7 +3,7 @@ by the policy as registrations are, written to each shard a batch at a time with
 entries.
 
 Each batch follows registration's crash-safe order across the two databases: the catalog
-entries are reserved ``pending`` (one statement), each shard's share is written with its
+entries are reserved ``pending`` (one transaction), each shard's share is written with its
 entries in one transaction (``bulk_import.land``), then the entries are activated (one
 statement). A run killed anywhere leaves pending entries, invisible to every request, which the
 next run (or a registration) completes; a subject the shard already holds gets only the records
