@@ -190,18 +190,20 @@ def import_command(
                 max_record_bytes=runtime.settings.max_record_bytes,
                 relocator=runtime.store.relocator,
             )
-            return await import_lines(importer, stream, rejects, batch_size, rejects_path)
+            return await run_import(importer, stream, rejects, batch_size, rejects_path)
 
         run(with_runtime(settings, work))
 
 
-async def import_lines(
+async def run_import(
     importer: Importer,
     stream: BinaryIO,
     rejects: RejectsFile,
     batch_size: int,
     rejects_path: str | None,
 ) -> int:
+    """Import ``stream`` under a progress bar, then print the summary (also when a shard or
+    the catalog stops the run); the exit code."""
     started = time.monotonic()
     tally = Tally()
     try:
