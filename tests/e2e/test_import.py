@@ -314,3 +314,30 @@ async def test_a_subject_the_rule_no_longer_permits_is_moved_before_its_records(
     assert ids.subject("ivan") in shards["ru-msk-1"].home()
     assert len(await records_of(deployment, "ru-msk-1")) == 2
     assert await records_of(deployment, "eu-fra-1") == {}
+
+
+async def test_a_shard_failing_stops_the_run_with_its_summary(
+    deployment: Deployment, tmp_path: Path
+) -> None:
+    """The other shards' share of the batch is in; the summary, then one line naming the
+    shard; a run once the shard is back completes the rest."""
+    broken = tmp_path / "broken.sqlite"
+    broken.write_bytes(b"this is not a database file\n" * 200)
+    good = deployment.shard_urls["us-east-1"]
+    bad = f"sqlite+aiosqlite:///{broken}" if deployment.backend == "sqlite" else good + "_gone"
+    text = deployment.config.read_text()
+    deployment.config.write_text(text.replace(f'url = "{good}"', f'url = "{bad}"'))
+    source = tmp_path / "users.jsonl"
+    source.write_text(subject_line("ivan", "RU") + "\n" + subject_line("john", "US") + "\n")
+
+    stopped = await cli(deployment.config, "import", str(source))
+    assert stopped.exit_code == 1
+    last = stopped.stderr.strip().splitlines()
+    assert last[-2].startswith("imported 1 subjects (1 new) and 2 records")
+    assert last[-1].startswith("domicile: shard us-east-1 ")
+    assert len(await records_of(deployment, "ru-msk-1")) == 2
+
+    deployment.config.write_text(text)
+    resumed = await cli(deployment.config, "import", str(source))
+    assert resumed.exit_code == 0, resumed.output
+    assert "imported 2 subjects (1 new) and 4 records (2 written, 2 unchanged)" in resumed.stderr
