@@ -122,17 +122,9 @@ class PlacementTable:
             return existing
         return Placement(pseudonym, jurisdiction, shard, 1, PlacementState.PENDING)
 
-    async def get_many(self, pseudonyms: Sequence[str]) -> dict[str, Placement]:
-        """The entries of those of ``pseudonyms`` that have one, pending ones included."""
-        if not pseudonyms:
-            return {}
-        async with self._catalog.transaction(write=False) as conn:
-            rows = await conn.execute(select(*_PLACEMENT).where(_PLACEMENT[0].in_(pseudonyms)))
-            return {row[0]: _placement(row) for row in rows}
-
     async def reserve_many(self, wanted: Sequence[tuple[str, str, str]]) -> dict[str, Placement]:
-        """``reserve`` for many (pseudonym, jurisdiction, shard) in one statement; returns each
-        one's entry, which is another's where a concurrent or earlier attempt made it."""
+        """``reserve`` for many (pseudonym, jurisdiction, shard) in one transaction; returns
+        each one's entry, which is another's where a concurrent or earlier attempt made it."""
         if not wanted:
             return {}
         now = _now()
@@ -154,7 +146,10 @@ class PlacementTable:
                     for pseudonym, jurisdiction, shard in wanted
                 ],
             )
-        return await self.get_many([pseudonym for pseudonym, _, _ in wanted])
+            rows = await conn.execute(
+                select(*_PLACEMENT).where(_PLACEMENT[0].in_([p for p, _, _ in wanted]))
+            )
+            return {row[0]: _placement(row) for row in rows}
 
     async def activate(self, pseudonym: str) -> bool:
         """Whether this call made the pending placement active (concurrent callers: one)."""
