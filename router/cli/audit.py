@@ -31,6 +31,7 @@ from domicile.router.config import Settings
 from domicile.router.runtime import Runtime
 from domicile.shards.errors import DomicileError
 from domicile.shards.log_store import ShardLogStore
+from domicile.shards.policy import Topology
 from domicile.shards.registry import open_registry
 from domicile.shards.residency import build_report
 from domicile.shards.validation import validate_jurisdiction, validate_subject_id
@@ -235,13 +236,19 @@ def _parse_since(value: str) -> datetime:
 Line = tuple[datetime, str, int, dict[str, Any]]
 
 
-def _line(event: dict[str, Any]) -> str:
+#: The longest event name (``subject.registered``): the columns after it line up.
+EVENT_WIDTH = 18
+
+
+def _line(event: dict[str, Any], topology: Topology) -> str:
+    shard_width = max(map(len, topology.shards))
+    region_width = max(map(len, topology.regions))
     columns = [
         event.get("time", "-"),
-        f"{event.get('event', '-'):<17}",
+        f"{event.get('event', '-'):<{EVENT_WIDTH}}",
         f"{event.get('jurisdiction', '-'):<2}",
-        event.get("shard", "-"),
-        event.get("region", "-"),
+        f"{event.get('shard', '-'):<{shard_width}}",
+        f"{event.get('region', '-'):<{region_width}}",
         event.get("subject", "-"),
     ]
     return "  ".join(str(c) for c in columns)
@@ -318,7 +325,7 @@ def log_command(
                 positions[shard_log.name] = size
             async for moment, _, _, event in _merged(streams):
                 if after is None or moment >= after:
-                    click.echo(_line(event))
+                    click.echo(_line(event, settings.topology))
             if not follow:
                 return 0
             await asyncio.sleep(FOLLOW_EVERY)
