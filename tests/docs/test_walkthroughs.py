@@ -31,6 +31,7 @@ def _skipped() -> list[Block]:
     return [b for doc in DOCS for b in blocks(doc) if b.skip is not None]
 
 
+@pytest.mark.docs
 @pytest.mark.timeout(SESSION_TIMEOUT + 30)
 @pytest.mark.parametrize("doc", DOCS, ids=lambda d: d.name)
 def test_walkthrough(doc: Path, tmp_path: Path) -> None:

@@ -23,8 +23,10 @@ empty folder (so ``./domicile-data`` is a fresh embedded deployment): what a blo
 - The server is ``localhost:8000`` (or ``127.0.0.1:8000``): the harness gives every
   ``domicile serve`` a free port and points those addresses at it, and after a command that
   starts ``domicile serve`` in the background it waits until the server accepts connections.
+  Stop it with ``kill $!; wait`` (uvicorn ends by re-raising SIGTERM: ``wait $!`` says 143).
 - A block that cannot run here (docker compose, remote hosts) is preceded by
   ``<!-- doctest: skip: the reason -->``; the test suite lists it as skipped, with the reason.
+  Any other ``<!-- doctest: … -->``, or one not right before a ``sh`` block, is an error.
 - Blocks tagged otherwise (``toml``, ``python``, none) are not run (the client's Python
   examples are run by tests/client/test_docs.py).
 
