@@ -22,7 +22,7 @@ from tests.docs.walkthrough import (
 from tests.support.ports import free_port
 
 REPO = Path(__file__).parents[2]
-DOCS = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
+DOCS = [REPO / "README.md", *sorted((REPO / "docs").rglob("*.md"))]
 #: Programs the walkthroughs use beyond bash and the venv: a doc that needs a missing one skips.
 TOOLS = ("curl", "sqlite3")
 
@@ -33,7 +33,7 @@ def _skipped() -> list[Block]:
 
 @pytest.mark.docs
 @pytest.mark.timeout(SESSION_TIMEOUT + 30)
-@pytest.mark.parametrize("doc", DOCS, ids=lambda d: d.name)
+@pytest.mark.parametrize("doc", DOCS, ids=lambda d: str(d.relative_to(REPO)))
 def test_walkthrough(doc: Path, tmp_path: Path) -> None:
     runnable = [b for b in blocks(doc) if b.runs]
     if not runnable:
@@ -46,7 +46,7 @@ def test_walkthrough(doc: Path, tmp_path: Path) -> None:
     assert not problems, "\n\n".join(problems)
 
 
-@pytest.mark.parametrize("block", _skipped(), ids=lambda b: f"{b.doc.name}:{b.line}")
+@pytest.mark.parametrize("block", _skipped(), ids=lambda b: f"{b.doc.relative_to(REPO)}:{b.line}")
 def test_skipped_block(block: Block) -> None:
     """Each block a doc marks as not runnable here, listed with its reason."""
     pytest.skip(f"{block.doc.name}:{block.line}: {block.skip}")

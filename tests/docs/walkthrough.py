@@ -4,7 +4,7 @@ output, how this harness reads and runs them, and how it compares what they prin
 The convention (docs/architecture.md, "Docs that run", points here)
 --------------------------------------------------------------------
 
-Every fenced block tagged ``sh`` (or ``bash``) in README.md and docs/*.md is part of its
+Every fenced block tagged ``sh`` (or ``bash``) in README.md and docs/**/*.md is part of its
 document's walkthrough. A document's blocks run in order in one bash session, started in an
 empty folder (so ``./domicile-data`` is a fresh embedded deployment): what a block sets up
 (``export``, an alias, a file, a server started with ``&``) is there for the next one.
