@@ -123,6 +123,22 @@ def test_a_doc_with_wrong_output_fails(tmp_path: Path) -> None:
     assert "--- printed:\nhello world" in problems[0]
 
 
+def test_a_server_that_never_answers_fails(tmp_path: Path) -> None:
+    doc = tmp_path / "serve.md"
+    doc.write_text(
+        "```sh\n"
+        'domicile() { echo "domicile: cannot start: $*"; return 2; }  # in place of the CLI\n'
+        "domicile serve &\n"
+        "curl -s localhost:8000\n"
+        "```\n"
+    )
+    port = free_port()
+    [server, client] = run_doc(doc, tmp_path / "session", port)
+    assert server.startswith("serve.md:3: started a server that never accepted connections")
+    assert f"domicile: cannot start: serve --port {port}" in server
+    assert client.startswith("serve.md:4: exited 7")  # curl: could not connect
+
+
 def test_skip_directives_name_a_reason_and_their_block(tmp_path: Path) -> None:
     doc = tmp_path / "doc.md"
     doc.write_text("<!-- doctest: skip: needs docker -->\n```sh\ndocker ps\n```\n")
