@@ -48,7 +48,7 @@ def load_signers(path: Path, name: str) -> list[Signer]:
 
 def key_files_stamp(path: Path) -> tuple[tuple[int, int] | None, ...]:
     """What changes when a rotation begins or ends: each key file's inode and time."""
-    stamps = []
+    stamps: list[tuple[int, int] | None] = []
     for each in (path, next_key_path(path)):
         try:
             status = each.stat()
