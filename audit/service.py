@@ -13,8 +13,13 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 from domicile.audit.archive import Archiver, ArchiveStore, ArchiveTarget
-from domicile.audit.errors import RotationError, SigningKeyUnavailable, UnknownLog
-from domicile.audit.events import KEY_ROTATED, Actor, make_leaf
+from domicile.audit.errors import (
+    LogUnavailable,
+    RotationError,
+    SigningKeyUnavailable,
+    UnknownLog,
+)
+from domicile.audit.events import KEY_ROTATED, SYSTEM, Actor, make_leaf
 from domicile.audit.keyring import Keyring
 from domicile.audit.note import Signer
 from domicile.audit.rotation import KeyChain, Rotation, rotation_in
@@ -74,6 +79,7 @@ class AuditService:
         self.archiver = Archiver(targets, self.issue, bundle_size) if targets else None
         self._published: dict[str, tuple[int, float]] = {}
         self._failing: set[str] = set()
+        self._chained: set[str] = set()  # logs known to follow the deployment's chain of keys
 
     def origin(self, name: str) -> str:
         return f"{key_name(self.deployment)}/{name}"
@@ -93,6 +99,7 @@ class AuditService:
     async def checkpoint(self, name: str) -> IssuedCheckpoint:
         """A checkpoint covering every entry committed before the call."""
         store = self.log(name)
+        await self._follow_chain(store)
         size = await store.integrate()
         latest = await store.latest_checkpoint()
         if latest is not None and latest.size >= size:
@@ -100,6 +107,34 @@ class AuditService:
         issued = await self.issue(store, size)
         self._published[name] = (size, time.monotonic())
         return issued
+
+    async def _follow_chain(self, store: LogStore) -> None:
+        """A log nothing has signed yet (a shard added after a rotation) first gets the
+        deployment's rotations, so that a verifier holding the first key can follow it too."""
+        if store.name in self._chained:
+            return
+        if await store.latest_checkpoint() is None:
+            history = await self._history()
+            while True:
+                held = [r for _, leaf in await store.key_rotations() if (r := rotation_in(leaf))]
+                steps = [(r.old, r.new) for r in history[: len(held)]]
+                if len(held) >= len(history) or [(r.old, r.new) for r in held] != steps:
+                    break
+                leaf = make_leaf(store.site, KEY_ROTATED, SYSTEM, **history[len(held)].fields())
+                await store.append_key_rotation(leaf, len(held))  # or another process did
+        self._chained.add(store.name)
+
+    async def _history(self) -> list[Rotation]:
+        """The rotations that led to the current key, as the logs that rotated hold them."""
+        current = self.signer.verifier()
+        for store in self.logs.values():
+            try:
+                found = [r for _, leaf in await store.key_rotations() if (r := rotation_in(leaf))]
+            except LogUnavailable:
+                continue
+            if found and found[-1].new == current:
+                return found
+        return []
 
     async def key_chain(self, store: LogStore) -> KeyChain:
         """The log's keys, from its integrated rotation entries (each verified)."""
@@ -170,6 +205,7 @@ class AuditService:
     # -- background work of a server -----------------------------------------------------------
 
     async def _tick(self, name: str, store: LogStore) -> None:
+        await self._follow_chain(store)
         if await store.has_pending():
             await store.integrate()
         published_size, at = self._published.get(name, (-1, 0.0))

@@ -21,7 +21,7 @@ from domicile.audit.store import issue_checkpoint
 from domicile.router.runtime import open_runtime
 from tests.support.api import Api, start_api, write_some
 from tests.support.cli import console, invoke
-from tests.support.deployment import Deployment, drop_databases, make_deployment
+from tests.support.deployment import Deployment, drop_databases, make_deployment, query_shard
 from tests.support.server import serve
 
 LOGS = ("ru-msk-1", "eu-fra-1", "us-east-1")
@@ -103,6 +103,26 @@ async def test_rotation_chain_verifies(archived: Deployment) -> None:
     assert code == 1
     assert "log eu-fra-1, entry " in err
     assert "neither it nor a key it was rotated to" in err
+
+
+@pytest.mark.anyio
+async def test_a_new_log_takes_the_chain(deployment: Deployment) -> None:
+    """A log nothing has signed yet when the deployment has rotated (a shard added later)
+    starts with the deployment's rotations: the first key verifies it too."""
+    first = await write(deployment, {"hans": "DE"})
+    await rotate(deployment)
+    await rotate(deployment)
+    for table in ("audit_entries", "audit_nodes", "audit_checkpoints", "audit_pending"):
+        await query_shard(deployment, "eu-fra-1", f"DELETE FROM {table}")
+    await query_shard(deployment, "eu-fra-1", "DELETE FROM audit_state")
+    await write(deployment, {"greta": "DE"})
+    events = await query_shard(
+        deployment, "eu-fra-1", "SELECT leaf FROM audit_entries ORDER BY idx"
+    )
+    assert sum(bytes(leaf).count(b'"event":"key.rotated"') for (leaf,) in events) == 2
+    code, out, err = await verify("--config", deployment.config, "--key", first.vkey)
+    assert code == 0, err
+    assert "eu-fra-1: ok, 5 entries" in out  # two rotations, a registration, two records
 
 
 def _opens(note: str, key: Verifier) -> bool:
