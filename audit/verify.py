@@ -173,17 +173,20 @@ class _LogCheck:
         self, claimed: dict[int, list[tuple[str, Checkpoint]]], upto: int
     ) -> tuple[dict[int, bytes], str | None]:
         """The roots of the checkpoints up to ``upto`` entries (those read), each checkpoint
-        verified with the key the chain names for its size; and the latest note."""
+        verified with the key the chain names for its size; and the latest note. A checkpoint
+        beyond the entries read (they ran out) must at least verify with a key of the chain."""
         chain = self.key_chain()
         roots: dict[int, bytes] = {}
         latest: str | None = None
-        for size in sorted(s for s in claimed if s <= upto):
-            key = chain.key_at(size)
+        for size in sorted(claimed):
+            keys = [chain.key_at(size)] if size <= upto else list(chain.keys)
             for note, checkpoint in claimed[size]:
                 try:
-                    open_checkpoint(note, [key], self.origin)
+                    open_checkpoint(note, keys, self.origin)
                 except (NoteError, CheckpointError) as exc:
                     raise self.fail(f"checkpoint of size {size} does not verify: {exc}") from None
+                if size > upto:
+                    continue
                 if roots.setdefault(size, checkpoint.root_hash) != checkpoint.root_hash:
                     raise self.fail(f"two signed checkpoints of size {size} differ (a fork)")
                 latest = note
