@@ -197,7 +197,12 @@ async def _verify(
 @audit.command("verify")
 @config_option
 @click.option("--log", "logs", multiple=True, help="only this log (repeatable); default all")
-@click.option("--key", "key_arg", help="verifier key string, or a file holding it")
+@click.option(
+    "--key",
+    "key_arg",
+    help="verifier key string, or a file holding it: the first key, or any later one of the "
+    "chain of rotations",
+)
 @click.option("--url", help="verify over the HTTP API of this server")
 @click.option("--api-key", envvar="DOMICILE_API_KEY", help="audit:read key for --url")
 @click.option("--archive", help="verify an archive: a folder, or s3://BUCKET/PREFIX")
