@@ -191,3 +191,29 @@ def test_running_server_signs_with_the_new_key(tmp_path: Path) -> None:
         verified = console("audit", "verify", *args, first, env=server.env)
         assert verified.returncode == 0, verified.stderr
         assert "ru-msk-1: ok, 5 entries" in verified.stdout  # 2 migrations, 2 writes, rotation
+
+
+@pytest.mark.anyio
+async def test_a_log_out_of_reach_keeps_the_old_key(tmp_path: Path) -> None:
+    """A rotation that cannot reach every log exits 1 and keeps both keys; run again once the
+    shard is back, it completes, and the chain verifies from the first key."""
+    dep = await make_deployment(tmp_path, "sqlite")
+    first = await write(dep, {"hans": "DE"})
+    shard = dep.data_dir / "shards" / "eu-fra-1.sqlite"
+    shard.rename(shard.with_suffix(".away"))  # an empty file in its place has no schema
+
+    partial = await invoke("audit", "key", "rotate", "--config", dep.config)
+    assert partial.exit_code == 1
+    assert "domicile: eu-fra-1: not rotated yet: " in partial.stderr
+    assert "ru-msk-1: rotated" in partial.stdout
+    assert (await invoke("audit", "key", "--config", dep.config)).stdout.strip() == first.vkey
+    pending = dep.data_dir / "audit-signing.key.next"
+    assert pending.stat().st_mode & 0o777 == 0o600
+
+    shard.with_suffix(".away").replace(shard)
+    second = await rotate(dep)
+    assert not pending.exists()
+    assert (await invoke("audit", "key", "--config", dep.config)).stdout.strip() == second.vkey
+    code, out, err = await verify("--config", dep.config, "--key", first.vkey)
+    assert code == 0, err
+    assert "eu-fra-1: ok" in out
