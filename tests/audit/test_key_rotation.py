@@ -18,6 +18,7 @@ from domicile.audit.errors import NoteError
 from domicile.audit.events import KEY_ROTATED, SYSTEM, canonical_json, make_leaf, rfc3339
 from domicile.audit.note import Signer, Verifier, sign_note
 from domicile.audit.store import issue_checkpoint
+from domicile.router.config import load_settings
 from domicile.router.runtime import open_runtime
 from tests.support.api import Api, start_api, write_some
 from tests.support.cli import console, invoke
@@ -217,3 +218,32 @@ async def test_a_log_out_of_reach_keeps_the_old_key(tmp_path: Path) -> None:
     code, out, err = await verify("--config", dep.config, "--key", first.vkey)
     assert code == 0, err
     assert "eu-fra-1: ok" in out
+
+
+@pytest.mark.anyio
+async def test_a_router_without_the_new_key_file(deployment: Deployment, tmp_path: Path) -> None:
+    """A router on another host, with its own copy of the key file: until the new file is
+    copied there it cannot sign rotated logs (503 signing_key_unavailable), then it can."""
+    await write(deployment, {"ivan": "RU"})
+    key_file = deployment.data_dir / "audit-signing.key"
+    copy = tmp_path / "other-host.key"
+    copy.write_bytes(key_file.read_bytes())
+    elsewhere = tmp_path / "other-host.toml"
+    text = deployment.config.read_text()
+    elsewhere.write_text(text.replace("[catalog]", f'[audit]\nsigning_key = "{copy}"\n\n[catalog]'))
+    await rotate(deployment)
+
+    settings = load_settings(elsewhere)
+    async with aclosing(cast(AsyncGenerator[Api], start_api(settings))) as apis:
+        api = await anext(apis)
+        assert (await api.put("ivan", "notes", "later", {"n": 1})).status_code == 200
+        url = "/v1/audit/logs/ru-msk-1/checkpoint"
+        refused = await api.request("GET", url, "audit:read")
+        assert refused.status_code == 503
+        assert refused.json()["error"]["code"] == "signing_key_unavailable"
+        assert refused.headers["Retry-After"] == "5"
+        copy.write_bytes(key_file.read_bytes())
+        answered = await api.request("GET", url, "audit:read")
+        assert answered.status_code == 200
+        served = (await api.client.get("/v1/audit/key")).text.strip()
+        assert _opens(answered.text, Verifier.parse(served))
