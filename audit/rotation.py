@@ -116,7 +116,3 @@ class KeyChain:
         """The key that signs the checkpoint of the tree of ``size``."""
         position = sum(1 for start in self.starts[1:] if start < size)
         return self.keys[position]
-
-    @property
-    def current(self) -> Verifier:
-        return self.keys[-1]
