@@ -146,3 +146,17 @@ async def test_the_limit_is_validated(tmp_path: Path, value: str) -> None:
     dep = await make_deployment(tmp_path, "sqlite", f"[api]\nauth_failures_per_minute = {value}")
     with pytest.raises(ConfigError, match=r"^api\.auth_failures_per_minute: "):
         dep.settings()
+
+
+async def test_the_address_may_try_again_the_next_minute(throttled: Deployment) -> None:
+    clock = Clock()
+    async with router(throttled) as (app, _, admin):
+        app.state.authenticator.throttle = AuthThrottle(LIMIT, None, clock)
+        async with client(app, some_address()) as http:
+            for _ in range(LIMIT):
+                assert (await shards(http, "dmk_0123_guess")).status_code == 401
+            refused = await shards(http, admin)
+            assert refused.status_code == 429
+            assert refused.headers["Retry-After"] == str(WINDOW - 10)
+            clock.now += WINDOW - 10
+            assert (await shards(http, admin)).status_code == 200
