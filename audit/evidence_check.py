@@ -1,0 +1,154 @@
+"""Checking an evidence pack offline (``domicile audit verify --evidence DIR``): the statement's
+signature, every log's entries against its signed checkpoint, every file's digest, and every
+figure recomputed from the entries. The first thing that does not hold raises `EvidenceInvalid`
+naming it; anything unreadable, missing or truncated is such a thing."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from domicile.audit.checkpoint import open_checkpoint
+from domicile.audit.errors import CheckpointError, EvidenceInvalid, NoteError
+from domicile.audit.evidence import LogReplay, Volumes, figures
+from domicile.audit.evidence_pack import (
+    CHECKPOINT,
+    ENTRIES,
+    KEY,
+    LOGS,
+    STATEMENT,
+    STATEMENT_TYPE,
+    sha256_file,
+    statement_text,
+)
+from domicile.audit.merkle import CompactRange, leaf_hash
+from domicile.audit.note import Verifier, open_note
+from domicile.audit.policy_record import parse_time
+
+#: The statement's fields recomputed from the entries, in the order they are compared.
+RECOMPUTED = (
+    "policy",
+    "policy_history",
+    "locations",
+    "compliant_since",
+    "violation_periods",
+    "violations",
+    "volumes",
+)
+
+
+@dataclass(frozen=True)
+class CheckedPack:
+    statement: dict[str, Any]
+    entries: int
+
+
+def _read(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise EvidenceInvalid(f"{path.name}: cannot be read: {exc.strerror}") from None
+
+
+def _statement(folder: Path, verifier: Verifier) -> dict[str, Any]:
+    try:
+        body = json.loads(_read(folder / STATEMENT))
+        statement, note = body["evidence"], body["signed_note"]
+    except (ValueError, KeyError, TypeError):
+        raise EvidenceInvalid(f"{STATEMENT}: not an evidence statement") from None
+    try:
+        signed = open_note(note, [verifier])
+    except NoteError as exc:
+        raise EvidenceInvalid(f"{STATEMENT}: the signed note does not verify: {exc}") from None
+    if not isinstance(statement, dict) or statement_text(statement) != signed:
+        raise EvidenceInvalid(f"{STATEMENT}: the statement is not the one signed")
+    if statement.get("type") != STATEMENT_TYPE:
+        raise EvidenceInvalid(f"{STATEMENT}: not an evidence statement")
+    return statement
+
+
+def _replay_log(folder: Path, verifier: Verifier, log: str, note: str, replay: LogReplay) -> int:
+    where = folder / LOGS / log
+    if _read(where / CHECKPOINT).decode(errors="replace") != note:
+        raise EvidenceInvalid(f"log {log}: {CHECKPOINT} is not the checkpoint the statement names")
+    try:
+        checkpoint = open_checkpoint(note, [verifier], f"{verifier.name}/{log}")
+    except (NoteError, CheckpointError) as exc:
+        raise EvidenceInvalid(f"log {log}: the checkpoint does not verify: {exc}") from None
+    tree = CompactRange()
+    try:
+        with (where / ENTRIES).open("rb") as entries:
+            for index, line in enumerate(entries):
+                if index >= checkpoint.size or not line.endswith(b"\n"):
+                    raise EvidenceInvalid(
+                        f"log {log}, entry {index}: not covered by the checkpoint of size "
+                        f"{checkpoint.size}"
+                    )
+                leaf = line[:-1]
+                tree.append(leaf_hash(leaf))
+                try:
+                    replay.feed(index, leaf)
+                except (ValueError, KeyError, TypeError):
+                    raise EvidenceInvalid(f"log {log}, entry {index}: not an audit event") from None
+    except OSError as exc:
+        raise EvidenceInvalid(f"log {log}: {ENTRIES} cannot be read: {exc.strerror}") from None
+    if tree.size < checkpoint.size:
+        raise EvidenceInvalid(
+            f"log {log}, entry {tree.size}: missing, though the signed checkpoint of size "
+            f"{checkpoint.size} covers it"
+        )
+    if tree.root() != checkpoint.root_hash:
+        raise EvidenceInvalid(
+            f"log {log}: entries 0..{checkpoint.size - 1} do not match the signed checkpoint "
+            f"of size {checkpoint.size}"
+        )
+    return tree.size
+
+
+def check_pack(folder: Path, key: Verifier | None = None) -> CheckedPack:
+    """Verify the pack in ``folder`` with ``key`` (default: the pack's own ``verifier.key``,
+    which a regulator should compare with one obtained independently)."""
+    if key is None:
+        try:
+            key = Verifier.parse(_read(folder / KEY).decode(errors="replace").strip())
+        except NoteError as exc:
+            raise EvidenceInvalid(f"{KEY}: {exc}") from None
+    statement = _statement(folder, key)
+    if statement.get("verifier_key") != key.vkey:
+        raise EvidenceInvalid(f"{STATEMENT}: names another verifier key than {KEY}")
+    try:
+        jurisdiction, checkpoints = statement["jurisdiction"], statement["checkpoints"]
+        at = parse_time(statement["generated_at"])
+        files = dict(statement["files"])
+    except (KeyError, TypeError, ValueError):
+        raise EvidenceInvalid(f"{STATEMENT}: the statement lacks its fields") from None
+    volumes = Volumes()
+    replays = []
+    entries = 0
+    for log, note in checkpoints.items():
+        replay = LogReplay(log, jurisdiction, volumes)
+        entries += _replay_log(folder, key, log, note, replay)
+        replay.finish(at)
+        replays.append(replay)
+    for name, digest in sorted(files.items()):
+        if Path(name).name != name:
+            raise EvidenceInvalid(f"{STATEMENT}: names a file outside the pack: {name!r}")
+        if not (folder / name).is_file():
+            raise EvidenceInvalid(f"{name}: missing")
+        if sha256_file(folder / name) != digest:
+            raise EvidenceInvalid(f"{name}: changed since the statement was signed")
+    recomputed = figures(replays, volumes)
+    for field in RECOMPUTED:
+        if statement.get(field) != recomputed[field]:
+            raise EvidenceInvalid(
+                f"figure {field!r} does not hold: the statement says "
+                f"{_short(statement.get(field))}, the entries give {_short(recomputed[field])}"
+            )
+    return CheckedPack(statement, entries)
+
+
+def _short(value: Any) -> str:
+    text = json.dumps(value, sort_keys=True)
+    return text if len(text) <= 200 else text[:200] + "…"
