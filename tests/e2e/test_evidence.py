@@ -1,0 +1,136 @@
+"""``domicile audit evidence`` and ``audit verify --evidence`` on the seed scenario: RU subjects
+stored in the EU region while the policy allowed it, then a law requiring Russia. Before
+``comply`` the pack records the violations; after it the pack proves compliance since the
+comply run, with the Russian data centre's address and legal entity; every figure verifies
+offline, and any change to the pack is caught."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from domicile.audit.policy_record import parse_time
+from tests.support.cli import cli, invoke
+from tests.support.deployment import Deployment
+
+pytestmark = pytest.mark.anyio
+
+ADDRESS = "1 Example Street, Moscow 101000"
+ENTITY = "Example Data LLC"
+
+
+def statement(pack: Path) -> dict[str, Any]:
+    body: dict[str, Any] = json.loads((pack / "evidence.json").read_text())["evidence"]
+    return body
+
+
+def declare_russian_site(config: Path) -> None:
+    text = config.read_text()
+    site = f'[regions.ru-msk]\ncountry = "RU"\naddress = "{ADDRESS}"\nlegal_entity = "{ENTITY}"'
+    config.write_text(text.replace('[regions.ru-msk]\ncountry = "RU"', site))
+
+
+async def verify(pack: Path) -> tuple[int, str]:
+    result = await invoke("audit", "verify", "--evidence", pack)
+    return result.exit_code, result.stdout + result.stderr
+
+
+async def test_the_pack_before_and_after_comply(
+    law_change: tuple[Deployment, dict[str, str]], tmp_path: Path
+) -> None:
+    dep, ru = law_change
+    declare_russian_site(dep.config)
+
+    before = tmp_path / "before"
+    written = await cli(dep.config, "audit", "evidence", "--jurisdiction", "RU", "--out", str(before))
+    assert written.exit_code == 1, written.output
+    early = statement(before)
+    assert early["compliant_since"] is None
+    assert len(early["violations"]) == len(ru)
+    assert {v["shard"] for v in early["violations"]} == {"eu-fra-1"}
+    assert early["findings"] == []
+    code, said = await verify(before)
+    assert code == 0, said
+
+    started = datetime.now(UTC)
+    done = await cli(dep.config, "comply")
+    assert done.exit_code == 0, done.output
+    ended = datetime.now(UTC)
+
+    after = tmp_path / "after"
+    written = await cli(dep.config, "audit", "evidence", "--jurisdiction", "RU", "--out", str(after))
+    assert written.exit_code == 0, written.output
+    late = statement(after)
+    assert late["violations"] == [] and late["findings"] == []
+    assert started < parse_time(late["compliant_since"]) < ended
+    locations = {loc["shard"]: loc for loc in late["locations"]}
+    assert locations["ru-msk-1"] == {
+        "shard": "ru-msk-1",
+        "region": "ru-msk",
+        "country": "RU",
+        "provider": None,
+        "address": ADDRESS,
+        "legal_entity": ENTITY,
+        "permitted": True,
+        "subjects": len(ru),
+        "records": 3 * len(ru),
+        "holding_since": locations["ru-msk-1"]["holding_since"],
+    }
+    assert started < parse_time(locations["ru-msk-1"]["holding_since"]) < ended
+    assert (locations["eu-fra-1"]["permitted"], locations["eu-fra-1"]["subjects"]) == (False, 0)
+    shas = [change["sha256"] for change in late["policy_history"]]
+    assert len(set(shas)) == 2 and shas[-1] == late["policy"]["sha256"]
+    assert late["policy"]["rules"]["RU"] == {"store_in": ["ru-msk"]}
+    year = str(started.year)
+    assert late["volumes"][year]["subjects_registered"] == len(ru)
+    assert late["volumes"][year]["subjects_moved_abroad"] == 0
+    assert set(late["checkpoints"]) == {"ru-msk-1", "eu-fra-1", "us-east-1"}
+    code, said = await verify(after)
+    assert code == 0, said
+
+    # No raw subject id, record key or content anywhere in the pack.
+    for path in after.rglob("*"):
+        if path.is_file():
+            data = path.read_bytes()
+            for raw in (b"ivan-", b"de-0", b"us-0", b"content-of-", b'"k0"', b'"notes"'):
+                assert raw not in data, (path, raw)
+
+
+@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
+async def test_any_change_to_the_pack_fails_verification(
+    law_change: tuple[Deployment, dict[str, str]], tmp_path: Path
+) -> None:
+    dep, _ = law_change
+    pack = tmp_path / "pack"
+    written = await cli(dep.config, "audit", "evidence", "--out", str(pack))
+    assert written.exit_code == 1, written.output  # RU subjects held in the EU
+    assert statement(pack)["jurisdiction"] is None
+    assert (await verify(pack))[0] == 0
+    files = sorted(p.relative_to(pack) for p in pack.rglob("*") if p.is_file())
+    assert len(files) == 11
+    for name in files:
+        for how in ("changed", "truncated", "missing"):
+            copy = tmp_path / f"{how}-{str(name).replace('/', '-')}"
+            shutil.copytree(pack, copy)
+            target = copy / name
+            data = target.read_bytes()
+            if how == "changed":
+                middle = len(data) // 2
+                target.write_bytes(data[:middle] + bytes([data[middle] ^ 0x01]) + data[middle + 1 :])
+            elif how == "truncated":
+                target.write_bytes(data[: len(data) - 5])
+            else:
+                target.unlink()
+            code, said = await verify(copy)
+            assert code == 1, (name, how, said)
+            assert "domicile: evidence does not hold:" in said or "domicile:" in said
+            shutil.rmtree(copy)
+    missing = await invoke("audit", "verify", "--evidence", tmp_path / "nowhere")
+    assert missing.exit_code == 1
+    usage = await invoke("audit", "evidence")
+    assert usage.exit_code == 2
