@@ -47,7 +47,8 @@ async def test_the_pack_before_and_after_comply(
     declare_russian_site(dep.config)
 
     before = tmp_path / "before"
-    written = await cli(dep.config, "audit", "evidence", "--jurisdiction", "RU", "--out", str(before))
+    out = str(before)
+    written = await cli(dep.config, "audit", "evidence", "--jurisdiction", "RU", "--out", out)
     assert written.exit_code == 1, written.output
     early = statement(before)
     assert early["compliant_since"] is None
@@ -63,10 +64,12 @@ async def test_the_pack_before_and_after_comply(
     ended = datetime.now(UTC)
 
     after = tmp_path / "after"
-    written = await cli(dep.config, "audit", "evidence", "--jurisdiction", "RU", "--out", str(after))
+    out = str(after)
+    written = await cli(dep.config, "audit", "evidence", "--jurisdiction", "RU", "--out", out)
     assert written.exit_code == 0, written.output
     late = statement(after)
-    assert late["violations"] == [] and late["findings"] == []
+    assert late["violations"] == []
+    assert late["findings"] == []
     assert started < parse_time(late["compliant_since"]) < ended
     locations = {loc["shard"]: loc for loc in late["locations"]}
     assert locations["ru-msk-1"] == {
@@ -84,7 +87,8 @@ async def test_the_pack_before_and_after_comply(
     assert started < parse_time(locations["ru-msk-1"]["holding_since"]) < ended
     assert (locations["eu-fra-1"]["permitted"], locations["eu-fra-1"]["subjects"]) == (False, 0)
     shas = [change["sha256"] for change in late["policy_history"]]
-    assert len(set(shas)) == 2 and shas[-1] == late["policy"]["sha256"]
+    assert len(set(shas)) == 2
+    assert shas[-1] == late["policy"]["sha256"]
     assert late["policy"]["rules"]["RU"] == {"store_in": ["ru-msk"]}
     year = str(started.year)
     assert late["volumes"][year]["subjects_registered"] == len(ru)
@@ -121,7 +125,8 @@ async def test_any_change_to_the_pack_fails_verification(
             data = target.read_bytes()
             if how == "changed":
                 middle = len(data) // 2
-                target.write_bytes(data[:middle] + bytes([data[middle] ^ 0x01]) + data[middle + 1 :])
+                flipped = bytes([data[middle] ^ 0x01])
+                target.write_bytes(data[:middle] + flipped + data[middle + 1 :])
             elif how == "truncated":
                 target.write_bytes(data[: len(data) - 5])
             else:
