@@ -128,7 +128,7 @@ async def test_forged_checkpoint_signature_fails(api: Api, deployment: Deploymen
     await sql(deployment, "UPDATE audit_checkpoints SET note = $1 WHERE size = 4", forged)
     result = await invoke("audit", "verify", "--config", deployment.config, "--no-state")
     assert result.exit_code == 1
-    assert f"log {LOG}: checkpoint of size 2 does not verify" in result.stderr
+    assert f"log {LOG}: checkpoint of size 3 does not verify" in result.stderr
 
 
 async def test_usage_errors(api: Api, deployment: Deployment, tmp_path: Path) -> None:
