@@ -28,6 +28,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+import orjson
+
 from domicile.audit.events import (
     POLICY_CHANGED,
     RECORD_DELETED,
@@ -36,7 +38,6 @@ from domicile.audit.events import (
     SUBJECT_MOVED_IN,
     SUBJECT_MOVED_OUT,
     SUBJECT_REGISTERED,
-    decode_leaf,
     rfc3339,
 )
 from domicile.audit.policy_record import (
@@ -45,6 +46,7 @@ from domicile.audit.policy_record import (
     effective_times,
     parse_time,
     permitted_regions,
+    rule_of,
 )
 
 ARRIVALS = (SUBJECT_REGISTERED, SUBJECT_MOVED_IN)
@@ -98,44 +100,49 @@ class LogReplay:
         if index != self.size:
             raise ValueError(f"log {self.log}: entry {index} fed out of order")
         self.size += 1
-        event = decode_leaf(leaf)
-        time = str(event["time"])
-        self._advance(parse_time(time))
-        kind = event["event"]
-        if kind == POLICY_CHANGED:
+        event = orjson.loads(leaf)
+        kind, time = event["event"], event["time"]
+        if self._upcoming:
+            self._advance(time)
+        if kind == RECORD_PUT:  # most entries: a new record counts, a new version does not
+            if event.get("version") == 1 and (held := self.held.get(event["subject"])):
+                held[1] += 1
+        elif kind == POLICY_CHANGED:
             self._declare(index, time, event)
-            return
-        subject, jurisdiction = event.get("subject"), event.get("jurisdiction")
-        if not isinstance(subject, str) or not isinstance(jurisdiction, str):
-            return  # a system entry (schema.migrated)
-        if kind in ARRIVALS:
-            self._arrive(subject, jurisdiction, int(event.get("records", 0)), time)
-            if kind == SUBJECT_REGISTERED and self.concerns(jurisdiction):
-                self.volumes.count(time, "subjects_registered", subject)
-            abroad = event.get("country") != jurisdiction
-            if kind == SUBJECT_MOVED_IN and abroad and self.concerns(jurisdiction):
-                self.volumes.count(time, "subjects_moved_abroad", subject)
+        elif kind in ARRIVALS:
+            self._arrival(kind, time, event)
         elif kind in DEPARTURES:
+            subject, jurisdiction = event["subject"], event["jurisdiction"]
             self._depart(subject, jurisdiction, time)
             if kind == SUBJECT_ERASED and self.concerns(jurisdiction):
                 self.volumes.count(time, "subjects_erased", subject)
-        elif kind in (RECORD_PUT, RECORD_DELETED):
-            held = self.held.get(subject)
-            if held is None:
-                return
-            if kind == RECORD_DELETED:
-                held[1] -= 1
-            elif event.get("version") == 1:
-                held[1] += 1
+        elif kind == RECORD_DELETED and (held := self.held.get(event["subject"])):
+            held[1] -= 1
+
+    def _arrival(self, kind: str, time: str, event: Mapping[str, Any]) -> None:
+        subject, jurisdiction = event["subject"], event["jurisdiction"]
+        self._arrive(subject, jurisdiction, int(event.get("records", 0)), time)
+        if not self.concerns(jurisdiction):
+            return
+        if kind == SUBJECT_REGISTERED:
+            self.volumes.count(time, "subjects_registered", subject)
+        elif event.get("country") != jurisdiction:
+            self.volumes.count(time, "subjects_moved_abroad", subject)
 
     # -- compliance ------------------------------------------------------------------------------
 
-    def _permitted(self, jurisdiction: str, at: datetime) -> bool:
+    def _permitted(self, jurisdiction: str, at: str | datetime) -> bool:
         if self.policy is None:
             return True  # no policy on record yet: not judged (see compliant_since)
-        return self.facts["region"] in permitted_regions(self.policy, jurisdiction, at)
+        rule = rule_of(self.policy, jurisdiction)
+        if rule is None:
+            return False
+        if "effective" not in rule:  # the common case: no time to parse
+            return self.facts["region"] in rule["store_in"]
+        moment = parse_time(at) if isinstance(at, str) else at
+        return self.facts["region"] in permitted_regions(self.policy, jurisdiction, moment)
 
-    def _mark(self, subject: str, jurisdiction: str, at: datetime) -> None:
+    def _mark(self, subject: str, jurisdiction: str, at: str) -> None:
         was_clean = not self.unpermitted
         if self._permitted(jurisdiction, at):
             self.unpermitted.discard(subject)
@@ -143,13 +150,14 @@ class LogReplay:
             self.unpermitted.add(subject)
         self._period(was_clean, at)
 
-    def _period(self, was_clean: bool, at: datetime) -> None:
+    def _period(self, was_clean: bool, at: str | datetime) -> None:
+        moment = at if isinstance(at, str) else rfc3339(at)
         if was_clean and self.unpermitted:
-            self.violation_periods.append({"log": self.log, "from": rfc3339(at), "until": None})
+            self.violation_periods.append({"log": self.log, "from": moment, "until": None})
         elif not was_clean and not self.unpermitted:
-            self.violation_periods[-1]["until"] = rfc3339(at)
+            self.violation_periods[-1]["until"] = moment
 
-    def _judge_all(self, at: datetime) -> None:
+    def _judge_all(self, at: str | datetime) -> None:
         was_clean = not self.unpermitted
         self.unpermitted = {
             subject
@@ -158,11 +166,13 @@ class LogReplay:
         }
         self._period(was_clean, at)
 
-    def _advance(self, to: datetime) -> None:
+    def _advance(self, to: str | datetime) -> None:
         """Rules that took effect before ``to``: compliance changed then, with no entry."""
-        while self._upcoming and self._upcoming[0] <= to:
-            self._judge_all(self._upcoming.pop(0))
-        if self._clock is None or to > self._clock:
+        if self._upcoming:
+            moment = parse_time(to) if isinstance(to, str) else to
+            while self._upcoming and self._upcoming[0] <= moment:
+                self._judge_all(self._upcoming.pop(0))
+        if isinstance(to, datetime):
             self._clock = to
 
     def _declare(self, index: int, time: str, event: Mapping[str, Any]) -> None:
@@ -173,7 +183,7 @@ class LogReplay:
         )
         at = parse_time(time)
         self._upcoming = [t for t in effective_times(self.policy) if t > at]
-        self._judge_all(at)
+        self._judge_all(time)
 
     def _arrive(self, subject: str, jurisdiction: str, records: int, time: str) -> None:
         self.held[subject] = [jurisdiction, records]
@@ -182,7 +192,7 @@ class LogReplay:
         self.holding += 1
         if self.holding == 1:
             self.holding_since = time
-        self._mark(subject, jurisdiction, parse_time(time))
+        self._mark(subject, jurisdiction, time)
 
     def _depart(self, subject: str, jurisdiction: str, time: str) -> None:
         if self.held.pop(subject, None) is None or not self.concerns(jurisdiction):
@@ -192,7 +202,7 @@ class LogReplay:
             self.holding_since = None
         was_clean = not self.unpermitted
         self.unpermitted.discard(subject)
-        self._period(was_clean, parse_time(time))
+        self._period(was_clean, time)
 
     def finish(self, at: datetime) -> None:
         """Bring compliance up to ``at`` (the statement's time)."""

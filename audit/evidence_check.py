@@ -39,6 +39,10 @@ RECOMPUTED = (
 )
 
 
+#: Bytes of entries read, hashed and replayed at a time.
+BATCH_BYTES = 1 << 22
+
+
 @dataclass(frozen=True)
 class CheckedPack:
     statement: dict[str, Any]
@@ -80,18 +84,10 @@ def _replay_log(folder: Path, verifier: Verifier, log: str, note: str, replay: L
     tree = CompactRange()
     try:
         with (where / ENTRIES).open("rb") as entries:
-            for index, line in enumerate(entries):
-                if index >= checkpoint.size or not line.endswith(b"\n"):
-                    raise EvidenceInvalid(
-                        f"log {log}, entry {index}: not covered by the checkpoint of size "
-                        f"{checkpoint.size}"
-                    )
-                leaf = line[:-1]
-                tree.append(leaf_hash(leaf))
-                try:
-                    replay.feed(index, leaf)
-                except (ValueError, KeyError, TypeError):
-                    raise EvidenceInvalid(f"log {log}, entry {index}: not an audit event") from None
+            while batch := entries.readlines(BATCH_BYTES):
+                leaves = _leaves(log, tree.size, batch, checkpoint.size)
+                tree.extend([leaf_hash(leaf) for leaf in leaves])
+                _feed(log, replay, tree.size - len(leaves), leaves)
     except OSError as exc:
         raise EvidenceInvalid(f"log {log}: {ENTRIES} cannot be read: {exc.strerror}") from None
     if tree.size < checkpoint.size:
@@ -105,6 +101,23 @@ def _replay_log(folder: Path, verifier: Verifier, log: str, note: str, replay: L
             f"of size {checkpoint.size}"
         )
     return tree.size
+
+
+def _leaves(log: str, start: int, lines: list[bytes], size: int) -> list[bytes]:
+    for offset, line in enumerate(lines):
+        if start + offset >= size or not line.endswith(b"\n"):
+            raise EvidenceInvalid(
+                f"log {log}, entry {start + offset}: not covered by the checkpoint of size {size}"
+            )
+    return [line[:-1] for line in lines]
+
+
+def _feed(log: str, replay: LogReplay, start: int, leaves: list[bytes]) -> None:
+    for index, leaf in enumerate(leaves, start):
+        try:
+            replay.feed(index, leaf)
+        except (ValueError, KeyError, TypeError):
+            raise EvidenceInvalid(f"log {log}, entry {index}: not an audit event") from None
 
 
 def check_pack(folder: Path, key: Verifier | None = None) -> CheckedPack:
