@@ -74,7 +74,7 @@ def archive_locations(settings: Settings) -> dict[str, str]:
 def evidence_command(config: Path | None, jurisdiction: str | None, out: Path) -> None:
     """The regulator's evidence pack: a signed statement whose every figure is recomputed from
     the signed logs, the logs themselves, the verifier key, a printable report and how to check
-    it. Exits 0 when compliant, 1 when it records violations or findings."""
+    it. Exits 0 when compliant, 1 when it records violations."""
     if jurisdiction is not None:
         try:
             validate_jurisdiction(jurisdiction)

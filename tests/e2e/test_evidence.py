@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,8 @@ from tests.support.deployment import Deployment
 
 pytestmark = pytest.mark.anyio
 
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+PDFTOPPM = shutil.which("pdftoppm")
 ADDRESS = "1 Example Street, Moscow 101000"
 ENTITY = "Example Data LLC"
 
@@ -139,3 +142,30 @@ async def test_any_change_to_the_pack_fails_verification(
     assert missing.exit_code == 1
     usage = await invoke("audit", "evidence")
     assert usage.exit_code == 2
+
+
+def rasterized(pdf: Path, prefix: Path) -> list[Path]:
+    """The PDF's pages as PNG files, by pdftoppm."""
+    command = [str(PDFTOPPM), "-png", "-r", "40", str(pdf), str(prefix)]
+    subprocess.run(command, check=True, capture_output=True, timeout=120)
+    return sorted(prefix.parent.glob(f"{prefix.name}*.png"))
+
+
+@pytest.mark.skipif(
+    CHROMIUM is None or PDFTOPPM is None,
+    reason="needs headless Chromium and pdftoppm (Debian: apt-get install chromium poppler-utils)",
+)
+@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
+async def test_the_pack_holds_a_printed_report(
+    law_change: tuple[Deployment, dict[str, str]], tmp_path: Path
+) -> None:
+    dep, _ = law_change
+    declare_russian_site(dep.config)
+    pack = tmp_path / "pack"
+    await cli(dep.config, "audit", "evidence", "--jurisdiction", "RU", "--out", str(pack))
+    assert "report.pdf" in statement(pack)["files"]
+    assert rasterized(pack / "report.pdf", tmp_path / "page")
+    html = (pack / "report.html").read_text()
+    assert ADDRESS in html
+    assert ENTITY in html
+    assert (await verify(pack))[0] == 0
