@@ -7,12 +7,13 @@ processes starting with a new policy, the first appends and the others find it t
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import UTC
 from typing import Any
 
 from sqlalchemy import literal, select, union_all
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from domicile.audit.events import POLICY_CHANGED, SYSTEM, decode_leaf, rfc3339
+from domicile.audit.events import POLICY_CHANGED, SYSTEM, decode_leaf
 from domicile.audit.policy_record import DEFAULT, REGION_FACTS, policy_sha256
 from domicile.shards.auditlog import append_entry
 from domicile.shards.policy import DEFAULT_RULE, ISO_CODES, Rule, Topology
@@ -38,7 +39,8 @@ def _shown(rule: Rule) -> dict[str, Any]:
     if rule.law is not None:
         shown["law"] = rule.law
     if rule.effective is not None:
-        shown["effective"] = rfc3339(rule.effective)
+        # As the residency report and the config write it: RFC 3339, UTC, no added digits.
+        shown["effective"] = rule.effective.astimezone(UTC).isoformat().replace("+00:00", "Z")
         shown["before"] = list(rule.before)
     return shown
 
