@@ -80,7 +80,7 @@ class LogReplay:
     jurisdiction: str | None
     volumes: Volumes
     size: int = 0
-    #: pseudonym -> [jurisdiction, records]
+    #: pseudonym -> [jurisdiction, records], of the subjects of the jurisdiction held now
     held: dict[str, list[Any]] = field(default_factory=dict)
     policy: Policy | None = None
     facts: dict[str, Any] = field(default_factory=dict)
@@ -88,7 +88,6 @@ class LogReplay:
     #: held subjects (of the jurisdiction) the policy in force does not permit here
     unpermitted: set[str] = field(default_factory=set)
     violation_periods: list[dict[str, Any]] = field(default_factory=list)
-    holding: int = 0
     holding_since: str | None = None
     _clock: datetime | None = None
     _upcoming: list[datetime] = field(default_factory=list)
@@ -162,7 +161,7 @@ class LogReplay:
         self.unpermitted = {
             subject
             for subject, (jurisdiction, _) in self.held.items()
-            if self.concerns(jurisdiction) and not self._permitted(jurisdiction, at)
+            if not self._permitted(jurisdiction, at)
         }
         self._period(was_clean, at)
 
@@ -186,19 +185,17 @@ class LogReplay:
         self._judge_all(time)
 
     def _arrive(self, subject: str, jurisdiction: str, records: int, time: str) -> None:
-        self.held[subject] = [jurisdiction, records]
         if not self.concerns(jurisdiction):
-            return
-        self.holding += 1
-        if self.holding == 1:
+            return  # kept only for the jurisdiction asked about: memory follows its subjects
+        self.held[subject] = [jurisdiction, records]
+        if len(self.held) == 1:
             self.holding_since = time
         self._mark(subject, jurisdiction, time)
 
     def _depart(self, subject: str, jurisdiction: str, time: str) -> None:
-        if self.held.pop(subject, None) is None or not self.concerns(jurisdiction):
+        if self.held.pop(subject, None) is None:
             return
-        self.holding -= 1
-        if self.holding == 0:
+        if not self.held:
             self.holding_since = None
         was_clean = not self.unpermitted
         self.unpermitted.discard(subject)
@@ -211,7 +208,7 @@ class LogReplay:
     # -- figures ---------------------------------------------------------------------------------
 
     def location(self) -> dict[str, Any]:
-        held = [h for h in self.held.values() if self.concerns(h[0])]
+        held = list(self.held.values())
         permitted = None
         if self.jurisdiction is not None and self.policy is not None and self._clock is not None:
             permitted = self._permitted(self.jurisdiction, self._clock)
@@ -228,9 +225,8 @@ class LogReplay:
         """jurisdiction -> (subjects, records) held now: what the shard's tables should hold."""
         counts: dict[str, list[int]] = defaultdict(lambda: [0, 0])
         for jurisdiction, records in self.held.values():
-            if self.concerns(jurisdiction):
-                counts[jurisdiction][0] += 1
-                counts[jurisdiction][1] += records
+            counts[jurisdiction][0] += 1
+            counts[jurisdiction][1] += records
         return {code: (n[0], n[1]) for code, n in sorted(counts.items())}
 
     def violations(self) -> list[dict[str, Any]]:
