@@ -24,6 +24,7 @@ RECORD_PUT = "record.put"
 RECORD_DELETED = "record.deleted"
 SCHEMA_MIGRATED = "schema.migrated"
 POLICY_CHANGED = "policy.changed"
+KEY_ROTATED = "key.rotated"
 
 
 @dataclass(frozen=True)
