@@ -1,5 +1,6 @@
 """Checking an evidence pack offline (``domicile audit verify --evidence DIR``): the statement's
-signature, every log's entries against its signed checkpoint, every file's digest, and every
+signature, every log's entries against its signed checkpoint (following the log's chain of key
+rotations from the key given, as ``audit.verify`` does), every file's digest, and every
 figure recomputed from the entries. The first thing that does not hold raises `EvidenceInvalid`
 naming it; anything unreadable, missing or truncated is such a thing."""
 
@@ -10,8 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from domicile.audit.checkpoint import open_checkpoint
-from domicile.audit.errors import CheckpointError, EvidenceInvalid, NoteError
+from domicile.audit.checkpoint import Checkpoint, open_checkpoint
+from domicile.audit.errors import CheckpointError, EvidenceInvalid, NoteError, RotationError
 from domicile.audit.evidence import LogReplay, Volumes, figures
 from domicile.audit.evidence_pack import (
     CHECKPOINT,
@@ -24,8 +25,9 @@ from domicile.audit.evidence_pack import (
     statement_text,
 )
 from domicile.audit.merkle import CompactRange, leaf_hash
-from domicile.audit.note import Verifier, open_note
+from domicile.audit.note import Verifier, open_note, parse_note
 from domicile.audit.policy_record import parse_time
+from domicile.audit.rotation import KeyChain, Rotation, rotation_in
 
 #: The statement's fields recomputed from the entries, in the order they are compared.
 RECOMPUTED = (
@@ -56,51 +58,97 @@ def _read(path: Path) -> bytes:
         raise EvidenceInvalid(f"{path.name}: cannot be read: {exc.strerror}") from None
 
 
-def _statement(folder: Path, verifier: Verifier) -> dict[str, Any]:
+def _unverified_statement(folder: Path) -> tuple[dict[str, Any], str]:
     try:
         body = json.loads(_read(folder / STATEMENT))
         statement, note = body["evidence"], body["signed_note"]
     except (ValueError, KeyError, TypeError):
         raise EvidenceInvalid(f"{STATEMENT}: not an evidence statement") from None
+    if not isinstance(statement, dict) or not isinstance(note, str):
+        raise EvidenceInvalid(f"{STATEMENT}: not an evidence statement")
+    return statement, note
+
+
+def _check_signed(statement: dict[str, Any], note: str, current: set[Verifier]) -> None:
+    """The statement is signed by the key the logs' chains end at (the deployment's current
+    key), and is exactly the text signed."""
     try:
-        signed = open_note(note, [verifier])
+        signed = open_note(note, current)
     except NoteError as exc:
         raise EvidenceInvalid(f"{STATEMENT}: the signed note does not verify: {exc}") from None
-    if not isinstance(statement, dict) or statement_text(statement) != signed:
+    if statement_text(statement) != signed:
         raise EvidenceInvalid(f"{STATEMENT}: the statement is not the one signed")
     if statement.get("type") != STATEMENT_TYPE:
         raise EvidenceInvalid(f"{STATEMENT}: not an evidence statement")
-    return statement
+    if statement.get("verifier_key") not in {key.vkey for key in current}:
+        raise EvidenceInvalid(f"{STATEMENT}: names another verifier key than the logs' current")
 
 
-def _replay_log(folder: Path, verifier: Verifier, log: str, note: str, replay: LogReplay) -> int:
+def _replay_log(
+    folder: Path, pinned: Verifier, log: str, note: str, replay: LogReplay
+) -> tuple[int, Verifier]:
+    """Replay the log's entries, checked against its checkpoint, signed with the key its chain
+    of rotations (followed from ``pinned``) names for that size; returns the entries read and
+    the log's current key."""
     where = folder / LOGS / log
     if _read(where / CHECKPOINT).decode(errors="replace") != note:
         raise EvidenceInvalid(f"log {log}: {CHECKPOINT} is not the checkpoint the statement names")
     try:
-        checkpoint = open_checkpoint(note, [verifier], f"{verifier.name}/{log}")
+        claimed = Checkpoint.parse(parse_note(note).text)
     except (NoteError, CheckpointError) as exc:
-        raise EvidenceInvalid(f"log {log}: the checkpoint does not verify: {exc}") from None
+        raise EvidenceInvalid(f"log {log}: the checkpoint is malformed: {exc}") from None
     tree = CompactRange()
+    rotations: list[tuple[int, Rotation]] = []
     try:
         with (where / ENTRIES).open("rb") as entries:
             while batch := entries.readlines(BATCH_BYTES):
-                leaves = _leaves(log, tree.size, batch, checkpoint.size)
+                leaves = _leaves(log, tree.size, batch, claimed.size)
+                start = tree.size
                 tree.extend([leaf_hash(leaf) for leaf in leaves])
-                _feed(log, replay, tree.size - len(leaves), leaves)
+                rotations += _rotations(log, start, leaves)
+                _feed(log, replay, start, leaves)
     except OSError as exc:
         raise EvidenceInvalid(f"log {log}: {ENTRIES} cannot be read: {exc.strerror}") from None
-    if tree.size < checkpoint.size:
+    chain = _chain(log, pinned, rotations)
+    try:
+        open_checkpoint(note, [chain.key_at(claimed.size)], f"{pinned.name}/{log}")
+    except (NoteError, CheckpointError) as exc:
+        raise EvidenceInvalid(f"log {log}: the checkpoint does not verify: {exc}") from None
+    if tree.size < claimed.size:
         raise EvidenceInvalid(
             f"log {log}, entry {tree.size}: missing, though the signed checkpoint of size "
-            f"{checkpoint.size} covers it"
+            f"{claimed.size} covers it"
         )
-    if tree.root() != checkpoint.root_hash:
+    if tree.root() != claimed.root_hash:
         raise EvidenceInvalid(
-            f"log {log}: entries 0..{checkpoint.size - 1} do not match the signed checkpoint "
-            f"of size {checkpoint.size}"
+            f"log {log}: entries 0..{claimed.size - 1} do not match the signed checkpoint "
+            f"of size {claimed.size}"
         )
-    return tree.size
+    return tree.size, chain.keys[-1]
+
+
+def _rotations(log: str, start: int, leaves: list[bytes]) -> list[tuple[int, Rotation]]:
+    found = []
+    for index, leaf in enumerate(leaves, start):
+        try:
+            rotation = rotation_in(leaf)
+        except RotationError as exc:
+            raise EvidenceInvalid(f"log {log}, entry {index}: {exc}") from None
+        if rotation is not None:
+            found.append((index, rotation))
+    return found
+
+
+def _chain(log: str, pinned: Verifier, rotations: list[tuple[int, Rotation]]) -> KeyChain:
+    try:
+        chain = KeyChain.of(pinned, rotations)
+    except RotationError as exc:
+        raise EvidenceInvalid(f"log {log}, entry {exc.index}: {exc}") from None
+    if pinned not in chain.keys:
+        raise EvidenceInvalid(
+            f"log {log}: the key given ({pinned.vkey}) is not one of the log's keys"
+        )
+    return chain
 
 
 def _leaves(log: str, start: int, lines: list[bytes], size: int) -> list[bytes]:
@@ -128,11 +176,9 @@ def check_pack(folder: Path, key: Verifier | None = None) -> CheckedPack:
             key = Verifier.parse(_read(folder / KEY).decode(errors="replace").strip())
         except NoteError as exc:
             raise EvidenceInvalid(f"{KEY}: {exc}") from None
-    statement = _statement(folder, key)
-    if statement.get("verifier_key") != key.vkey:
-        raise EvidenceInvalid(f"{STATEMENT}: names another verifier key than {KEY}")
+    statement, note = _unverified_statement(folder)
     try:
-        jurisdiction, checkpoints = statement["jurisdiction"], statement["checkpoints"]
+        jurisdiction, checkpoints = statement["jurisdiction"], dict(statement["checkpoints"])
         at = parse_time(statement["generated_at"])
         files = dict(statement["files"])
     except (KeyError, TypeError, ValueError):
@@ -140,11 +186,15 @@ def check_pack(folder: Path, key: Verifier | None = None) -> CheckedPack:
     volumes = Volumes()
     replays = []
     entries = 0
-    for log, note in checkpoints.items():
+    current: set[Verifier] = {key} if not checkpoints else set()
+    for log, checkpoint in checkpoints.items():
         replay = LogReplay(log, jurisdiction, volumes)
-        entries += _replay_log(folder, key, log, note, replay)
+        read, latest = _replay_log(folder, key, log, checkpoint, replay)
+        entries += read
+        current.add(latest)
         replay.finish(at)
         replays.append(replay)
+    _check_signed(statement, note, current)
     for name, digest in sorted(files.items()):
         if Path(name).name != name:
             raise EvidenceInvalid(f"{STATEMENT}: names a file outside the pack: {name!r}")

@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from domicile.audit.note import Signer
 from domicile.audit.policy_record import parse_time
 from tests.support.cli import cli, invoke
 from tests.support.deployment import Deployment
@@ -23,6 +24,7 @@ pytestmark = pytest.mark.anyio
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 PDFTOPPM = shutil.which("pdftoppm")
+FOREIGN_KEY = Signer.generate("domicile/test").verifier_key()  # the name, not the key
 ADDRESS = "1 Example Street, Moscow 101000"
 ENTITY = "Example Data LLC"
 
@@ -169,3 +171,22 @@ async def test_the_pack_holds_a_printed_report(
     assert ADDRESS in html
     assert ENTITY in html
     assert (await verify(pack))[0] == 0
+
+
+@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
+async def test_a_pack_after_a_key_rotation_verifies_from_the_first_key(
+    law_change: tuple[Deployment, dict[str, str]], tmp_path: Path
+) -> None:
+    dep, _ = law_change
+    first = (await cli(dep.config, "audit", "key")).stdout.strip()
+    rotated = await cli(dep.config, "audit", "key", "rotate")
+    assert rotated.exit_code == 0, rotated.output
+    pack = tmp_path / "pack"
+    await cli(dep.config, "audit", "evidence", "--out", str(pack))
+    assert (pack / "verifier.key").read_text().strip() == rotated.stdout.splitlines()[-1]
+    for key in (first, rotated.stdout.splitlines()[-1]):
+        checked = await invoke("audit", "verify", "--evidence", pack, "--key", key)
+        assert checked.exit_code == 0, checked.output
+    stranger = await invoke("audit", "verify", "--evidence", pack, "--key", FOREIGN_KEY)
+    assert stranger.exit_code == 1
+    assert "is not one of the log's keys" in stranger.stderr
