@@ -126,3 +126,10 @@ class WitnessStateUnreadable(AuditError, ValueError):
     def __init__(self, path: Path, reason: str) -> None:
         super().__init__(f"witness state {path} is not readable: {reason}")
         self.path = path
+
+
+class EvidenceInvalid(AuditError):
+    """An evidence pack does not hold: the first thing found that does not (a signature, an
+    entry, a file, a figure)."""
+
+    code = "evidence_invalid"

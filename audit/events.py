@@ -23,6 +23,7 @@ SUBJECT_MOVED_OUT = "subject.moved_out"
 RECORD_PUT = "record.put"
 RECORD_DELETED = "record.deleted"
 SCHEMA_MIGRATED = "schema.migrated"
+POLICY_CHANGED = "policy.changed"
 KEY_ROTATED = "key.rotated"
 
 
@@ -59,11 +60,13 @@ def make_leaf(
     subject: str | None = None,
     jurisdiction: str | None = None,
     time: datetime | None = None,
+    keep_null: frozenset[str] = frozenset(),
     **fields: Any,
 ) -> bytes:
-    """The exact leaf bytes for one event; ``None`` fields are left out."""
+    """The exact leaf bytes for one event; ``None`` fields are left out, but for those named in
+    ``keep_null`` (a declared fact that is absent, written as such)."""
     body = _body(site, event, actor, time, subject=subject, jurisdiction=jurisdiction, **fields)
-    return canonical_json({k: v for k, v in body.items() if v is not None})
+    return canonical_json({k: v for k, v in body.items() if v is not None or k in keep_null})
 
 
 class LeafMaker:

@@ -81,6 +81,7 @@ ANSWERS: dict[type[Exception], Answer] = {
     s.BulkWriteFailed: Answer(503, 1),
     # A check that failed
     a.VerificationFailed: Answer(409, 1),
+    a.EvidenceInvalid: Answer(409, 1),
     a.CheckpointError: Answer(409, 1),
     a.ProofError: Answer(409, 1),
     a.RotationError: Answer(409, 1),

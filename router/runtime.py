@@ -103,7 +103,8 @@ def _prepare(settings: Settings, shard: Shard, journal: MigrationJournal) -> Non
         await check_identity(shard)
 
     async def sync() -> None:
-        await sync_shard(shard, settings.topology.jurisdictions_for_shard(shard.name))
+        topology = settings.topology
+        await sync_shard(shard, topology.jurisdictions_for_shard(shard.name), topology)
 
     shard.verify, shard.sync = verify, sync
 

@@ -28,6 +28,7 @@ from domicile.audit.store import LogStore
 from domicile.audit.verify import LogSource, WitnessState, describe, verify_log
 from domicile.router.audit_setup import begin_rotation, finish_rotation, load_or_create_signer
 from domicile.router.cli.common import config_option, fail, run, settings_from, with_runtime
+from domicile.router.cli.evidence import evidence_command, verify_evidence
 from domicile.router.config import Settings
 from domicile.router.runtime import Runtime
 from domicile.shards.errors import DomicileError
@@ -43,6 +44,9 @@ FOLLOW_EVERY = 1.0
 @click.group()
 def audit() -> None:
     """Residency audit: keys, verification, log, report."""
+
+
+audit.add_command(evidence_command)
 
 
 @audit.group("key", invoke_without_command=True)
@@ -214,6 +218,11 @@ async def _verify(
     help="witness state file (default: $XDG_STATE_HOME/domicile/witness.json)",
 )
 @click.option("--no-state", is_flag=True, help="neither read nor update the witness state")
+@click.option(
+    "--evidence",
+    type=click.Path(path_type=Path),
+    help="check an evidence pack (a folder from `audit evidence`) offline",
+)
 def verify(
     config: Path | None,
     logs: tuple[str, ...],
@@ -224,10 +233,17 @@ def verify(
     endpoint_url: str | None,
     state: Path | None,
     no_state: bool,
+    evidence: Path | None,
 ) -> None:
     """Verify logs: every entry against its checkpoints, their signatures, and consistency with
     the checkpoints verified before. Reads the deployment's databases (--config), a server
-    (--url) or an archive (--archive); needs none of the server's secrets."""
+    (--url) or an archive (--archive); needs none of the server's secrets. With --evidence,
+    checks an evidence pack instead (its own verifier.key unless --key)."""
+    if evidence is not None:
+        if url or archive or config or logs:
+            fail("--evidence checks a pack on its own: not with --config, --url, --archive, --log")
+        verify_evidence(evidence, _parse_key(key_arg) if key_arg else None)
+        return
     if url and archive:
         fail("--url and --archive are alternative sources: give one")
     if (url or archive) and config:

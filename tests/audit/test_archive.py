@@ -60,8 +60,8 @@ async def deploy(made: list[Deployment], tmp_path: Path, backend: str, extra: st
 
 
 async def fill(dep: Deployment) -> str:
-    """Nine entries on ru-msk-1 (two closed bundles of 4), three on eu-fra-1; returns the
-    verifier key."""
+    """Ten entries on ru-msk-1 (two closed bundles of 4), four on eu-fra-1 (one), each log's
+    first being its policy.changed entry; returns the verifier key."""
     async with aclosing(cast(AsyncGenerator[Api], start_api(dep.settings()))) as apis:
         api = await anext(apis)
         await write_some(api, {"ivan": "RU", "olga": "RU", "hans": "DE"}, records=2)
@@ -78,7 +78,7 @@ async def test_local_archive(deployments: list[Deployment], tmp_path: Path, back
     first = await invoke("audit", "archive", "--config", dep.config)
     assert first.exit_code == 0, first.output
     assert "ru-msk-1: 8 entries archived" in first.stdout
-    assert "eu-fra-1: 0 entries archived" in first.stdout
+    assert "eu-fra-1: 4 entries archived" in first.stdout
     bundles = sorted(p.name for p in (archive / "ru-msk-1" / "entries").iterdir())
     assert bundles == [
         f"{0:020d}-{4:020d}.jsonl",

@@ -123,7 +123,9 @@ async def test_a_new_log_takes_the_chain(deployment: Deployment) -> None:
     assert sum(bytes(leaf).count(b'"event":"key.rotated"') for (leaf,) in events) == 2
     code, out, err = await verify("--config", deployment.config, "--key", first.vkey)
     assert code == 0, err
-    assert "eu-fra-1: ok, 5 entries" in out  # two rotations, a registration, two records
+    # the policy declared anew (its entry went with the rest), two rotations, a registration,
+    # two records
+    assert "eu-fra-1: ok, 6 entries" in out
 
 
 def _opens(note: str, key: Verifier) -> bool:
@@ -191,7 +193,8 @@ def test_running_server_signs_with_the_new_key(tmp_path: Path) -> None:
         args = ("--url", server.url, "--api-key", auditor, "--no-state", "--key")
         verified = console("audit", "verify", *args, first, env=server.env)
         assert verified.returncode == 0, verified.stderr
-        assert "ru-msk-1: ok, 5 entries" in verified.stdout  # 2 migrations, 2 writes, rotation
+        # 2 migrations, the policy, 2 writes, the rotation
+        assert "ru-msk-1: ok, 6 entries" in verified.stdout
 
 
 @pytest.mark.anyio
