@@ -32,6 +32,7 @@ __all__ = [
     "InvalidIfMatch",
     "InvalidJurisdiction",
     "InvalidKey",
+    "InvalidLookup",
     "InvalidNote",
     "InvalidProof",
     "InvalidPurpose",
@@ -81,6 +82,7 @@ __all__ = [
     "TooLarge",
     "Unauthorized",
     "Unavailable",
+    "UnknownLookupKind",
     "UnknownRevision",
     "UnsupportedMediaType",
     "VerificationFailed",
@@ -274,6 +276,18 @@ class InvalidCollection(InvalidRequest):
 
 class InvalidKey(InvalidRequest):
     code = "invalid_key"
+
+
+class InvalidLookup(InvalidRequest):
+    """The lookup value does not normalise for its kind (not an e-mail address, say)."""
+
+    code = "invalid_lookup"
+
+
+class UnknownLookupKind(InvalidRequest):
+    """The deployment declares no lookup kind of that name."""
+
+    code = "unknown_lookup_kind"
 
 
 class InvalidCursor(InvalidRequest):

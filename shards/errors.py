@@ -55,6 +55,21 @@ class JurisdictionConflict(DomicileError):
         super().__init__(f"subject is registered with jurisdiction {registered}, not {requested}")
 
 
+class LookupTaken(DomicileError):
+    code = "lookup_taken"
+
+    def __init__(self, kind: str) -> None:
+        super().__init__(f"another subject holds this {kind} value")
+        self.kind = kind
+
+
+class LookupNotFound(SubjectNotFound):
+    """No subject holds the value looked up: answered as an unknown subject."""
+
+    def __init__(self, kind: str) -> None:
+        DomicileError.__init__(self, f"no subject holds this {kind} value")
+
+
 class VersionMismatch(DomicileError):
     code = "version_mismatch"
 
