@@ -13,7 +13,9 @@ from domicile.shards.rows import LookupRow, RecordRow, SubjectRow
 from domicile.shards.schema import lookups, records, subjects
 
 
-@pytest.mark.parametrize(("row", "table"), [(SubjectRow, subjects), (RecordRow, records), (LookupRow, lookups)])
+@pytest.mark.parametrize(
+    ("row", "table"), [(SubjectRow, subjects), (RecordRow, records), (LookupRow, lookups)]
+)
 def test_row_fields_are_the_columns_in_order(row: Any, table: Table) -> None:
     assert row._fields == tuple(column.name for column in table.columns)
     hints = get_type_hints(row)
