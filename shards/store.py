@@ -21,7 +21,7 @@ from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from domicile.audit import events
-from domicile.audit.events import Actor
+from domicile.audit.events import SYSTEM, Actor
 from domicile.shards.auditlog import append_entry, leaf_around_version
 from domicile.shards.directory import Directory
 from domicile.shards.engines import insert_on_conflict, scrub_freed_pages, statement_pool
@@ -330,14 +330,14 @@ class RecordStore:
         except BaseException:
             await self.lookup_index.release_claims(claimed, pseudonym)
             raise
-        # The lookup keys before the placement: until the placement is active they find no
-        # one, and a claimant of a value whose registration stopped here takes it over.
-        await self._activate(shard, pseudonym, jurisdiction, values, actor)
         # Created now is whoever activates the placement: one of concurrent registrations, or
         # the retry that completes one a crash interrupted.
         created = placement.state == PlacementState.PENDING and await self.directory.activate(
             pseudonym
         )
+        # The lookup keys after the placement: a claim left pending by a crash in between is
+        # settled for the subject (its write is on the shard), never lost.
+        await self._activate(shard, pseudonym, jurisdiction, values, actor)
         return self.placement_view(subject_id, placement), created
 
     async def _create_on_shard(
@@ -379,12 +379,20 @@ class RecordStore:
     # -- lookup keys -------------------------------------------------------------------------
 
     async def holds_lookup(self, pseudonym: str, kind: str, blind: str) -> bool:
-        """Whether the subject is placed and its home shard holds (kind, blind): how a claim
-        of another subject's entry is settled (``LookupIndex.claim``)."""
+        """Whether the subject is placed and its home shard holds (kind, blind): how another
+        subject's stale claim is settled (``LookupIndex.claim``). What a registration that never
+        completed wrote of it is removed: its claim passes to the claimant."""
         placement = await self.directory.read(pseudonym)
-        if placement is None or placement.state == PlacementState.PENDING:
+        if placement is None:
             return False
-        async with self.registry[placement.shard].read() as conn:
+        shard = self.registry[placement.shard]
+        if placement.state == PlacementState.PENDING:
+            async with shard.write() as conn:
+                await delete_lookup(
+                    conn, shard, SYSTEM, pseudonym, placement.jurisdiction, kind, blind=blind
+                )
+            return False
+        async with shard.read() as conn:
             return await holds(conn, pseudonym, kind, blind)
 
     async def _claim(self, pseudonym: str, values: Sequence[LookupValue]) -> list[tuple[str, str]]:
