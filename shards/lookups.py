@@ -3,11 +3,16 @@ index in the catalog, the placement (cache first, as every request), and one rea
 shard, which confirms that the subject holds the value and gives its subject id.
 
 A miss costs the same normalisation and blind index read as a hit and stops there. The shard
-read is what makes a stale catalog entry harmless: an entry left by a request that stopped
-before its catalog step (a replaced or removed value) finds no row and answers 404.
+read is what makes a stale entry harmless: an entry left by a request that stopped before its
+catalog step (a replaced or removed value), or one this process remembers from before the value
+changed hands, finds no row; the catalog is then asked afresh. So the blind index entries found
+are kept in a small per-process LRU without any invalidation (misses are never kept).
 """
 
 from __future__ import annotations
+
+import time
+from collections import OrderedDict
 
 from sqlalchemy import select
 
@@ -25,15 +30,57 @@ WHERE s.pseudonym = $1 AND l.kind = $2 AND l.blind = $3
 """
 
 
+class _Remembered:
+    """(kind, blind value) -> pseudonym, for ``ttl`` seconds, the ``capacity`` latest."""
+
+    def __init__(self, capacity: int = 100_000, ttl: float = 300.0) -> None:
+        self._entries: OrderedDict[tuple[str, str], tuple[float, str]] = OrderedDict()
+        self._capacity, self._ttl = capacity, ttl
+
+    def get(self, kind: str, blind: str) -> str | None:
+        entry = self._entries.get((kind, blind))
+        if entry is None or entry[0] < time.monotonic():
+            return None
+        return entry[1]
+
+    def put(self, kind: str, blind: str, pseudonym: str) -> None:
+        self._entries[(kind, blind)] = (time.monotonic() + self._ttl, pseudonym)
+        self._entries.move_to_end((kind, blind))
+        while len(self._entries) > self._capacity:
+            self._entries.popitem(last=False)
+
+
 class LookupFinder:
     def __init__(self, store: RecordStore) -> None:
         self._store = store
+        self._remembered = _Remembered()
 
     async def find(self, kind: str, value: str) -> SubjectPlacement:
+        candidates = self._store.lookup_keys.candidates(kind, value)
+        if len(candidates) == 1:
+            [blind] = candidates
+            pseudonym = self._remembered.get(kind, blind)
+            if pseudonym is not None:
+                found = await self._confirmed(kind, {blind: pseudonym}, candidates)
+                if found is not None:
+                    return found
+        index = await self._store.lookup_index.find(kind, list(candidates))
+        for blind, pseudonym in index.items():
+            self._remembered.put(kind, blind, pseudonym)
+        found = await self._confirmed(kind, index, candidates)
+        if found is None:
+            raise LookupNotFound(kind)
+        return found
+
+    async def _confirmed(
+        self,
+        kind: str,
+        index: dict[str, str],
+        candidates: dict[str, frozenset[str] | None],
+    ) -> SubjectPlacement | None:
+        """The placement of the subject of an entry of ``index`` its home shard confirms."""
         store = self._store
-        candidates = store.lookup_keys.candidates(kind, value)
-        found = await store.lookup_index.find(kind, list(candidates))
-        for blind, pseudonym in sorted(found.items()):
+        for blind, pseudonym in sorted(index.items()):
             placement = await store.directory.resolve(pseudonym)
             if placement is None or placement.state == PlacementState.PENDING:
                 continue
@@ -50,7 +97,7 @@ class LookupFinder:
                     subject_id = await self._subject_id(placement, kind, blind)
             if subject_id is not None:
                 return store.placement_view(subject_id, placement)
-        raise LookupNotFound(kind)
+        return None
 
     async def _subject_id(self, placement: Placement, kind: str, blind: str) -> str | None:
         """The subject id of the holder of (kind, blind) on the placement's shard, if it holds

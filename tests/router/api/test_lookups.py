@@ -18,13 +18,16 @@ from tests.support.deployment import LOG_LEAVES, Deployment, query_shard
 from tests.support.leaks import holders_of
 from tests.support.shards import set_policy
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.redis]
 
 
 @pytest.fixture
-async def api(deployment: Deployment) -> AsyncIterator[Api]:
+async def api(deployment: Deployment, redis_url: str) -> AsyncIterator[Api]:
     # RU may also live in Frankfurt, so a subject can be moved between two regions.
     set_policy(deployment.config, "RU", ["ru-msk", "eu-fra"])
+    if deployment.backend == "postgres":  # as in production: placements cached in Redis
+        with deployment.config.open("a") as config:
+            config.write(f'\n[redis]\nurl = "{redis_url}"\n')
     async for client in start_api(deployment.settings()):
         yield client
 
