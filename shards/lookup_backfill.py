@@ -164,7 +164,7 @@ async def _one(
             report.set += 1
         return
     try:
-        await store.set_lookups(subject_id, [prepared], actor)
+        await store.set_lookups(subject_id, {kind: value}, actor)
     except LookupTaken:
         claim = await store.lookup_index.get(kind, prepared.blind)
         report.conflicts.append(

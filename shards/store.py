@@ -316,8 +316,8 @@ class RecordStore:
         if existing is not None and existing.state != PlacementState.PENDING:
             if existing.jurisdiction != jurisdiction:
                 raise JurisdictionConflict(existing.jurisdiction, jurisdiction)
-            if values:
-                await self.set_lookups(subject_id, values, actor)
+            if lookups:
+                await self.set_lookups(subject_id, lookups, actor)
             return self.placement_view(subject_id, existing), False
         claimed = await self._claim(pseudonym, values)
         try:
@@ -427,12 +427,18 @@ class RecordStore:
                 )
         raise LookupTaken(values[0].kind)
 
-    async def set_lookups(
-        self, subject_id: str, values: Sequence[LookupValue], actor: Actor
-    ) -> None:
-        """Set lookup keys already prepared (normalised in the subject's jurisdiction)."""
+    async def set_lookups(self, subject_id: str, lookups: Mapping[str, str], actor: Actor) -> None:
+        """Set or replace the subject's lookup keys (kind -> value), all or none: a value
+        another subject holds is ``LookupTaken`` and changes nothing. Values are normalised in
+        the subject's jurisdiction; one already set is left as it is."""
+        for kind in lookups:
+            self.lookup_keys.method(kind)
 
         async def set_on(p: Placement, shard: Shard) -> None:
+            values = [
+                self.lookup_keys.prepare(kind, value, p.jurisdiction)
+                for kind, value in lookups.items()
+            ]
             claimed = await self._claim(p.pseudonym, values)
             try:
                 async with shard.write() as conn:
@@ -452,11 +458,7 @@ class RecordStore:
 
     async def set_lookup(self, subject_id: str, kind: str, value: str, actor: Actor) -> None:
         """Set or replace the subject's lookup key of ``kind`` (``PUT .../lookups/{kind}``)."""
-        validate_subject_id(subject_id)
-        self.lookup_keys.method(kind)
-        placement = await self.placement(subject_id)
-        prepared = self.lookup_keys.prepare(kind, value, placement.jurisdiction)
-        await self.set_lookups(subject_id, [prepared], actor)
+        await self.set_lookups(subject_id, {kind: value}, actor)
 
     async def remove_lookup(self, subject_id: str, kind: str, actor: Actor) -> None:
         """Remove the subject's lookup key of ``kind``, if it has one; then its value is free.
