@@ -61,6 +61,16 @@ def _invalid(kind: str, why: str) -> InvalidInput:
     return InvalidInput("invalid_lookup", f"the {kind} value {why}")
 
 
+def _checked(kind: str, value: str) -> str:
+    # Printable only: a control character is never part of an address or a name, and NUL
+    # cannot be stored in PostgreSQL text.
+    if not isinstance(value, str) or not value.strip() or len(value) > MAX_VALUE:
+        raise _invalid(kind, f"must be 1-{MAX_VALUE} characters")
+    if not value.isprintable():
+        raise _invalid(kind, "must be printable characters")
+    return value
+
+
 def _phone(kind: str, value: str, region: str | None) -> phonenumbers.PhoneNumber:
     try:
         number = phonenumbers.parse(value, region)
@@ -103,8 +113,7 @@ class LookupKeys:
         """The normalised form of ``value``, a national phone number read in ``jurisdiction``;
         ``invalid_lookup`` (422) when it does not normalise."""
         method = self.method(kind)
-        if not isinstance(value, str) or not value.strip() or len(value) > MAX_VALUE:
-            raise _invalid(kind, f"must be 1-{MAX_VALUE} characters")
+        _checked(kind, value)
         if method == Normalization.EMAIL:
             try:
                 address = validate_email(value.strip(), check_deliverability=False)
@@ -129,8 +138,7 @@ class LookupKeys:
         if method != Normalization.PHONE or (isinstance(value, str) and _is_international(value)):
             normalized = self.normalize(kind, value, "ZZ")
             return {self.blind(kind, normalized): None}
-        if not isinstance(value, str) or not value.strip() or len(value) > MAX_VALUE:
-            raise _invalid(kind, f"must be 1-{MAX_VALUE} characters")
+        _checked(kind, value)
         found: dict[str, set[str]] = {}
         for region in phonenumbers.SUPPORTED_REGIONS:
             try:

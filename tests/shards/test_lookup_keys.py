@@ -19,7 +19,14 @@ def test_lookup_values_normalise_by_kind() -> None:
     assert keys.normalize("phone", "8 (912) 345-67-89", "RU") == "+79123456789"
     assert keys.normalize("phone", "+7 912 345-67-89", "DE") == "+79123456789"
     assert keys.normalize("username", "ＴＯＭ ", "US") == "tom"  # NFKC folds full-width forms
-    for kind, value in [("email", "ivan@"), ("phone", "8 (912) 345"), ("username", " ")]:
+    refused_values = [
+        ("email", "ivan@"),
+        ("phone", "8 (912) 345"),
+        ("username", " "),
+        ("username", "nul\x00"),
+        ("username", "x" * 513),
+    ]
+    for kind, value in refused_values:
         with pytest.raises(InvalidInput) as refused:
             keys.normalize(kind, value, "RU")
         assert refused.value.code == "invalid_lookup"
