@@ -37,8 +37,8 @@ class NoPermittedRegion(DomicileError):
 class SubjectNotFound(DomicileError):
     code = "subject_not_found"
 
-    def __init__(self) -> None:
-        super().__init__("no such subject")
+    def __init__(self, message: str = "no such subject") -> None:
+        super().__init__(message)
 
 
 class RecordNotFound(DomicileError):
@@ -67,7 +67,7 @@ class LookupNotFound(SubjectNotFound):
     """No subject holds the value looked up: answered as an unknown subject."""
 
     def __init__(self, kind: str) -> None:
-        DomicileError.__init__(self, f"no subject holds this {kind} value")
+        super().__init__(f"no subject holds this {kind} value")
 
 
 class VersionMismatch(DomicileError):
