@@ -14,7 +14,7 @@ import textwrap
 import pytest
 
 from domicile.router.runtime import open_runtime
-from domicile.shards.errors import LookupTaken
+from domicile.shards.errors import LookupTaken, SubjectNotFound
 from tests.support.deployment import Deployment, query_shard
 from tests.support.shards import ACTOR
 
@@ -40,6 +40,8 @@ KILLED_AT = textwrap.dedent(
 
     if step == "shard-write":
         store.write_lookups = die
+    elif step == "release":
+        lookup_index.LookupIndex.release = die
     elif step == "placement":
         directory.Directory.activate = die
     else:
@@ -49,6 +51,8 @@ KILLED_AT = textwrap.dedent(
         async with open_runtime(load_settings(Path(config))) as rt:
             if action == "register":
                 await rt.store.register(subject, jurisdiction, Actor(), {"email": value})
+            elif action == "erase":
+                await rt.store.erase(subject, Actor())
             else:
                 await rt.store.set_lookup(subject, "email", value, Actor())
 
@@ -101,3 +105,20 @@ async def test_a_write_that_committed_before_the_crash_stands(
         with pytest.raises(LookupTaken):
             await rt.store.register("heir", "DE", ACTOR, {"email": "kept@example.ru"})
         assert (await rt.lookups.find("email", "kept@example.ru")).subject_id == "victim"
+
+
+async def test_an_erasure_killed_before_the_catalog_frees_the_value(deployment: Deployment) -> None:
+    settings = deployment.settings()
+    async with open_runtime(settings) as rt:
+        await rt.store.register("victim", "RU", ACTOR, {"email": "gone@example.ru"})
+    killed(deployment, "release", "erase", "victim", "-")
+
+    async with open_runtime(settings) as rt:
+        with pytest.raises(SubjectNotFound):
+            await rt.lookups.find("email", "gone@example.ru")
+        await rt.store.register("heir", "DE", ACTOR, {"email": "gone@example.ru"})
+        assert (await rt.lookups.find("email", "gone@example.ru")).subject_id == "heir"
+        assert await rt.store.erase("victim", ACTOR) == 0  # the retry completes the erasure
+        with pytest.raises(SubjectNotFound):
+            await rt.store.placement("victim")
+        assert (await rt.lookups.find("email", "gone@example.ru")).subject_id == "heir"

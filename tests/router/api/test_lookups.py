@@ -127,6 +127,18 @@ async def test_variants_of_a_value_find_the_same_subject(api: Api) -> None:
     assert (await find(api, "username", "tomás")).json()["subject_id"] == "tom"
 
 
+async def test_registering_again_sets_the_lookup_keys_given(api: Api) -> None:
+    assert (await register(api, "ivan", "RU", email="ivan@example.ru")).status_code == 201
+    again = await register(api, "ivan", "RU", email="ivan@example.ru", username="ivan")
+    assert again.status_code == 200
+    assert (await find(api, "username", "IVAN")).json()["subject_id"] == "ivan"
+    moved = await register(api, "ivan", "RU", email="ivan.p@example.ru")
+    assert moved.status_code == 200
+    assert (await find(api, "email", "ivan@example.ru")).status_code == 404
+    export = await api.request("GET", "/v1/subjects/ivan/export", scope="records:read")
+    assert export.json()["lookups"] == {"email": "ivan.p@example.ru", "username": "ivan"}
+
+
 async def test_refusals(api: Api) -> None:
     assert (await register(api, "ivan", "RU")).status_code == 201
     for kind, value, code in [
