@@ -153,6 +153,9 @@ async def test_refusals(api: Api) -> None:
         await find(api, "email", "nobody@example.org", scope="records:write")
     ).status_code == 403
     assert (await set_lookup(api, "nobody", "email", "a@example.org")).status_code == 404
+    nowhere = await register(api, "li", "CN", email="li@example.cn")
+    assert (nowhere.status_code, nowhere.json()["error"]["code"]) == (422, "no_permitted_region")
+    assert (await register(api, "lee", "US", email="li@example.cn")).status_code == 201  # free
     bad = await register(api, "olga", "RU", email="@")
     assert (bad.status_code, bad.json()["error"]["code"]) == (422, "invalid_lookup")
     assert (await api.request("GET", "/v1/subjects/olga")).status_code == 404
