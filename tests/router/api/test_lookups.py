@@ -6,6 +6,8 @@ frees it; a move carries it; of concurrent claims through two routers exactly on
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import hmac
 import json
 import logging
 from collections.abc import AsyncIterator
@@ -94,6 +96,15 @@ async def test_set_replace_and_remove(api: Api, deployment: Deployment) -> None:
     assert [event for event, _ in mine] == ["lookup.set"] * 3 + ["lookup.removed"]
     assert {kind for _, kind in mine} == {"email"}
     assert all(len(e["blind"]) == 64 and "value" not in e for e in logged)
+    # The blind value is the contract's: HMAC-SHA256(lookup secret, kind || 0x00 || normalised),
+    # under a secret of its own, created 0600 in the data dir.
+    secret_file = deployment.data_dir / "lookup.key"
+    assert secret_file.stat().st_mode & 0o777 == 0o600
+    secret = bytes.fromhex(secret_file.read_text())
+    assert secret != bytes.fromhex((deployment.data_dir / "pseudonym.key").read_text())
+    first = next(e for e in logged if e["subject"] == ivan)
+    expected = hmac.new(secret, b"email\x00ivan@example.ru", hashlib.sha256).hexdigest()
+    assert first["blind"] == expected
     export = await api.request("GET", "/v1/subjects/ivan-2/export", scope="records:read")
     assert export.json()["lookups"] == {"email": "IVAN@example.ru"}
 
