@@ -3,8 +3,9 @@ with their ``lookup.set`` / ``lookup.removed`` audit entries (kind and blind val
 value), read for export, settling claims and moves.
 
 These are the shard half of setting a lookup key; the catalog half (claim, activate, release)
-is ``shards.lookup_index``. A bulk loader sets many subjects' keys by claiming them all, calling
-``write_lookups`` per subject in its shard transactions, and activating them.
+is ``shards.lookup_index``. A bulk loader sets many subjects' keys by claiming them
+(``RecordStore.claim_lookups``), calling ``write_lookups`` per subject in its shard
+transactions, and activating them (``RecordStore.activate_lookups``).
 """
 
 from __future__ import annotations

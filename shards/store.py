@@ -319,7 +319,7 @@ class RecordStore:
             if lookups:
                 await self.set_lookups(subject_id, lookups, actor)
             return self.placement_view(subject_id, existing), False
-        claimed = await self._claim(pseudonym, values)
+        claimed = await self.claim_lookups(pseudonym, values)
         try:
             home = choose_home(self.topology, jurisdiction, pseudonym)
             placement = await self.directory.reserve(pseudonym, jurisdiction, home.name)
@@ -337,7 +337,7 @@ class RecordStore:
         )
         # The lookup keys after the placement: a claim left pending by a crash in between is
         # settled for the subject (its write is on the shard), never lost.
-        await self._activate(shard, pseudonym, jurisdiction, values, actor)
+        await self.activate_lookups(shard, pseudonym, jurisdiction, values, actor)
         return self.placement_view(subject_id, placement), created
 
     async def _create_on_shard(
@@ -395,9 +395,14 @@ class RecordStore:
         async with shard.read() as conn:
             return await holds(conn, pseudonym, kind, blind)
 
-    async def _claim(self, pseudonym: str, values: Sequence[LookupValue]) -> list[tuple[str, str]]:
+    async def claim_lookups(
+        self, pseudonym: str, values: Sequence[LookupValue]
+    ) -> list[tuple[str, str]]:
         """Claim every value for the subject, or none: the claims this call made (to release
-        if what follows fails); ``LookupTaken`` for the first value another subject holds."""
+        with ``lookup_index.release_claims`` if what follows fails); ``LookupTaken`` for the
+        first value another subject holds. A bulk loader claims a subject's values with this,
+        writes them with ``lookup_rows.write_lookups`` in its shard transaction, and activates
+        them with ``activate_lookups`` once the subject's placement is active."""
         claimed: list[tuple[str, str]] = []
         try:
             for v in values:
@@ -408,7 +413,7 @@ class RecordStore:
             raise
         return claimed
 
-    async def _activate(
+    async def activate_lookups(
         self,
         shard: Shard,
         pseudonym: str,
@@ -439,7 +444,7 @@ class RecordStore:
                 self.lookup_keys.prepare(kind, value, p.jurisdiction)
                 for kind, value in lookups.items()
             ]
-            claimed = await self._claim(p.pseudonym, values)
+            claimed = await self.claim_lookups(p.pseudonym, values)
             try:
                 async with shard.write() as conn:
                     await self._fence(conn, shard, p.pseudonym)
@@ -449,7 +454,7 @@ class RecordStore:
             except BaseException:
                 await self.lookup_index.release_claims(claimed, p.pseudonym)
                 raise
-            await self._activate(shard, p.pseudonym, p.jurisdiction, values, actor)
+            await self.activate_lookups(shard, p.pseudonym, p.jurisdiction, values, actor)
             for v in values:
                 if v.kind in replaced:
                     await self.lookup_index.release(p.pseudonym, v.kind, keep=v.blind)
