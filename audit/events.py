@@ -25,6 +25,8 @@ RECORD_DELETED = "record.deleted"
 SCHEMA_MIGRATED = "schema.migrated"
 POLICY_CHANGED = "policy.changed"
 KEY_ROTATED = "key.rotated"
+LOOKUP_SET = "lookup.set"  # with the kind and the blind value, never the value
+LOOKUP_REMOVED = "lookup.removed"
 
 
 @dataclass(frozen=True)

@@ -33,6 +33,7 @@ __all__ = [
     "InvalidJurisdiction",
     "InvalidKey",
     "InvalidKeyRotation",
+    "InvalidLookup",
     "InvalidNote",
     "InvalidProof",
     "InvalidPurpose",
@@ -85,6 +86,7 @@ __all__ = [
     "TooManyRequests",
     "Unauthorized",
     "Unavailable",
+    "UnknownLookupKind",
     "UnknownRevision",
     "UnsupportedMediaType",
     "VerificationFailed",
@@ -293,6 +295,18 @@ class InvalidCollection(InvalidRequest):
 
 class InvalidKey(InvalidRequest):
     code = "invalid_key"
+
+
+class InvalidLookup(InvalidRequest):
+    """The lookup value does not normalise for its kind (not an e-mail address, say)."""
+
+    code = "invalid_lookup"
+
+
+class UnknownLookupKind(InvalidRequest):
+    """The deployment declares no lookup kind of that name."""
+
+    code = "unknown_lookup_kind"
 
 
 class InvalidCursor(InvalidRequest):

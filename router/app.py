@@ -10,7 +10,17 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from domicile.router.api import audit, errors, health, moves, openapi, records, shards, subjects
+from domicile.router.api import (
+    audit,
+    errors,
+    health,
+    lookups,
+    moves,
+    openapi,
+    records,
+    shards,
+    subjects,
+)
 from domicile.router.auth import Authenticator
 from domicile.router.config import Settings
 from domicile.router.observability import Metrics, Observability
@@ -70,6 +80,6 @@ def create_app(settings: Settings) -> FastAPI:
     app.add_middleware(Observability, metrics=metrics)
     errors.install(app)
     openapi.install(app)
-    for module in (records, subjects, shards, moves, audit, health):
+    for module in (records, subjects, lookups, shards, moves, audit, health):
         app.include_router(module.router)
     return app

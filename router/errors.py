@@ -64,6 +64,7 @@ ANSWERS: dict[type[Exception], Answer] = {
     ConfigError: Answer(500, 2),
     # The state of the data
     s.JurisdictionConflict: Answer(409, 1),
+    s.LookupTaken: Answer(409, 1),
     s.PlacementNotPermitted: Answer(409, 1),
     s.ResidencyGuardViolation: Answer(409, 1),
     s.VersionMismatch: Answer(412, 1),
