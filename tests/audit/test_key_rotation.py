@@ -193,8 +193,8 @@ def test_running_server_signs_with_the_new_key(tmp_path: Path) -> None:
         args = ("--url", server.url, "--api-key", auditor, "--no-state", "--key")
         verified = console("audit", "verify", *args, first, env=server.env)
         assert verified.returncode == 0, verified.stderr
-        # 2 migrations, the policy, 2 writes, the rotation
-        assert "ru-msk-1: ok, 6 entries" in verified.stdout
+        # 3 migrations, the policy, 2 writes, the rotation
+        assert "ru-msk-1: ok, 7 entries" in verified.stdout
 
 
 @pytest.mark.anyio
