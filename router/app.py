@@ -10,7 +10,17 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from domicile.router.api import audit, errors, health, moves, openapi, records, shards, subjects
+from domicile.router.api import (
+    audit,
+    errors,
+    health,
+    keys,
+    moves,
+    openapi,
+    records,
+    shards,
+    subjects,
+)
 from domicile.router.auth import Authenticator
 from domicile.router.config import Settings
 from domicile.router.observability import Metrics, Observability
@@ -30,7 +40,8 @@ def create_app(settings: Settings) -> FastAPI:
             if runtime.catalog_migrated:
                 await bootstrap_admin_key(runtime)
             app.state.runtime = runtime
-            app.state.authenticator = Authenticator(runtime.api_keys)
+            authenticator = app.state.authenticator = Authenticator(runtime.api_keys)
+            await runtime.api_keys.revocations.listening()
             if runtime.store.relocator is not None:
                 runtime.store.relocator.observe = metrics.relocations.observe
             background = [
@@ -41,6 +52,7 @@ def create_app(settings: Settings) -> FastAPI:
                 async with runtime.audit.running():
                     yield
             finally:
+                await authenticator.close()
                 for task in background:
                     task.cancel()
                     with contextlib.suppress(asyncio.CancelledError):
@@ -58,6 +70,6 @@ def create_app(settings: Settings) -> FastAPI:
     app.add_middleware(Observability, metrics=metrics)
     errors.install(app)
     openapi.install(app)
-    for module in (records, subjects, shards, moves, audit, health):
+    for module in (records, subjects, shards, moves, keys, audit, health):
         app.include_router(module.router)
     return app

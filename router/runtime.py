@@ -9,6 +9,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from sqlalchemy.engine import make_url
 
@@ -16,13 +17,14 @@ from domicile.audit.service import AuditService
 from domicile.router.audit_setup import audit_service
 from domicile.router.config import Settings
 from domicile.router.secrets import load_or_create_key, write_private
-from domicile.shards.api_keys import SCOPES, ApiKeys
+from domicile.shards.api_keys import ApiKeys, parse_token, secret_matches
 from domicile.shards.cache import LocalCache, PlacementCache, RedisCache
 from domicile.shards.catalog import Catalog
 from domicile.shards.directory import Directory
 from domicile.shards.errors import CatalogUnavailable, DomicileError, MigrationFailed
 from domicile.shards.faults import Cause, Fault, classify
 from domicile.shards.files import private_dir, tighten
+from domicile.shards.key_revocations import KeyRevocations, LocalRevocations, RedisRevocations
 from domicile.shards.migration_journal import MigrationJournal
 from domicile.shards.move_journal import MoveJournal
 from domicile.shards.moves import Mover
@@ -211,14 +213,18 @@ async def open_runtime(settings: Settings, *, prepare: bool = True) -> AsyncIter
     migration_journal = MigrationJournal(catalog)
     registry = ShardRegistry(settings.topology)
     cache: PlacementCache
+    revocations: KeyRevocations
     if settings.redis_url:
         redis_cache = RedisCache(
             settings.redis_url, namespace=settings.deployment, ca=settings.redis_ca
         )
         await redis_cache.start()
         cache = redis_cache
+        revocations = RedisRevocations(
+            settings.redis_url, namespace=settings.deployment, ca=settings.redis_ca
+        )
     else:
-        cache = LocalCache()
+        cache, revocations = LocalCache(), LocalRevocations()
     try:
         shard_faults: dict[str, str] = {}
         catalog_fault: str | None = None
@@ -241,7 +247,7 @@ async def open_runtime(settings: Settings, *, prepare: bool = True) -> AsyncIter
             catalog,
             cache,
             directory,
-            ApiKeys(catalog),
+            ApiKeys(catalog, revocations),
             move_journal,
             migration_journal,
             store,
@@ -252,19 +258,42 @@ async def open_runtime(settings: Settings, *, prepare: bool = True) -> AsyncIter
             catalog_migrated=catalog_migrated,
         )
     finally:
+        await revocations.close()
         await cache.close()
         await registry.dispose()
         await catalog.dispose()
 
 
 async def bootstrap_admin_key(runtime: Runtime) -> None:
-    """First start of the embedded default: write an admin key to a 0600 file and say where."""
-    if not runtime.settings.embedded or await runtime.api_keys.count() > 0:
+    """On the embedded default, ``admin.key`` in the data dir holds a usable admin key, or is
+    absent: a server starting with no usable admin key in the catalog makes one and writes it
+    there (0600), and one holding a revoked key is removed. When other admin keys exist, the
+    server says how to make another (``domicile keys create --scope admin``)."""
+    if not runtime.settings.embedded:
         return
     path = runtime.settings.data_dir / "admin.key"
-    new = await runtime.api_keys.create_first("bootstrap-admin", SCOPES)
-    if new is None:  # another process starting beside this one made it
+    token = _read(path)
+    parsed = parse_token(token)
+    held = await runtime.api_keys.get(parsed[0]) if parsed else None
+    if held is not None and not held.revoked and secret_matches(held, token):
         return
-    path.unlink(missing_ok=True)
-    write_private(path, new.secret.encode() + b"\n")
-    log.warning("created an admin API key; its secret is in %s", path)
+    new = await runtime.api_keys.create_first_admin("bootstrap-admin")
+    if new is not None:
+        path.unlink(missing_ok=True)  # a stale one: no other process makes a key now
+        write_private(path, new.secret.encode() + b"\n")
+        log.warning("created an admin API key; its secret is in %s", path)
+        return
+    if token and _read(path) == token:  # not replaced meanwhile by a process beside this one
+        path.unlink(missing_ok=True)
+        log.warning("removed %s: the key it held is revoked or unknown", path)
+    log.info(
+        "admin API keys exist (`domicile keys list`); "
+        "`domicile keys create --name NAME --scope admin` makes another"
+    )
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_text(encoding="ascii", errors="replace").strip()
+    except FileNotFoundError:
+        return ""

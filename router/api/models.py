@@ -88,8 +88,8 @@ class ShardList(BaseModel):
 ERROR_STATUSES: dict[int, str] = {
     401: "no API key, or an invalid or revoked one (`unauthorized`)",
     403: "the API key lacks the operation's scope (`forbidden`)",
-    404: "the subject, record, log or move does not exist (`subject_not_found`, "
-    "`record_not_found`, `log_not_found`, `move_not_found`)",
+    404: "the subject, record, log, move or API key does not exist (`subject_not_found`, "
+    "`record_not_found`, `log_not_found`, `move_not_found`, `key_not_found`)",
     409: "conflicts with what is stored (`jurisdiction_conflict`, `relocation_required`, "
     "`residency_guard`, `already_placed`)",
     412: "`If-Match` names another version than the record's (`version_mismatch`)",

@@ -44,6 +44,8 @@ def serve(
     settings = settings_from(config)
     if access_log:
         logging.getLogger("domicile.access").setLevel(logging.INFO)
+    # uvicorn's start and stop lines (the address it listens on) are the operator's business.
+    logging.getLogger("uvicorn.error").setLevel(logging.INFO)
     app = create_app(settings)
     # What is imported and built by now lives as long as the process: frozen, the cyclic
     # collector stops rescanning it on every full collection (a quarter of a read's CPU in
