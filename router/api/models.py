@@ -71,8 +71,14 @@ class ShardOut(BaseModel):
     name: str
     region: str
     country: str
-    health: str = Field(description="up, read_only (reads served, writes refused) or down")
-    cause: str | None = Field(description="why it is not up: unreachable, timeout, ...")
+    health: str = Field(
+        description="up, read_only (reads served, writes refused), behind (serving below the "
+        "schema revision this version needs: run `domicile shards upgrade`) or down"
+    )
+    cause: str | None = Field(
+        description="why it is not up: unreachable, timeout, schema_missing, "
+        "identity_mismatch, schema_behind, ..."
+    )
     reason: str | None = Field(description="the cause as a sentence, with what to do")
     schema_revision: str | None
     head_revision: str

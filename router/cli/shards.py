@@ -189,7 +189,8 @@ def migration_options(func: click.decorators.FC) -> click.decorators.FC:
 def _line(result: ShardResult) -> str:
     before, after = result.before or "base", result.after or "base"
     if result.status == "migrated":
-        return f"{result.shard}: {before} -> {after} ({len(result.applied)} revisions applied)"
+        n = len(result.applied)
+        return f"{result.shard}: {before} -> {after} ({n} revision{'' if n == 1 else 's'} applied)"
     if result.status == "current":
         return f"{result.shard}: already at {after}"
     if result.status == "failed":
