@@ -237,12 +237,15 @@ class Archiver:
         self.targets = dict(targets)
         self.signer = signer
         self.bundle_size = bundle_size
-        self._archived: dict[str, int] = {}
+        #: How far each log's archive reaches (known after its first round), and how many
+        #: rounds failed since start, for the metrics.
+        self.archived: dict[str, int] = {}
+        self.failures: dict[str, int] = dict.fromkeys(self.targets, 0)
 
     async def archive(self, name: str) -> int:
         """Archive every closed bundle of log ``name``; returns the archived size."""
         target = self.targets[name]
-        done = self._archived.get(name)
+        done = self.archived.get(name)
         if done is None:
             done = await asyncio.to_thread(archived_size, target.store, name)
         size = await target.log.integrate()
@@ -257,7 +260,8 @@ class Archiver:
             await asyncio.to_thread(
                 target.store.write, checkpoint_key(name, end), checkpoint.note.encode()
             )
-            done = self._archived[name] = end
+            done = end
+        self.archived[name] = done
         return done
 
     async def archive_all(self) -> dict[str, int | Exception]:
@@ -268,5 +272,6 @@ class Archiver:
                 results[name] = await self.archive(name)
             except Exception as exc:  # one log's outage must not stop the others
                 log.warning("archiving log %s failed, will retry: %s", name, exc)
+                self.failures[name] += 1
                 results[name] = exc
         return results

@@ -23,6 +23,7 @@ from domicile.router.api import (
 )
 from domicile.router.auth import Authenticator
 from domicile.router.config import Settings
+from domicile.router.gauges import count_placements
 from domicile.router.observability import Metrics, Observability
 from domicile.router.runtime import bootstrap_admin_key, open_runtime
 from domicile.router.schedule import follow_schedule
@@ -47,6 +48,7 @@ def create_app(settings: Settings) -> FastAPI:
             background = [
                 asyncio.create_task(runtime.migrate_catalog_when_back()),
                 asyncio.create_task(follow_schedule(runtime, metrics)),
+                asyncio.create_task(count_placements(runtime, metrics)),
             ]
             try:
                 async with runtime.audit.running():
