@@ -74,6 +74,9 @@ class ArchiveStore(Protocol):
     def write(self, key: str, data: bytes) -> None:
         """Store ``data`` immutably; a no-op when the same bytes are already there."""
 
+    def check(self) -> None:
+        """Raise ``ArchiveError`` when writes cannot be made immutable here."""
+
 
 class LocalStore:
     """A folder; archived files are made read-only (a courtesy: only S3 Object Lock enforces)."""
@@ -113,6 +116,9 @@ class LocalStore:
         with os.fdopen(fd, "wb") as out:
             out.write(data)
         os.replace(partial, path)
+
+    def check(self) -> None:
+        """Nothing to check: a folder's immutability is only a courtesy."""
 
 
 def _private_dirs(path: Path) -> None:
@@ -159,7 +165,8 @@ class S3Store:
     def read(self, key: str) -> bytes:
         return self.client.get_object(Bucket=self.bucket, Key=self.prefix + key)["Body"].read()
 
-    def _check_lock(self) -> None:
+    def check(self) -> None:
+        """The bucket must have Object Lock enabled (checked once per store)."""
         from botocore.exceptions import ClientError
 
         if self._lock_checked:
@@ -180,7 +187,7 @@ class S3Store:
 
         if self.retention_days is None:
             raise ArchiveError(f"{self.location} is opened for reading only")
-        self._check_lock()
+        self.check()
         digest = hashlib.sha256(data).hexdigest()
         try:
             head = self.client.head_object(Bucket=self.bucket, Key=self.prefix + key)
@@ -263,6 +270,18 @@ class Archiver:
             done = end
         self.archived[name] = done
         return done
+
+    async def check(self) -> dict[str, Exception]:
+        """Why each log's archive cannot take writes, for the logs whose cannot: a server
+        checks at start, so a bucket without Object Lock is reported then, not at its first
+        bundle."""
+        problems: dict[str, Exception] = {}
+        for name, target in self.targets.items():
+            try:
+                await asyncio.to_thread(target.store.check)
+            except Exception as exc:  # S3's own errors too: reported, retried at each round
+                problems[name] = exc
+        return problems
 
     async def archive_all(self) -> dict[str, int | Exception]:
         """Archive every log; a log that fails (S3 down, shard down) is retried next time."""

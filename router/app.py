@@ -40,6 +40,9 @@ def create_app(settings: Settings) -> FastAPI:
                     log.warning("not ready at start-up: %s", reason)
             if runtime.catalog_migrated:
                 await bootstrap_admin_key(runtime)
+            if runtime.audit.archiver is not None:
+                for name, problem in (await runtime.audit.archiver.check()).items():
+                    log.warning("audit log %s cannot be archived: %s", name, problem)
             app.state.runtime = runtime
             authenticator = app.state.authenticator = Authenticator(runtime.api_keys)
             await runtime.api_keys.revocations.listening()

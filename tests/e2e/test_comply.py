@@ -160,7 +160,7 @@ async def test_comply_by_jurisdiction_and_what_cannot_be_placed(deployment: Depl
 
     rest = await cli(deployment.config, "comply")
     assert rest.exit_code == 1
-    assert "moved 1 subjects (1 records)" in rest.stdout
+    assert "moved 1 subject (1 record)" in rest.stdout
     assert "misplaced remaining: 2" in rest.stdout
 
 
