@@ -16,6 +16,7 @@ import httpx
 __all__ = [
     "AlreadyPlaced",
     "ApiError",
+    "ApiKeyNotFound",
     "ArchiveConflict",
     "ArchiveError",
     "BadRequest",
@@ -32,6 +33,7 @@ __all__ = [
     "InvalidIfMatch",
     "InvalidJurisdiction",
     "InvalidKey",
+    "InvalidKeyName",
     "InvalidNote",
     "InvalidProof",
     "InvalidPurpose",
@@ -156,6 +158,10 @@ class LogNotFound(NotFound):
 
 class MoveNotFound(NotFound):
     code = "move_not_found"
+
+
+class ApiKeyNotFound(NotFound):
+    code = "key_not_found"
 
 
 class MethodNotAllowed(ApiError):
@@ -290,6 +296,12 @@ class InvalidPurpose(InvalidRequest):
 
 class InvalidScope(InvalidRequest):
     code = "invalid_scope"
+
+
+class InvalidKeyName(InvalidRequest):
+    """An API key's name: 1 to 128 characters."""
+
+    code = "invalid_key_name"
 
 
 class UnknownRevision(InvalidRequest):

@@ -97,7 +97,7 @@ class ApiKeys:
         if not scopes:
             raise InvalidInput("invalid_scope", "a key needs at least one scope")
         if not name.strip() or len(name) > 128:
-            raise InvalidInput("invalid_name", "a key's name is 1 to 128 characters")
+            raise InvalidInput("invalid_key_name", "a key's name is 1 to 128 characters")
         key_id = secrets.token_hex(8)
         secret = f"dmk_{key_id}_{secrets.token_urlsafe(32).replace('_', '-')}"
         async with self._catalog.transaction(write=True) as conn:

@@ -103,7 +103,8 @@ ERROR_STATUSES: dict[int, str] = {
     415: "the body is not `application/json` (`unsupported_media_type`)",
     422: "invalid input (`invalid_request`, `malformed_json`, `invalid_body`, "
     "`invalid_subject_id`, `invalid_jurisdiction`, `invalid_collection`, `invalid_key`, "
-    "`invalid_cursor`, `invalid_if_match`, `invalid_purpose`, `out_of_range`), or a subject "
+    "`invalid_cursor`, `invalid_if_match`, `invalid_purpose`, `out_of_range`, `invalid_scope`, "
+    "`invalid_key_name`), or a subject "
     "the policy permits in no region (`no_permitted_region`)",
     503: "a shard or the catalog is unavailable, or the subject is being moved "
     "(`shard_unavailable`, `catalog_unavailable`, `subject_moving`, …): retry after "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 
 import click
@@ -58,7 +59,6 @@ def keys_list(config: Path | None, fmt: str) -> None:
         elif not found:
             click.echo("no API keys yet; `domicile keys create` makes one")
         else:
-            listed = [(k, key_json(k)) for k in found]
             print_table(
                 ("id", "name", "scopes", "created", "last used", "revoked"),
                 (
@@ -66,11 +66,11 @@ def keys_list(config: Path | None, fmt: str) -> None:
                         k.key_id,
                         k.name,
                         " ".join(sorted(k.scopes)),
-                        j["created_at"],
-                        j["last_used_at"] or "never",
-                        j["revoked_at"],
+                        _when(k.created_at),
+                        _when(k.last_used_at) or "never",
+                        _when(k.revoked_at),
                     )
-                    for k, j in listed
+                    for k in found
                 ),
             )
         return 0
@@ -87,7 +87,11 @@ def keys_revoke(config: Path | None, key_id: str) -> None:
 
     async def work(runtime: Runtime) -> int:
         key = await runtime.api_keys.revoke(key_id)
-        click.echo(f"revoked API key {key.key_id} ({key.name}) at {key_json(key)['revoked_at']}")
+        click.echo(f"revoked API key {key.key_id} ({key.name}) at {_when(key.revoked_at)}")
         return 0
 
     run(with_runtime(settings_from(config), work))
+
+
+def _when(moment: datetime | None) -> str | None:
+    return None if moment is None else moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

@@ -14,11 +14,19 @@ from tests.support.api import Api
 
 pytestmark = [pytest.mark.anyio, pytest.mark.parametrize("backend", ["sqlite"], indirect=True)]
 
-PATH_VALUES = {"subject_id": "s1", "collection": "c", "key": "k", "log": "ru-msk-1", "move_id": "m"}
+PATH_VALUES = {
+    "subject_id": "s1",
+    "collection": "c",
+    "key": "k",
+    "log": "ru-msk-1",
+    "move_id": "m",
+    "key_id": "0000000000000000",
+}
 BODIES: dict[str, Any] = {
     "register_subject": {"subject_id": "s1", "jurisdiction": "RU"},
     "move_subject": {"subject_id": "s1", "to_shard": "eu-fra-1"},
     "put_record": {"name": "Ivan"},
+    "create_key": {"name": "k", "scopes": ["records:read"]},
 }
 
 
