@@ -113,13 +113,14 @@ class Authenticator:
             self._recorder = asyncio.create_task(self._record_uses(), name="domicile-key-uses")
 
     async def _record_uses(self) -> None:
-        """One catalog write for every key first used since the last one."""
+        """One catalog write for the keys used since the last one, until none is left."""
         await asyncio.sleep(0)  # let the requests of this moment add their keys
-        used, self._unrecorded = self._unrecorded, set()
-        try:
-            await self._keys.record_use(used, datetime.now(UTC))
-        except DomicileError as exc:  # the catalog is down: the next minute's use says it
-            log.debug("last use of API keys not recorded: %s", exc)
+        while self._unrecorded:
+            used, self._unrecorded = self._unrecorded, set()
+            try:
+                await self._keys.record_use(used, datetime.now(UTC))
+            except DomicileError as exc:  # the catalog is down: the next minute's use says it
+                log.debug("last use of API keys not recorded: %s", exc)
 
     async def close(self) -> None:
         if self._recorder is not None:
