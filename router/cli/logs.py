@@ -14,6 +14,10 @@ from domicile.router.cli.console import stderr
 #: Loggers whose INFO lines are meant for the operator.
 OWN = ("domicile",)
 
+#: The handler installed by the last ``configure``: replaced, not added to, by the next (a
+#: process may run several commands, as tests do); other handlers are left alone.
+_installed: list[logging.Handler] = []
+
 
 def configure(verbosity: int) -> None:
     """``verbosity``: -1 quiet, 0 default, 1 and more verbose."""
@@ -24,7 +28,10 @@ def configure(verbosity: int) -> None:
         handler = logging.StreamHandler()
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
     root = logging.getLogger()
-    root.handlers[:] = [handler]
+    for previous in _installed:
+        root.removeHandler(previous)
+    _installed[:] = [handler]
+    root.addHandler(handler)
     root.setLevel(logging.INFO if verbosity > 0 else logging.WARNING)
     own = logging.DEBUG if verbosity > 0 else logging.WARNING if verbosity < 0 else logging.INFO
     for name in OWN:

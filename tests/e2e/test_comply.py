@@ -177,7 +177,7 @@ async def test_subjects_of_a_shard_removed_from_the_config_are_reported(
     dry = await cli(deployment.config, "comply", "--dry-run")
     assert dry.exit_code == 1
     assert (
-        "cannot place 1 US subjects of us-east-1: the shard is no longer in the configuration"
+        "cannot place 1 US subject of us-east-1: the shard is no longer in the configuration"
         in dry.stdout
     )
     run = await cli(deployment.config, "comply")
