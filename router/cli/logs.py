@@ -24,6 +24,7 @@ def configure(verbosity: int) -> None:
     handler: logging.Handler
     if stderr.is_terminal:
         handler = RichHandler(console=stderr, show_path=False, markup=False, log_time_format="%X")
+        handler.setFormatter(logging.Formatter("%(name)s %(message)s"))  # time, level: rich's
     else:
         handler = logging.StreamHandler()
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
