@@ -23,6 +23,7 @@ SUBJECT_MOVED_OUT = "subject.moved_out"
 RECORD_PUT = "record.put"
 RECORD_DELETED = "record.deleted"
 SCHEMA_MIGRATED = "schema.migrated"
+KEY_ROTATED = "key.rotated"
 
 
 @dataclass(frozen=True)

@@ -27,6 +27,7 @@ from domicile.router.gauges import count_placements
 from domicile.router.observability import Metrics, Observability
 from domicile.router.runtime import bootstrap_admin_key, open_runtime
 from domicile.router.schedule import follow_schedule
+from domicile.router.throttle import AuthThrottle, RedisFailures
 
 log = logging.getLogger("domicile")
 
@@ -44,7 +45,17 @@ def create_app(settings: Settings) -> FastAPI:
                 for name, problem in (await runtime.audit.archiver.check()).items():
                     log.warning("audit log %s cannot be archived: %s", name, problem)
             app.state.runtime = runtime
-            authenticator = app.state.authenticator = Authenticator(runtime.api_keys)
+            shared = (
+                RedisFailures(settings.redis_url, settings.deployment, settings.redis_ca)
+                if settings.redis_url
+                else None
+            )
+            throttle = AuthThrottle(settings.auth_failures_per_minute, shared)
+            authenticator = app.state.authenticator = Authenticator(
+                runtime.api_keys,
+                throttle=throttle,
+                count=lambda reason: metrics.auth_failures.labels(reason).inc(),
+            )
             await runtime.api_keys.revocations.listening()
             if runtime.store.relocator is not None:
                 runtime.store.relocator.observe = metrics.relocations.observe
@@ -58,6 +69,7 @@ def create_app(settings: Settings) -> FastAPI:
                     yield
             finally:
                 await authenticator.close()
+                await throttle.aclose()
                 for task in background:
                     task.cancel()
                     with contextlib.suppress(asyncio.CancelledError):

@@ -20,6 +20,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import make_url
 
 from domicile.router.errors import ConfigError
+from domicile.router.throttle import AUTH_FAILURES_PER_MINUTE
 from domicile.shards.policy import (
     BUILTIN_GROUPS,
     CONNECT_TIMEOUT,
@@ -127,6 +128,8 @@ class AuditModel(_Strict):
 
 class ApiModel(_Strict):
     max_record_bytes: int = Field(default=MIB, ge=1)
+    #: failed authentications per client address and minute before 429
+    auth_failures_per_minute: int = Field(default=AUTH_FAILURES_PER_MINUTE, ge=1)
 
 
 class ConfigFile(_Strict):
@@ -167,6 +170,7 @@ class Settings:
     archive: ArchiveSettings
     max_record_bytes: int
     embedded: bool
+    auth_failures_per_minute: int = AUTH_FAILURES_PER_MINUTE
     catalog_connect_timeout: float = CONNECT_TIMEOUT
     catalog_statement_timeout: float = STATEMENT_TIMEOUT
     #: How long before a scheduled rule takes effect subjects still to move are warned about.
@@ -325,6 +329,7 @@ def _build(document: dict[str, Any], data_dir: Path, *, embedded: bool) -> Setti
         ),
         max_record_bytes=model.api.max_record_bytes,
         embedded=embedded,
+        auth_failures_per_minute=model.api.auth_failures_per_minute,
         catalog_connect_timeout=model.catalog.connect_timeout,
         catalog_statement_timeout=model.catalog.statement_timeout,
         warn_within=timedelta(hours=model.comply.warn_within_hours),

@@ -76,6 +76,7 @@ ANSWERS: dict[type[Exception], Answer] = {
     s.NotHome: Answer(503, 1),
     a.LogUnavailable: Answer(503, 1),
     a.ArchiveError: Answer(503, 1),
+    a.SigningKeyUnavailable: Answer(503, 1),
     # A part that cannot serve until an operator acts
     s.MigrationFailed: Answer(503, 1),
     s.BulkWriteFailed: Answer(503, 1),
@@ -83,6 +84,7 @@ ANSWERS: dict[type[Exception], Answer] = {
     a.VerificationFailed: Answer(409, 1),
     a.CheckpointError: Answer(409, 1),
     a.ProofError: Answer(409, 1),
+    a.RotationError: Answer(409, 1),
     a.MissingNodes: Answer(500, 1),
 }
 

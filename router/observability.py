@@ -125,6 +125,13 @@ class Metrics:
             registry=self.registry,
         )
         self._archive_failures_seen: dict[str, int] = {}
+        self.auth_failures = Counter(
+            "domicile_auth_failures",
+            "Failed authentications by reason (missing, malformed, unknown_key, wrong_secret, "
+            "revoked), and requests refused with 429 after too many of them (throttled)",
+            ["reason"],
+            registry=self.registry,
+        )
         #: The cause label last set per series, so a changed cause replaces its old series.
         self._causes: dict[tuple[Gauge, tuple[str, ...]], str] = {}
         # labels() validates and locks on every call; a route's children never change.

@@ -106,19 +106,24 @@ ERROR_STATUSES: dict[int, str] = {
     "`invalid_cursor`, `invalid_if_match`, `invalid_purpose`, `out_of_range`, `invalid_scope`, "
     "`invalid_key_name`), or a subject "
     "the policy permits in no region (`no_permitted_region`)",
+    429: "too many failed authentications from the client's address this minute "
+    "(`too_many_failed_authentications`, `[api] auth_failures_per_minute`): retry after "
+    "`Retry-After` seconds",
     503: "a shard or the catalog is unavailable, or the subject is being moved "
     "(`shard_unavailable`, `catalog_unavailable`, `subject_moving`, …): retry after "
     "`Retry-After` seconds",
 }
 
+_RETRY_AFTER = {
+    "Retry-After": {
+        "description": "seconds to wait before retrying",
+        "schema": {"type": "integer"},
+    }
+}
 _ERROR_HEADERS: dict[int, dict[str, Any]] = {
     401: {"WWW-Authenticate": {"description": "`Bearer`", "schema": {"type": "string"}}},
-    503: {
-        "Retry-After": {
-            "description": "seconds to wait before retrying",
-            "schema": {"type": "integer"},
-        }
-    },
+    429: _RETRY_AFTER,
+    503: _RETRY_AFTER,
 }
 
 

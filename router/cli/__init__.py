@@ -19,8 +19,10 @@ __all__ = ["main"]
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="domicile")
 @click.option("--debug", is_flag=True, help="print the traceback of an unexpected failure")
-@click.option("-v", "--verbose", count=True, help="more log lines (debug, and libraries' info)")
-@click.option("-q", "--quiet", is_flag=True, help="log warnings and errors only")
+@click.option(
+    "-v", "--verbose", count=True, help="log domicile's info lines (-vv: debug, libraries' info)"
+)
+@click.option("-q", "--quiet", is_flag=True, help="log errors only")
 def main(debug: bool, verbose: int, quiet: bool) -> None:
     """domicile: geo-partitioned user-data storage that keeps data where the law says."""
     configure(-1 if quiet else verbose)

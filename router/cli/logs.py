@@ -1,7 +1,9 @@
 """The command line's log: on a terminal through rich, on the console the progress bars draw
 on, so a log line is printed above a bar instead of through it; plain lines on stderr
-otherwise. domicile's own loggers at INFO (``-v`` DEBUG, ``-q`` WARNING), every library's at
-WARNING (``-v`` INFO): a line such as botocore's "Found credentials" is not news."""
+otherwise. Quiet by default: warnings and errors only, every library's included (botocore's
+"Found credentials" is not news); ``-v`` adds domicile's INFO lines, ``-vv`` its DEBUG lines and
+the libraries' INFO; ``-q`` keeps errors only. ``serve`` logs domicile's INFO lines (it is the
+application log)."""
 
 from __future__ import annotations
 
@@ -12,7 +14,7 @@ from rich.logging import RichHandler
 from domicile.router.cli.console import stderr
 
 #: Loggers whose INFO lines are meant for the operator.
-OWN = ("domicile",)
+OWN = "domicile"
 
 #: The handler installed by the last ``configure``: replaced, not added to, by the next (a
 #: process may run several commands, as tests do); other handlers are left alone.
@@ -20,7 +22,7 @@ _installed: list[logging.Handler] = []
 
 
 def configure(verbosity: int) -> None:
-    """``verbosity``: -1 quiet, 0 default, 1 and more verbose."""
+    """``verbosity``: -1 quiet, 0 default, 1 verbose, 2 and more debug."""
     handler: logging.Handler
     if stderr.is_terminal:
         handler = RichHandler(console=stderr, show_path=False, markup=False, log_time_format="%X")
@@ -33,9 +35,16 @@ def configure(verbosity: int) -> None:
         root.removeHandler(previous)
     _installed[:] = [handler]
     root.addHandler(handler)
-    root.setLevel(logging.INFO if verbosity > 0 else logging.WARNING)
-    own = logging.DEBUG if verbosity > 0 else logging.WARNING if verbosity < 0 else logging.INFO
-    for name in OWN:
-        logging.getLogger(name).setLevel(own)
+    own = {-1: logging.ERROR, 0: logging.WARNING, 1: logging.INFO}.get(verbosity, logging.DEBUG)
+    root.setLevel(logging.INFO if verbosity > 1 else max(own, logging.WARNING))
+    logging.getLogger(OWN).setLevel(own)
     # Per request, and by route template: `serve --access-log` turns it on.
-    logging.getLogger("domicile.access").setLevel(logging.WARNING)
+    logging.getLogger(f"{OWN}.access").setLevel(logging.WARNING)
+
+
+def application_log() -> None:
+    """A server's own log: domicile's INFO lines, unless the command line asked for less or
+    more."""
+    own = logging.getLogger(OWN)
+    if own.level == logging.WARNING:
+        own.setLevel(logging.INFO)

@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 
 from domicile.router.cli.common import config_option, fail, settings_from
+from domicile.router.cli.logs import application_log
 
 
 @click.command()
@@ -42,6 +43,7 @@ def serve(
     if (tls_cert is None) != (tls_key is None):
         fail("--tls-cert and --tls-key go together")
     settings = settings_from(config)
+    application_log()
     if access_log:
         logging.getLogger("domicile.access").setLevel(logging.INFO)
     # uvicorn's start and stop lines (the address it listens on) are the operator's business.

@@ -42,6 +42,7 @@ async def test_log_lines(api: Api, deployment: Deployment) -> None:
     ]
     times = [line.split()[0] for line in lines]
     assert times == sorted(times)  # newest last
+    assert len({line.rindex(" ") for line in lines}) == 1  # in columns
 
     only_hans = await invoke("audit", "log", "--config", deployment.config, "--subject", "hans")
     assert [line.split()[1] for line in only_hans.stdout.splitlines()] == [

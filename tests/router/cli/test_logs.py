@@ -1,5 +1,5 @@
-"""The command line's log levels: domicile's INFO lines shown, libraries' only from WARNING
-(botocore's "Found credentials" is not news), ``-v`` and ``-q`` moving both."""
+"""The command line's log levels: quiet by default (warnings, libraries' too: botocore's "Found
+credentials" is not news), ``-v`` for domicile's INFO lines, ``-vv`` for more, ``-q`` less."""
 
 from __future__ import annotations
 
@@ -23,9 +23,10 @@ def levels() -> tuple[int, int]:
 @pytest.mark.parametrize(
     ("flags", "expected"),
     [
-        ((), (logging.INFO, logging.WARNING)),
-        (("-v",), (logging.DEBUG, logging.INFO)),
-        (("-q",), (logging.WARNING, logging.WARNING)),
+        ((), (logging.WARNING, logging.WARNING)),
+        (("-v",), (logging.INFO, logging.WARNING)),
+        (("-vv",), (logging.DEBUG, logging.INFO)),
+        (("-q",), (logging.ERROR, logging.ERROR)),
     ],
 )
 async def test_levels(tmp_path: Path, flags: tuple[str, ...], expected: tuple[int, int]) -> None:
