@@ -82,6 +82,8 @@ class Authenticator:
         for digest, (_, key) in list(self._verified.items()):
             if key.key_id == key_id:
                 del self._verified[digest]
+        # Every router's application log records it, whichever process revoked the key.
+        log.info("API key %s revoked: refused from now on", key_id)
 
     async def authenticate(self, header: str | None, address: str) -> ApiKey:
         token = header[7:].strip() if header and header.startswith("Bearer ") else None

@@ -4,6 +4,7 @@ Redis (a second router refuses the key on its next request), their last use reco
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -34,7 +35,7 @@ async def two_routers(
 
 
 async def test_a_revoked_key_is_refused_by_every_router_at_once(
-    two_routers: tuple[Api, Api, Deployment],
+    two_routers: tuple[Api, Api, Deployment], caplog: pytest.LogCaptureFixture
 ) -> None:
     a, b, dep = two_routers
     made = await a.request("POST", "/v1/keys", json={"name": "billing", "scopes": ["audit:read"]})
@@ -44,6 +45,7 @@ async def test_a_revoked_key_is_refused_by_every_router_at_once(
     for router in (a, b):  # each caches the verified key
         assert (await router.client.get("/v1/audit/logs", headers=bearer)).status_code == 200
 
+    caplog.set_level(logging.INFO, logger="domicile.auth")
     revoked = await cli(dep.config, "keys", "revoke", key_id)  # a third process, the CLI
     assert revoked.exit_code == 0, revoked.output
     assert f"revoked API key {key_id} (billing)" in revoked.output
@@ -52,6 +54,8 @@ async def test_a_revoked_key_is_refused_by_every_router_at_once(
         refused = await router.client.get("/v1/audit/logs", headers=bearer)
         assert refused.status_code == 401
         assert refused.json()["error"]["code"] == "unauthorized"
+    # Both routers' application logs record it.
+    assert caplog.messages.count(f"API key {key_id} revoked: refused from now on") == 2
     # Through the API too, from the other router; again is no error.
     assert (await b.request("DELETE", f"/v1/keys/{key_id}")).status_code == 204
     missing = await b.request("DELETE", "/v1/keys/0000000000000000")
