@@ -266,9 +266,9 @@ async def open_runtime(settings: Settings, *, prepare: bool = True) -> AsyncIter
 
 async def bootstrap_admin_key(runtime: Runtime) -> None:
     """On the embedded default, ``admin.key`` in the data dir holds a usable admin key, or is
-    absent: a server starting with no usable admin key in the catalog makes one and writes it
-    there (0600), and one holding a revoked key is removed. When other admin keys exist, the
-    server says how to make another (``domicile keys create --scope admin``)."""
+    absent: a server starting on a catalog that never held an admin key makes one and writes it
+    there (0600); a file holding a revoked or unknown key is removed. Otherwise the server says
+    how to make one (``domicile keys create --scope admin``)."""
     if not runtime.settings.embedded:
         return
     path = runtime.settings.data_dir / "admin.key"
@@ -287,8 +287,8 @@ async def bootstrap_admin_key(runtime: Runtime) -> None:
         path.unlink(missing_ok=True)
         log.warning("removed %s: the key it held is revoked or unknown", path)
     log.info(
-        "admin API keys exist (`domicile keys list`); "
-        "`domicile keys create --name NAME --scope admin` makes another"
+        "no admin.key: this deployment has had admin API keys (`domicile keys list`); "
+        "`domicile keys create --name NAME --scope admin` makes one"
     )
 
 

@@ -84,8 +84,9 @@ class ApiKeys:
         return new
 
     async def create_first_admin(self, name: str) -> NewKey | None:
-        """An admin key, only if the catalog holds no usable one: of processes starting
-        together on a new deployment, exactly one creates it (the others get None)."""
+        """An admin key, only if the catalog has never held one (a revoked admin key counts:
+        an operator who revoked it meant it): of processes starting together on a new
+        deployment, exactly one creates it (the others get None)."""
         return await self._create(name, {"admin"}, first=True, by=None)
 
     async def _create(
@@ -104,7 +105,7 @@ class ApiKeys:
             if first:
                 await serialize_writers(conn)
                 rows = (await conn.execute(select(api_keys))).all()
-                if any(_key(row).allows("admin") and not _key(row).revoked for row in rows):
+                if any(_key(row).allows("admin") for row in rows):
                     return None
             await conn.execute(
                 insert(api_keys).values(
