@@ -1,5 +1,6 @@
 """API keys as an admin manages them: listed without secrets, revoked everywhere at once with
-Redis (a second router refuses the key on its next request), their last use recorded."""
+Redis (a second router refuses the key on its next request) and within the key cache's time
+without, their last use recorded."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from domicile.router.auth import Authenticator
 from tests.support.api import Api, start_api
 from tests.support.cli import cli
 from tests.support.deployment import Deployment, drop_databases, make_deployment
@@ -99,3 +101,24 @@ async def _eventually_used(api: Api, key_id: str) -> list[dict[str, object]]:
             return listing
         await asyncio.sleep(0.05)
     raise AssertionError(f"the last use of {key_id} was not recorded")
+
+
+async def test_without_redis_another_router_refuses_the_key_within_its_cache_time(
+    api: Api, deployment: Deployment
+) -> None:
+    """No Redis: the revoking router refuses the key at once, another one once its cached
+    verification expires (30 s in production, a fraction of a second here)."""
+    ttl = 0.5
+    async for other in start_api(deployment.settings()):
+        for router in (api, other):
+            app = router.client._transport.app  # type: ignore[attr-defined]
+            app.state.authenticator = Authenticator(router.runtime.api_keys, ttl=ttl)
+        made = await api.request("POST", "/v1/keys", json={"name": "b", "scopes": ["audit:read"]})
+        bearer = {"Authorization": f"Bearer {made.json()['secret']}"}
+        for router in (api, other):
+            assert (await router.client.get("/v1/audit/logs", headers=bearer)).status_code == 200
+        assert (await api.request("DELETE", f"/v1/keys/{made.json()['key_id']}")).status_code == 204
+        assert (await api.client.get("/v1/audit/logs", headers=bearer)).status_code == 401
+        assert (await other.client.get("/v1/audit/logs", headers=bearer)).status_code == 200
+        await asyncio.sleep(ttl)
+        assert (await other.client.get("/v1/audit/logs", headers=bearer)).status_code == 401
