@@ -62,6 +62,13 @@ async def write_subjects(conn: AsyncConnection, shard: str, rows: Sequence[Subje
     await _write(conn, shard, subjects, _SUBJECT_COLUMNS, rows)
 
 
+async def write_entries(
+    conn: AsyncConnection, shard: str, rows: Sequence[tuple[bytes, str | None]]
+) -> None:
+    """Append audit entries, (leaf, subject) each, in order: a bulk import's thousands."""
+    await _write(conn, shard, audit_pending, ("leaf", "subject"), rows)
+
+
 async def _write(
     conn: AsyncConnection,
     shard: str,

@@ -7,6 +7,7 @@ import click
 from domicile.router.cli.audit import audit
 from domicile.router.cli.comply import comply_command, move_command
 from domicile.router.cli.config import config_group
+from domicile.router.cli.imports import import_command
 from domicile.router.cli.keys import keys
 from domicile.router.cli.logs import configure
 from domicile.router.cli.moves import moves
@@ -28,5 +29,16 @@ def main(debug: bool, verbose: int, quiet: bool) -> None:
     configure(-1 if quiet else verbose)
 
 
-for command in (serve, keys, config_group, shards, move_command, comply_command, moves, audit):
+COMMANDS = (
+    serve,
+    keys,
+    config_group,
+    shards,
+    import_command,
+    move_command,
+    comply_command,
+    moves,
+    audit,
+)
+for command in COMMANDS:
     main.add_command(command)
