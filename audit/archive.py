@@ -73,6 +73,9 @@ class ArchiveStore(Protocol):
     def write(self, key: str, data: bytes) -> None:
         """Store ``data`` immutably; a no-op when the same bytes are already there."""
 
+    def check(self) -> None:
+        """Raise ``ArchiveError`` when writes cannot be made immutable here."""
+
 
 class LocalStore:
     """A folder; archived files are made read-only (a courtesy: only S3 Object Lock enforces)."""
@@ -112,6 +115,9 @@ class LocalStore:
         with os.fdopen(fd, "wb") as out:
             out.write(data)
         os.replace(partial, path)
+
+    def check(self) -> None:
+        """Nothing to check: a folder's immutability is only a courtesy."""
 
 
 def _private_dirs(path: Path) -> None:
@@ -158,7 +164,8 @@ class S3Store:
     def read(self, key: str) -> bytes:
         return self.client.get_object(Bucket=self.bucket, Key=self.prefix + key)["Body"].read()
 
-    def _check_lock(self) -> None:
+    def check(self) -> None:
+        """The bucket must have Object Lock enabled (checked once per store)."""
         from botocore.exceptions import ClientError
 
         if self._lock_checked:
@@ -179,7 +186,7 @@ class S3Store:
 
         if self.retention_days is None:
             raise ArchiveError(f"{self.location} is opened for reading only")
-        self._check_lock()
+        self.check()
         digest = hashlib.sha256(data).hexdigest()
         try:
             head = self.client.head_object(Bucket=self.bucket, Key=self.prefix + key)
@@ -239,12 +246,15 @@ class Archiver:
         self.targets = dict(targets)
         self.issue = issue
         self.bundle_size = bundle_size
-        self._archived: dict[str, int] = {}
+        #: How far each log's archive reaches (known after its first round), and how many
+        #: rounds failed since start, for the metrics.
+        self.archived: dict[str, int] = {}
+        self.failures: dict[str, int] = dict.fromkeys(self.targets, 0)
 
     async def archive(self, name: str) -> int:
         """Archive every closed bundle of log ``name``; returns the archived size."""
         target = self.targets[name]
-        done = self._archived.get(name)
+        done = self.archived.get(name)
         if done is None:
             done = await asyncio.to_thread(archived_size, target.store, name)
         size = await target.log.integrate()
@@ -259,8 +269,21 @@ class Archiver:
             await asyncio.to_thread(
                 target.store.write, checkpoint_key(name, end), checkpoint.note.encode()
             )
-            done = self._archived[name] = end
+            done = end
+        self.archived[name] = done
         return done
+
+    async def check(self) -> dict[str, Exception]:
+        """Why each log's archive cannot take writes, for the logs whose cannot: a server
+        checks at start, so a bucket without Object Lock is reported then, not at its first
+        bundle."""
+        problems: dict[str, Exception] = {}
+        for name, target in self.targets.items():
+            try:
+                await asyncio.to_thread(target.store.check)
+            except Exception as exc:  # S3's own errors too: reported, retried at each round
+                problems[name] = exc
+        return problems
 
     async def sign_bundles(self, name: str, size: int) -> None:
         """Checkpoint the end of every bundle closed at ``size`` that has no checkpoint yet:
@@ -278,5 +301,6 @@ class Archiver:
                 results[name] = await self.archive(name)
             except Exception as exc:  # one log's outage must not stop the others
                 log.warning("archiving log %s failed, will retry: %s", name, exc)
+                self.failures[name] += 1
                 results[name] = exc
         return results

@@ -7,6 +7,7 @@ checkpoint through it. A deployment keeps each shard's log in that shard's own d
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Protocol
 
 from domicile.audit.checkpoint import Checkpoint, sign_checkpoint
@@ -25,6 +26,17 @@ class IssuedCheckpoint:
     size: int
     root: bytes
     note: str  # the signed note, exactly as served
+
+
+@dataclass(frozen=True)
+class Backlog:
+    """What an operator watches of a log: entries committed and not yet integrated, the time
+    the oldest of them records, and when the latest checkpoint was issued."""
+
+    pending: int
+    oldest_pending: datetime | None
+    checkpoint_issued: datetime | None
+    size: int
 
 
 class LogStore(Protocol):
@@ -79,6 +91,9 @@ class LogStore(Protocol):
 
     async def keep_checkpoint(self, checkpoint: IssuedCheckpoint) -> IssuedCheckpoint:
         """Store ``checkpoint`` unless one of its size is kept already; returns the one kept."""
+
+    async def backlog(self) -> Backlog:
+        """The log's backlog, read without the integration lock."""
 
     async def key_rotations(self) -> list[tuple[int | None, bytes]]:
         """The log's key rotation entries in log order: (index, leaf) once integrated, then

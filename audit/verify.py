@@ -349,7 +349,6 @@ def describe(result: Verified) -> str:
     if result.note is None:
         return f"{result.log}: no checkpoint yet, nothing to verify"
     root = base64.b64encode(result.root).decode()
-    return (
-        f"{result.log}: ok, {result.size} entries, {result.checkpoints} signed checkpoints, "
-        f"root {root}"
-    )
+    entries = f"{result.size} {'entry' if result.size == 1 else 'entries'}"
+    signed = f"{result.checkpoints} signed checkpoint{'' if result.checkpoints == 1 else 's'}"
+    return f"{result.log}: ok, {entries}, {signed}, root {root}"

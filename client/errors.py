@@ -16,6 +16,7 @@ import httpx
 __all__ = [
     "AlreadyPlaced",
     "ApiError",
+    "ApiKeyNotFound",
     "ArchiveConflict",
     "ArchiveError",
     "BadRequest",
@@ -32,6 +33,7 @@ __all__ = [
     "InvalidIfMatch",
     "InvalidJurisdiction",
     "InvalidKey",
+    "InvalidKeyName",
     "InvalidKeyRotation",
     "InvalidLookup",
     "InvalidNote",
@@ -162,6 +164,10 @@ class LogNotFound(NotFound):
 
 class MoveNotFound(NotFound):
     code = "move_not_found"
+
+
+class ApiKeyNotFound(NotFound):
+    code = "key_not_found"
 
 
 class MethodNotAllowed(ApiError):
@@ -323,6 +329,12 @@ class InvalidPurpose(InvalidRequest):
 
 class InvalidScope(InvalidRequest):
     code = "invalid_scope"
+
+
+class InvalidKeyName(InvalidRequest):
+    """An API key's name: 1 to 128 characters."""
+
+    code = "invalid_key_name"
 
 
 class UnknownRevision(InvalidRequest):

@@ -14,6 +14,7 @@ from domicile.router.api import (
     audit,
     errors,
     health,
+    keys,
     lookups,
     moves,
     openapi,
@@ -23,6 +24,7 @@ from domicile.router.api import (
 )
 from domicile.router.auth import Authenticator
 from domicile.router.config import Settings
+from domicile.router.gauges import count_placements
 from domicile.router.observability import Metrics, Observability
 from domicile.router.runtime import bootstrap_admin_key, open_runtime
 from domicile.router.schedule import follow_schedule
@@ -40,6 +42,9 @@ def create_app(settings: Settings) -> FastAPI:
                     log.warning("not ready at start-up: %s", reason)
             if runtime.catalog_migrated:
                 await bootstrap_admin_key(runtime)
+            if runtime.audit.archiver is not None:
+                for name, problem in (await runtime.audit.archiver.check()).items():
+                    log.warning("audit log %s cannot be archived: %s", name, problem)
             app.state.runtime = runtime
             shared = (
                 RedisFailures(settings.redis_url, settings.deployment, settings.redis_ca)
@@ -47,21 +52,24 @@ def create_app(settings: Settings) -> FastAPI:
                 else None
             )
             throttle = AuthThrottle(settings.auth_failures_per_minute, shared)
-            app.state.authenticator = Authenticator(
+            authenticator = app.state.authenticator = Authenticator(
                 runtime.api_keys,
                 throttle=throttle,
                 count=lambda reason: metrics.auth_failures.labels(reason).inc(),
             )
+            await runtime.api_keys.revocations.listening()
             if runtime.store.relocator is not None:
                 runtime.store.relocator.observe = metrics.relocations.observe
             background = [
                 asyncio.create_task(runtime.migrate_catalog_when_back()),
                 asyncio.create_task(follow_schedule(runtime, metrics)),
+                asyncio.create_task(count_placements(runtime, metrics)),
             ]
             try:
                 async with runtime.audit.running():
                     yield
             finally:
+                await authenticator.close()
                 await throttle.aclose()
                 for task in background:
                     task.cancel()
@@ -80,6 +88,6 @@ def create_app(settings: Settings) -> FastAPI:
     app.add_middleware(Observability, metrics=metrics)
     errors.install(app)
     openapi.install(app)
-    for module in (records, subjects, lookups, shards, moves, audit, health):
+    for module in (records, subjects, lookups, shards, moves, keys, audit, health):
         app.include_router(module.router)
     return app

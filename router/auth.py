@@ -1,5 +1,8 @@
 """Bearer API keys with scopes. Verified keys are cached briefly so the hot path does not hit
-the catalog on every request (a revoked key stops working within ``ttl`` seconds). Failed
+the catalog on every request. A revoked key is forgotten at once by every router that hears the
+revocation (all of them with Redis, ``shards.key_revocations``); one that does not hear it stops
+accepting the key within ``ttl`` seconds. A key's last use is written to the catalog at most
+once per ``USE_RECORD_INTERVAL`` per key and process, in the background. Failed
 authentications are counted, logged with the client's address and the key id given (never the
 secret) and throttled per address (``router.throttle``); secrets are compared only as digests,
 in constant time.
@@ -13,10 +16,12 @@ takes effect at the first request after the outage."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import re
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Annotated, Literal
 
 from fastapi import Depends, Request, Security
@@ -25,12 +30,14 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer, SecurityS
 from domicile.router.errors import ApiError
 from domicile.router.throttle import AUTH_FAILURES_PER_MINUTE, AuthThrottle
 from domicile.shards.api_keys import ApiKey, ApiKeys, hash_secret, parse_token, secret_matches
-from domicile.shards.errors import CatalogUnavailable
+from domicile.shards.errors import CatalogUnavailable, DomicileError
 
 log = logging.getLogger("domicile.auth")
 
 #: How long past its cache time a verified key outlives a catalog outage.
 OUTAGE_GRACE = 900.0
+#: Seconds between two writes of one key's last use by one process.
+USE_RECORD_INTERVAL = 60.0
 
 Failure = Literal["missing", "malformed", "unknown_key", "wrong_secret", "revoked"]
 #: A key id as ``keys create`` makes them; anything else a client sends is not logged.
@@ -59,12 +66,31 @@ class Authenticator:
         # One catalog lookup per token at a time: when an entry expires under load, every
         # concurrent request of that client would otherwise take a catalog connection at once.
         self._verifying: dict[str, asyncio.Task[ApiKey | Failure]] = {}
+        # Bumped by each revocation heard: a lookup that began before it caches nothing.
+        self._generation = 0
+        keys.revocations.listen(self.forget)
+        self._use_recorded: dict[str, float] = {}
+        self._unrecorded: set[str] = set()
+        self._recorder: asyncio.Task[None] | None = None
+
+    def forget(self, key_id: str | None) -> None:
+        """Drop the cached verifications of a revoked key (of every key with None)."""
+        self._generation += 1
+        if key_id is None:
+            self._verified.clear()
+            return
+        for digest, (_, key) in list(self._verified.items()):
+            if key.key_id == key_id:
+                del self._verified[digest]
+        # Every router's application log records it, whichever process revoked the key.
+        log.info("API key %s revoked: refused from now on", key_id)
 
     async def authenticate(self, header: str | None, address: str) -> ApiKey:
         token = header[7:].strip() if header and header.startswith("Bearer ") else None
         digest = hash_secret(token) if token else None
         hit = self._verified.get(digest) if digest else None
         if hit is not None and hit[0] > time.monotonic():
+            self._used(hit[1])
             return hit[1]
         # Only what is verified afresh is throttled: a key verified already is no guess.
         wait = await self.throttle.retry_after(address)
@@ -94,9 +120,11 @@ class Authenticator:
             parsed = parse_token(token)
             await self._failed(address, key, parsed[0] if parsed else None)
             raise _unauthorized("invalid API key")
+        self._used(key)
         return key
 
     async def _verify(self, token: str, digest: str) -> ApiKey | Failure:
+        generation = self._generation
         parsed = parse_token(token)
         key = await self._keys.get(parsed[0]) if parsed else None
         if key is None or not secret_matches(key, token) or key.revoked:
@@ -106,10 +134,36 @@ class Authenticator:
             if key is None:
                 return "unknown_key"
             return "revoked" if secret_matches(key, token) else "wrong_secret"
+        if generation != self._generation:
+            return key  # a revocation was heard meanwhile: serve this request, check the next
         if len(self._verified) > 10_000:
             self._verified.clear()
         self._verified[digest] = (time.monotonic() + self._ttl, key)
         return key
+
+    def _used(self, key: ApiKey) -> None:
+        now = time.monotonic()
+        if now - self._use_recorded.get(key.key_id, -USE_RECORD_INTERVAL) < USE_RECORD_INTERVAL:
+            return
+        self._use_recorded[key.key_id] = now
+        self._unrecorded.add(key.key_id)
+        if self._recorder is None or self._recorder.done():
+            self._recorder = asyncio.create_task(self._record_uses(), name="domicile-key-uses")
+
+    async def _record_uses(self) -> None:
+        """One catalog write for the keys used since the last one, until none is left."""
+        await asyncio.sleep(0)  # let the requests of this moment add their keys
+        while self._unrecorded:
+            used, self._unrecorded = self._unrecorded, set()
+            try:
+                await self._keys.record_use(used, datetime.now(UTC))
+            except DomicileError as exc:  # the catalog is down: the next minute's use says it
+                log.debug("last use of API keys not recorded: %s", exc)
+
+    async def close(self) -> None:
+        if self._recorder is not None:
+            with contextlib.suppress(Exception):
+                await self._recorder
 
     async def _failed(self, address: str, reason: Failure, key_id: str | None) -> None:
         """Count, log (the address and the key id, never the secret) and throttle."""

@@ -224,10 +224,32 @@ def embedded_document(data_dir: Path) -> dict[str, Any]:
 def load_settings(config: Path | None = None, env: Environment | None = None) -> Settings:
     """Load ``--config``, else ``$DOMICILE_CONFIG``, else the embedded default."""
     env = env or Environment()
+    document, data_dir, embedded = _document(config, env)
+    return _build(document, data_dir, embedded=embedded, env=env)
+
+
+def effective_config(config: Path | None = None, env: Environment | None = None) -> dict[str, Any]:
+    """The configuration as it runs (``domicile config show``): validated, every default
+    filled in, paths resolved, the password of every url masked; tables left empty (no
+    groups, no Redis) are omitted."""
+    env = env or Environment()
+    document, data_dir, embedded = _document(config, env)
+    settings = _build(document, data_dir, embedded=embedded, env=env)
+    effective = ConfigFile.model_validate(document).model_dump(exclude_none=True)
+    effective["data_dir"] = str(settings.data_dir)
+    effective["catalog"]["url"] = settings.catalog_url
+    effective["audit"]["signing_key"] = str(settings.signing_key_path)
+    effective["audit"]["archive"]["local_dir"] = str(settings.archive.local_dir)
+    masked: dict[str, Any] = _mask(effective)
+    return masked
+
+
+def _document(config: Path | None, env: Environment) -> tuple[dict[str, Any], Path, bool]:
+    """The config document, its data dir, and whether it is the embedded default."""
     path = config or env.config
     if path is None:
         data_dir = env.data_dir.resolve()
-        return _build(embedded_document(data_dir), data_dir, embedded=True, env=env)
+        return embedded_document(data_dir), data_dir, True
     try:
         document = tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
@@ -240,7 +262,22 @@ def load_settings(config: Path | None = None, env: Environment | None = None) ->
     base = path.resolve().parent
     raw_dir = document.get("data_dir")
     data_dir = (base / raw_dir).resolve() if isinstance(raw_dir, str) else env.data_dir.resolve()
-    return _build(document, data_dir, embedded=False, env=env)
+    return document, data_dir, False
+
+
+#: The password of a url (``scheme://user:password@host``).
+_URL_PASSWORD = re.compile(r"(://[^/:@\s]*:)[^@/\s]+(@)")
+
+
+def _mask(value: Any) -> Any:
+    if isinstance(value, dict):
+        masked = {k: _mask(v) for k, v in value.items()}
+        return {k: v for k, v in masked.items() if v != {}}
+    if isinstance(value, list):
+        return [_mask(v) for v in value]
+    if isinstance(value, str):
+        return _URL_PASSWORD.sub(r"\1***\2", value)
+    return value
 
 
 def _expand_env(value: Any, where: str) -> Any:

@@ -55,6 +55,7 @@ ANSWERS: dict[type[Exception], Answer] = {
     s.InvalidInput: Answer(422, 2),
     s.NoPermittedRegion: Answer(422, 2),
     s.SubjectNotFound: Answer(404, 2),
+    s.ApiKeyNotFound: Answer(404, 2),
     s.RecordNotFound: Answer(404, 2),
     a.UnknownLog: Answer(404, 2),
     a.ProofRangeError: Answer(422, 2),

@@ -12,12 +12,15 @@ from domicile.shards.registry import Shard
 
 UP = "up"
 READ_ONLY = "read_only"
+#: Serving, at a schema revision below the one this version needs (``domicile shards status``
+#: and ``/v1/shards`` read the revision): what needs the newer schema fails until upgraded.
+BEHIND = "behind"
 DOWN = "down"
 
 
 @dataclass(frozen=True)
 class Health:
-    state: str  # up | read_only (reads served, writes refused) | down
+    state: str  # up | read_only (reads served, writes refused) | behind | down
     cause: str | None = None  # a ``faults.Cause``; None when up
     reason: str | None = None  # a sentence naming the part and what to do
 

@@ -80,6 +80,51 @@ class Metrics:
             buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
             registry=self.registry,
         )
+        self.audit_pending = Gauge(
+            "domicile_audit_pending_entries",
+            "Audit entries committed and not yet integrated into their log's tree",
+            ["log"],
+            registry=self.registry,
+        )
+        self.audit_lag = Gauge(
+            "domicile_audit_integration_lag_seconds",
+            "Age of the oldest audit entry waiting for integration (0 when none waits)",
+            ["log"],
+            registry=self.registry,
+        )
+        self.checkpoint_age = Gauge(
+            "domicile_audit_checkpoint_age_seconds",
+            "Seconds since the log's latest signed checkpoint was issued",
+            ["log"],
+            registry=self.registry,
+        )
+        self.archive_lag = Gauge(
+            "domicile_audit_archive_lag_entries",
+            "Integrated entries of the log not yet in its archive (a bundle is archived once "
+            "full: up to [audit.archive] bundle_size entries wait normally)",
+            ["log"],
+            registry=self.registry,
+        )
+        self.archive_failures = Counter(
+            "domicile_audit_archive_failures",
+            "Archive rounds of the log that failed (S3 or the shard unavailable)",
+            ["log"],
+            registry=self.registry,
+        )
+        self.moves = Gauge(
+            "domicile_moves",
+            "Moves in the journal by state (finished ones included)",
+            ["state"],
+            registry=self.registry,
+        )
+        self.misplaced = Gauge(
+            "domicile_misplaced_subjects",
+            "Subjects on a shard the policy (in effect or scheduled) does not permit for their "
+            "jurisdiction: what `domicile comply` would move",
+            ["jurisdiction", "shard"],
+            registry=self.registry,
+        )
+        self._archive_failures_seen: dict[str, int] = {}
         self.auth_failures = Counter(
             "domicile_auth_failures",
             "Failed authentications by reason (missing, malformed, unknown_key, wrong_secret, "
@@ -101,6 +146,11 @@ class Metrics:
     def set_redis(self, health: Health | None) -> None:
         if health is not None:  # no series at all when no Redis is configured
             self._set(self.redis_up, (), health)
+
+    def count_archive_failures(self, log: str, since_start: int) -> None:
+        seen = self._archive_failures_seen.get(log, 0)
+        self.archive_failures.labels(log).inc(since_start - seen)
+        self._archive_failures_seen[log] = since_start
 
     def _set(self, gauge: Gauge, labels: tuple[str, ...], health: Health) -> None:
         cause = health.cause or ""

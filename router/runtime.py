@@ -9,6 +9,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from sqlalchemy.engine import make_url
 
@@ -16,13 +17,14 @@ from domicile.audit.service import AuditService
 from domicile.router.audit_setup import audit_service
 from domicile.router.config import Settings
 from domicile.router.secrets import load_or_create_key, write_private
-from domicile.shards.api_keys import SCOPES, ApiKeys
+from domicile.shards.api_keys import ApiKeys, parse_token, secret_matches
 from domicile.shards.cache import LocalCache, PlacementCache, RedisCache
 from domicile.shards.catalog import Catalog
 from domicile.shards.directory import Directory
 from domicile.shards.errors import CatalogUnavailable, DomicileError, MigrationFailed
 from domicile.shards.faults import Cause, Fault, classify
 from domicile.shards.files import private_dir, tighten
+from domicile.shards.key_revocations import KeyRevocations, LocalRevocations, RedisRevocations
 from domicile.shards.lookup_index import LookupIndex
 from domicile.shards.lookup_keys import LookupKeys
 from domicile.shards.lookups import LookupFinder
@@ -217,14 +219,18 @@ async def open_runtime(settings: Settings, *, prepare: bool = True) -> AsyncIter
     migration_journal = MigrationJournal(catalog)
     registry = ShardRegistry(settings.topology)
     cache: PlacementCache
+    revocations: KeyRevocations
     if settings.redis_url:
         redis_cache = RedisCache(
             settings.redis_url, namespace=settings.deployment, ca=settings.redis_ca
         )
         await redis_cache.start()
         cache = redis_cache
+        revocations = RedisRevocations(
+            settings.redis_url, namespace=settings.deployment, ca=settings.redis_ca
+        )
     else:
-        cache = LocalCache()
+        cache, revocations = LocalCache(), LocalRevocations()
     try:
         shard_faults: dict[str, str] = {}
         catalog_fault: str | None = None
@@ -254,7 +260,7 @@ async def open_runtime(settings: Settings, *, prepare: bool = True) -> AsyncIter
             catalog,
             cache,
             directory,
-            ApiKeys(catalog),
+            ApiKeys(catalog, revocations),
             move_journal,
             migration_journal,
             store,
@@ -266,6 +272,7 @@ async def open_runtime(settings: Settings, *, prepare: bool = True) -> AsyncIter
             catalog_migrated=catalog_migrated,
         )
     finally:
+        await revocations.close()
         await cache.close()
         await registry.dispose()
         await catalog.dispose()
@@ -280,13 +287,35 @@ def lookup_secret(settings: Settings) -> bytes:
 
 
 async def bootstrap_admin_key(runtime: Runtime) -> None:
-    """First start of the embedded default: write an admin key to a 0600 file and say where."""
-    if not runtime.settings.embedded or await runtime.api_keys.count() > 0:
+    """On the embedded default, ``admin.key`` in the data dir holds a usable admin key, or is
+    absent: a server starting on a catalog that never held an admin key makes one and writes it
+    there (0600); a file holding a revoked or unknown key is removed. Otherwise the server says
+    how to make one (``domicile keys create --scope admin``)."""
+    if not runtime.settings.embedded:
         return
     path = runtime.settings.data_dir / "admin.key"
-    new = await runtime.api_keys.create_first("bootstrap-admin", SCOPES)
-    if new is None:  # another process starting beside this one made it
+    token = _read(path)
+    parsed = parse_token(token)
+    held = await runtime.api_keys.get(parsed[0]) if parsed else None
+    if held is not None and not held.revoked and secret_matches(held, token):
         return
-    path.unlink(missing_ok=True)
-    write_private(path, new.secret.encode() + b"\n")
-    log.warning("created an admin API key; its secret is in %s", path)
+    new = await runtime.api_keys.create_first_admin("bootstrap-admin")
+    if new is not None:
+        path.unlink(missing_ok=True)  # a stale one: no other process makes a key now
+        write_private(path, new.secret.encode() + b"\n")
+        log.warning("created an admin API key; its secret is in %s", path)
+        return
+    if token and _read(path) == token:  # not replaced meanwhile by a process beside this one
+        path.unlink(missing_ok=True)
+        log.warning("removed %s: the key it held is revoked or unknown", path)
+    log.info(
+        "no admin.key: this deployment has had admin API keys (`domicile keys list`); "
+        "`domicile keys create --name NAME --scope admin` makes one"
+    )
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_text(encoding="ascii", errors="replace").strip()
+    except FileNotFoundError:
+        return ""

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from domicile.audit.events import rfc3339
+from domicile.shards.api_keys import ApiKey
 from domicile.shards.move_journal import MoveRow
 
 
@@ -29,4 +30,16 @@ def move_json(m: MoveRow) -> dict[str, object]:
         "created_at": _time(m.created_at),
         "updated_at": _time(m.updated_at),
         "finished_at": _time(m.finished_at),
+    }
+
+
+def key_json(k: ApiKey) -> dict[str, object]:
+    """An API key as listed: never its secret (nor the secret's hash)."""
+    return {
+        "key_id": k.key_id,
+        "name": k.name,
+        "scopes": sorted(k.scopes),
+        "created_at": _time(k.created_at),
+        "last_used_at": _time(k.last_used_at),
+        "revoked_at": _time(k.revoked_at),
     }

@@ -223,3 +223,10 @@ class BulkWriteFailed(DomicileError):
     def __init__(self, shard: str, exc: Exception) -> None:
         super().__init__(f"shard {shard} refused the copied rows ({type(exc).__name__})")
         self.shard = shard
+
+
+class ApiKeyNotFound(DomicileError):
+    code = "key_not_found"
+
+    def __init__(self, key_id: str) -> None:
+        super().__init__(f"there is no API key {key_id!r}")

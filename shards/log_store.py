@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
+import orjson
 from sqlalchemy import and_, delete, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -29,7 +30,7 @@ from domicile.audit.merkle import (
     leaf_hash,
     range_node_ids,
 )
-from domicile.audit.store import Entry, IssuedCheckpoint
+from domicile.audit.store import Backlog, Entry, IssuedCheckpoint
 from domicile.shards.auditlog import site_of
 from domicile.shards.engines import insert_on_conflict, serialize_writers
 from domicile.shards.errors import ShardLogUnavailable, ShardUnavailable
@@ -226,6 +227,21 @@ class ShardLogStore:
         return int(size or 0)
 
     # -- reads ---------------------------------------------------------------------------------
+
+    async def backlog(self) -> Backlog:
+        async with self._read() as conn:
+            pending = await conn.scalar(select(func.count()).select_from(audit_pending))
+            oldest = await conn.scalar(
+                select(audit_pending.c.leaf).order_by(audit_pending.c.id).limit(1)
+            )
+            issued = await conn.scalar(select(func.max(audit_checkpoints.c.created_at)))
+            size = await self._size(conn)
+        return Backlog(
+            int(pending or 0),
+            None if oldest is None else datetime.fromisoformat(orjson.loads(oldest)["time"]),
+            None if issued is None else issued if issued.tzinfo else issued.replace(tzinfo=UTC),
+            size,
+        )
 
     async def size(self) -> int:
         """The integrated tree size."""

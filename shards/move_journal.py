@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Row, bindparam, or_, select, update
+from sqlalchemy import Row, bindparam, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from domicile.shards.catalog import Catalog
@@ -365,6 +365,12 @@ class MoveJournal:
                 )
             ).first()
         return None if row is None else _move(row)
+
+    async def count_by_state(self) -> dict[str, int]:
+        """How many moves the journal holds in each state, finished ones included."""
+        stmt = select(moves.c.state, func.count()).group_by(moves.c.state)
+        async with self._catalog.transaction(write=False) as conn:
+            return {state: int(n) for state, n in await conn.execute(stmt)}
 
     async def latest(
         self, *, unfinished_only: bool = True, limit: int = 100, ids: Collection[str] = ()

@@ -126,6 +126,16 @@ def resolve_revision(target: str, scripts: Path | None = None) -> str | None:
     return found.revision
 
 
+def revisions_behind(current: str | None, scripts: Path | None = None) -> int | None:
+    """How many revisions a shard at ``current`` is below head (0 at head); None for a
+    revision this version does not know (a newer release's)."""
+    script = ScriptDirectory.from_config(alembic_config(SHARD_HISTORY, scripts=scripts))
+    newest_first = [r.revision for r in script.walk_revisions()]
+    if current is None:
+        return len(newest_first)
+    return newest_first.index(current) if current in newest_first else None
+
+
 def plan_steps(
     current: str | None, target: str | None, action: str, scripts: Path | None = None
 ) -> list[tuple[str | None, str | None]]:

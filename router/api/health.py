@@ -13,6 +13,7 @@ from fastapi import APIRouter, Request
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.responses import Response
 
+from domicile.router.gauges import read_logs
 from domicile.router.health import Health, catalog_health, redis_health, shard_health
 from domicile.router.observability import Metrics
 from domicile.router.responses import JSONResponse
@@ -57,4 +58,5 @@ async def metrics(request: Request) -> Response:
     collected.set_redis(redis)
     for shard in runtime.registry.all():
         collected.set_shard(shard.name, shard.region.name, shards[shard.name])
+    await read_logs(runtime, collected)
     return Response(generate_latest(collected.registry), media_type=CONTENT_TYPE_LATEST)

@@ -87,8 +87,14 @@ class ShardOut(BaseModel):
     name: str
     region: str
     country: str
-    health: str = Field(description="up, read_only (reads served, writes refused) or down")
-    cause: str | None = Field(description="why it is not up: unreachable, timeout, ...")
+    health: str = Field(
+        description="up, read_only (reads served, writes refused), behind (serving below the "
+        "schema revision this version needs: run `domicile shards upgrade`) or down"
+    )
+    cause: str | None = Field(
+        description="why it is not up: unreachable, timeout, schema_missing, "
+        "identity_mismatch, schema_behind, ..."
+    )
     reason: str | None = Field(description="the cause as a sentence, with what to do")
     schema_revision: str | None
     head_revision: str
@@ -104,8 +110,9 @@ class ShardList(BaseModel):
 ERROR_STATUSES: dict[int, str] = {
     401: "no API key, or an invalid or revoked one (`unauthorized`)",
     403: "the API key lacks the operation's scope (`forbidden`)",
-    404: "the subject, record, log or move does not exist, or no subject holds the lookup "
-    "value (`subject_not_found`, `record_not_found`, `log_not_found`, `move_not_found`)",
+    404: "the subject, record, log, move or API key does not exist, or no subject holds the "
+    "lookup value (`subject_not_found`, `record_not_found`, `log_not_found`, `move_not_found`, "
+    "`key_not_found`)",
     409: "conflicts with what is stored (`jurisdiction_conflict`, `lookup_taken`, "
     "`relocation_required`, `residency_guard`, `already_placed`)",
     412: "`If-Match` names another version than the record's (`version_mismatch`)",
@@ -113,8 +120,8 @@ ERROR_STATUSES: dict[int, str] = {
     415: "the body is not `application/json` (`unsupported_media_type`)",
     422: "invalid input (`invalid_request`, `malformed_json`, `invalid_body`, "
     "`invalid_subject_id`, `invalid_jurisdiction`, `invalid_collection`, `invalid_key`, "
-    "`invalid_cursor`, `invalid_if_match`, `invalid_purpose`, `out_of_range`, "
-    "`unknown_lookup_kind`, `invalid_lookup`), or a subject "
+    "`invalid_cursor`, `invalid_if_match`, `invalid_purpose`, `out_of_range`, `invalid_scope`, "
+    "`invalid_key_name`, `unknown_lookup_kind`, `invalid_lookup`), or a subject "
     "the policy permits in no region (`no_permitted_region`)",
     429: "too many failed authentications from the client's address this minute "
     "(`too_many_failed_authentications`, `[api] auth_failures_per_minute`): retry after "

@@ -9,21 +9,26 @@ from starlette.responses import Response
 
 from domicile.router.api.models import ShardList, errors
 from domicile.router.auth import Admin
-from domicile.router.health import DOWN, shard_health
+from domicile.router.health import BEHIND, DOWN, UP, shard_health
 from domicile.router.responses import JSONResponse
 from domicile.router.runtime import Runtime
 from domicile.router.state import runtime_of
 from domicile.shards.errors import ShardUnavailable
 from domicile.shards.faults import Cause
 from domicile.shards.registry import Shard
-from domicile.shards.schema_runner import SHARD_HISTORY, head_revision, shard_revision
+from domicile.shards.schema_runner import (
+    SHARD_HISTORY,
+    head_revision,
+    revisions_behind,
+    shard_revision,
+)
 
 router = APIRouter(prefix="/v1/shards", tags=["shards"])
 
 
 async def describe_shard(runtime: Runtime, shard: Shard) -> dict[str, object]:
     """The shard's health (state, cause, reason), schema revision and counts (None when it
-    cannot be read)."""
+    cannot be read). A shard that serves below the schema this version needs is ``behind``."""
     health = await shard_health(shard)
     info: dict[str, object] = {
         "name": shard.name,
@@ -41,7 +46,7 @@ async def describe_shard(runtime: Runtime, shard: Shard) -> dict[str, object]:
         return info
     try:
         async with asyncio.timeout(5):
-            info["schema_revision"] = await shard_revision(shard)
+            info["schema_revision"] = revision = await shard_revision(shard)
             info["subjects"], info["records"] = await runtime.store.shard_counts(shard)
     except TimeoutError:
         info.update(
@@ -49,8 +54,19 @@ async def describe_shard(runtime: Runtime, shard: Shard) -> dict[str, object]:
             cause=Cause.TIMED_OUT.value,
             reason=f"shard {shard.name} did not answer in time",
         )
+        return info
     except ShardUnavailable as exc:  # it failed between the probe and now
         info.update(health=DOWN, cause=exc.fault.cause.value, reason=exc.message)
+        return info
+    behind = revisions_behind(revision)
+    if health.state == UP and behind:
+        info.update(
+            health=BEHIND,
+            cause="schema_behind",
+            reason=f"shard {shard.name} is at schema {revision or 'base'}, {behind} "
+            f"revision{'' if behind == 1 else 's'} below {info['head_revision']}, which this "
+            "version needs; run `domicile shards upgrade`",
+        )
     return info
 
 

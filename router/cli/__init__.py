@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import logging
-
 import click
 
 from domicile.router.cli.audit import audit
 from domicile.router.cli.comply import comply_command, move_command
+from domicile.router.cli.config import config_group
 from domicile.router.cli.imports import import_command
 from domicile.router.cli.keys import keys
+from domicile.router.cli.logs import configure
 from domicile.router.cli.lookups import lookups
 from domicile.router.cli.moves import moves
 from domicile.router.cli.serve import serve
@@ -21,17 +21,19 @@ __all__ = ["main"]
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="domicile")
 @click.option("--debug", is_flag=True, help="print the traceback of an unexpected failure")
-def main(debug: bool) -> None:
+@click.option(
+    "-v", "--verbose", count=True, help="log domicile's info lines (-vv: debug, libraries' info)"
+)
+@click.option("-q", "--quiet", is_flag=True, help="log errors only")
+def main(debug: bool, verbose: int, quiet: bool) -> None:
     """domicile: geo-partitioned user-data storage that keeps data where the law says."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    logging.getLogger("domicile.access").setLevel(logging.WARNING)
-    # Our commands report each revision themselves; alembic's per-connection notes are noise.
-    logging.getLogger("alembic").setLevel(logging.WARNING)
+    configure(-1 if quiet else verbose)
 
 
-for command in (
+COMMANDS = (
     serve,
     keys,
+    config_group,
     shards,
     import_command,
     move_command,
@@ -39,5 +41,6 @@ for command in (
     moves,
     audit,
     lookups,
-):
+)
+for command in COMMANDS:
     main.add_command(command)

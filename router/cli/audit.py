@@ -28,6 +28,7 @@ from domicile.audit.store import LogStore
 from domicile.audit.verify import LogSource, WitnessState, describe, verify_log
 from domicile.router.audit_setup import begin_rotation, finish_rotation, load_or_create_signer
 from domicile.router.cli.common import config_option, fail, run, settings_from, with_runtime
+from domicile.router.cli.console import counted
 from domicile.router.cli.evidence import evidence_command, verify_evidence
 from domicile.router.config import Settings
 from domicile.router.runtime import Runtime
@@ -448,7 +449,8 @@ def archive_command(config: Path | None, logs: tuple[str, ...]) -> None:
                 failed += 1
                 click.echo(f"domicile: {name}: archiving failed: {exc}", err=True)
                 continue
-            click.echo(f"{name}: {done} entries archived in {target.store.location}")
+            archived = counted(done, "entry", "entries")
+            click.echo(f"{name}: {archived} archived in {target.store.location}")
         return 1 if failed else 0
 
     run(with_runtime(settings_from(config), work))

@@ -36,6 +36,11 @@ stdout = Console(highlight=False, markup=False, soft_wrap=True)
 stderr = Console(stderr=True, highlight=False, markup=False)
 
 
+def counted(n: int, singular: str, plural: str | None = None) -> str:
+    """``1 subject``, ``2 subjects``, ``1 entry``, ``0 entries``."""
+    return f"{n} {singular if n == 1 else plural or singular + 's'}"
+
+
 def print_table(headers: Sequence[str], rows: Iterable[Sequence[object]]) -> None:
     """A rich table on a terminal; plain aligned columns otherwise, so that pipes and logs get
     whole values rather than ellipses."""
@@ -114,14 +119,18 @@ def stuck_line(topology: Topology, jurisdiction: str, shard: str, n: int) -> str
         if shard in topology.shards
         else "the shard is no longer in the configuration"
     )
-    return f"cannot place {n} {jurisdiction} subjects of {shard}: {why}"
+    return f"cannot place {counted(n, jurisdiction + ' subject')} of {shard}: {why}"
 
 
-def print_survey(pairs: dict[tuple[str, str, str | None], int], topology: Topology) -> None:
+def print_survey(
+    pairs: dict[tuple[str, str, str | None], int], topology: Topology, selection: Selection
+) -> None:
     movable = {k: n for k, n in pairs.items() if k[2] is not None}
     stuck = {k: n for k, n in pairs.items() if k[2] is None}
+    # A drained shard's subjects are moved off it, permitted where they are or not.
+    what = "misplaced" if selection.drain is None else f"to move off {selection.drain}"
     if not pairs:
-        stdout.print("nothing misplaced")
+        stdout.print(f"nothing {what}")
         return
     if movable:
         stdout.print("would move:")
@@ -131,13 +140,14 @@ def print_survey(pairs: dict[tuple[str, str, str | None], int], topology: Topolo
         )
     for (j, source, _), n in sorted(stuck.items()):
         stdout.print(stuck_line(topology, j, source, n))
-    stdout.print(f"misplaced: {sum(pairs.values())}")
+    stdout.print(f"{what}: {sum(pairs.values())}")
 
 
 def print_report(report: Report, elapsed: float, topology: Topology) -> None:
     moved, records = sum(report.moved.values()), sum(report.records.values())
     rate = f"{moved / elapsed:,.1f} subjects/s, {records / elapsed:,.0f} records/s"
-    stdout.print(f"moved {moved} subjects ({records} records) in {elapsed:.1f} s: {rate}")
+    done = f"moved {counted(moved, 'subject')} ({counted(records, 'record')})"
+    stdout.print(f"{done} in {elapsed:.1f} s: {rate}")
     if report.moved:
         print_table(
             ("jurisdiction", "from shard", "to shard", "subjects", "records"),
@@ -176,7 +186,7 @@ async def run_comply(
     topology = runtime.settings.topology
     if dry_run:
         pairs = await survey(runtime.directory, topology, selection)
-        print_survey(pairs, topology)
+        print_survey(pairs, topology, selection)
         return 1 if pairs else 0
     mover = mover_for(runtime, purpose)
     started = time.monotonic()
@@ -222,7 +232,8 @@ def report_moves(moves: list[MoveRow]) -> int:
         where = f"{short(m.pseudonym)} {m.from_shard} -> {m.to_shard}"
         if m.state == MoveState.DONE:
             stdout.print(
-                f"moved {where}: {m.records} records verified (digest {m.digest}), move {m.id}"
+                f"moved {where}: {counted(m.records or 0, 'record')} verified "
+                f"(digest {m.digest}), move {m.id}"
             )
         else:
             stdout.print(f"move {m.id} of {where}: {m.state}" + (f": {m.error}" if m.error else ""))

@@ -38,6 +38,9 @@ def moves_list(config: Path | None, everything: bool, limit: int, fmt: str) -> N
             body = {"moves": [move_json(m) for m in found]}
             click.echo(orjson.dumps(body, option=orjson.OPT_INDENT_2).decode())
             return 0
+        if not found:
+            stdout.print("no moves yet" if everything else "no unfinished moves")
+            return 0
         print_table(
             ("move", "subject", "jurisdiction", "from", "to", "state", "records", "error"),
             (

@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 
 from domicile.router.cli.common import config_option, fail, settings_from
+from domicile.router.cli.logs import application_log
 
 
 @click.command()
@@ -42,8 +43,11 @@ def serve(
     if (tls_cert is None) != (tls_key is None):
         fail("--tls-cert and --tls-key go together")
     settings = settings_from(config)
+    application_log()
     if access_log:
         logging.getLogger("domicile.access").setLevel(logging.INFO)
+    # uvicorn's start and stop lines (the address it listens on) are the operator's business.
+    logging.getLogger("uvicorn.error").setLevel(logging.INFO)
     app = create_app(settings)
     # What is imported and built by now lives as long as the process: frozen, the cyclic
     # collector stops rescanning it on every full collection (a quarter of a read's CPU in

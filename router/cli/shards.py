@@ -12,7 +12,13 @@ import orjson
 from sqlalchemy.exc import DBAPIError
 
 from domicile.router.cli.common import config_option, fail, run, settings_from, with_runtime
-from domicile.router.cli.console import comply_options, print_table, run_comply, stdout
+from domicile.router.cli.console import (
+    comply_options,
+    counted,
+    print_table,
+    run_comply,
+    stdout,
+)
 from domicile.router.health import UP, catalog_health, redis_health
 from domicile.router.runtime import Runtime
 from domicile.shards.comply import Selection, to_move_per_rule
@@ -116,7 +122,8 @@ async def _timed_rules(runtime: Runtime) -> list[dict[str, object]]:
 def _timed_line(rule: dict[str, object]) -> str:
     store_in = ", ".join(rule["store_in"]) or "nowhere"  # type: ignore[arg-type]
     n = rule["subjects_to_move"]
-    left = f"{n} subject{'' if n == 1 else 's'} still to move"
+    assert isinstance(n, int)
+    left = f"{counted(n, 'subject')} still to move"
     if rule["in_effect"]:
         return f"policy.{rule['rule']}: {store_in}, in effect since {rule['effective']}; {left}"
     before = ", ".join(rule["before"]) or "no other region"  # type: ignore[arg-type]
@@ -189,7 +196,8 @@ def migration_options(func: click.decorators.FC) -> click.decorators.FC:
 def _line(result: ShardResult) -> str:
     before, after = result.before or "base", result.after or "base"
     if result.status == "migrated":
-        return f"{result.shard}: {before} -> {after} ({len(result.applied)} revisions applied)"
+        applied = counted(len(result.applied), "revision")
+        return f"{result.shard}: {before} -> {after} ({applied} applied)"
     if result.status == "current":
         return f"{result.shard}: already at {after}"
     if result.status == "failed":

@@ -3,6 +3,7 @@ folder or to S3 under Object Lock (a real SeaweedFS), verifiable with nothing bu
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import AsyncGenerator, AsyncIterator
 from contextlib import aclosing
@@ -217,6 +218,31 @@ def test_every_region_needs_a_bucket(tmp_path: Path) -> None:
     )
     with pytest.raises(ConfigError, match=r"region 'eu-fra' .* has no bucket"):
         load_settings(config)
+
+
+@pytest.mark.s3
+async def test_a_server_says_at_start_that_a_bucket_has_no_object_lock(
+    deployments: list[Deployment],
+    tmp_path: Path,
+    s3: S3Client,
+    s3_server: S3Server,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    buckets = make_buckets(s3)
+    buckets["eu-fra"] = f"domicile-plain-eu-fra-{uuid.uuid4().hex[:8]}"
+    s3.create_bucket(Bucket=buckets["eu-fra"])
+    dep = await deploy(deployments, tmp_path, "sqlite", s3_extra(s3_server.endpoint, buckets))
+    with caplog.at_level(logging.WARNING, logger="domicile"):
+        async for _ in start_api(dep.settings()):
+            pass
+    assert (
+        caplog.messages.count(
+            f"audit log eu-fra-1 cannot be archived: bucket {buckets['eu-fra']} does not have "
+            "Object Lock enabled"
+        )
+        == 1
+    )
+    assert not any("ru-msk-1 cannot be archived" in m for m in caplog.messages)
 
 
 @pytest.mark.s3

@@ -160,7 +160,7 @@ async def test_comply_by_jurisdiction_and_what_cannot_be_placed(deployment: Depl
 
     rest = await cli(deployment.config, "comply")
     assert rest.exit_code == 1
-    assert "moved 1 subjects (1 records)" in rest.stdout
+    assert "moved 1 subject (1 record)" in rest.stdout
     assert "misplaced remaining: 2" in rest.stdout
 
 
@@ -177,7 +177,7 @@ async def test_subjects_of_a_shard_removed_from_the_config_are_reported(
     dry = await cli(deployment.config, "comply", "--dry-run")
     assert dry.exit_code == 1
     assert (
-        "cannot place 1 US subjects of us-east-1: the shard is no longer in the configuration"
+        "cannot place 1 US subject of us-east-1: the shard is no longer in the configuration"
         in dry.stdout
     )
     run = await cli(deployment.config, "comply")

@@ -256,5 +256,6 @@ async def test_an_outage_mid_move_leaves_it_resumable_and_the_subject_writable(
     resumed = await cli(dep.config, "moves", "resume")
     assert resumed.exit_code == 0, resumed.stdout
     assert_settled(await views(dep), {p: ("ru-msk-1", 3) for p in ids})
+    assert (await cli(dep.config, "moves", "list")).stdout == "no unfinished moves\n"
     async with open_runtime(dep.settings()) as rt:
         assert (await rt.store.get("ivan-0", "notes", "k0")).data == b'{"meanwhile":true}'

@@ -75,6 +75,8 @@ async def test_a_new_shard_takes_new_subjects_and_a_drain_empties_it(
     assert dry.exit_code == 1
     on_second = sum(1 for shard in newcomers.values() if shard == "us-east-2")
     assert f"US            us-east-2   us-east-1  {on_second}" in dry.stdout
+    assert dry.stdout.endswith(f"to move off us-east-2: {on_second}\n")  # not "misplaced"
+    assert "misplaced" not in dry.stdout
 
     drained = await cli(dep.config, "shards", "drain", "us-east-2")
     assert drained.exit_code == 0, drained.stdout + drained.stderr

@@ -163,12 +163,29 @@ async def test_upgrade_and_downgrade_commands(deployment: Deployment) -> None:
     assert "-- shard us-east-1" in pending.stdout
     assert "CREATE TABLE records" in pending.stdout
 
+    partly = await cli(config, "shards", "upgrade", "0001", "--shard", "us-east-1")
+    assert partly.stdout.strip() == "us-east-1: base -> 0001 (1 revision applied)"
+    behind = await cli(config, "shards", "status")
+    assert behind.exit_code == 1  # serving, but below what this version needs
+    assert behind.stdout.splitlines()[3].split()[:6] == [
+        "us-east-1",
+        "us-east",
+        "US",
+        "behind",
+        "0001",
+        "0003",
+    ]
+    assert (
+        "us-east-1: shard us-east-1 is at schema 0001, 2 revisions below 0003, which this "
+        "version needs; run `domicile shards upgrade`" in behind.stdout
+    )
+
     up = await cli(config, "shards", "upgrade", "--lock-timeout", "2", "--parallel", "1")
     assert up.exit_code == 0, up.stdout + up.stderr
     assert up.stdout.splitlines() == [
         "ru-msk-1: already at 0003",
         "eu-fra-1: already at 0003",
-        "us-east-1: base -> 0003 (3 revisions applied)",
+        "us-east-1: 0001 -> 0003 (2 revisions applied)",
     ]
     status = await cli(config, "shards", "status", "--format", "json")
     rows = json.loads(status.stdout)["shards"]

@@ -21,6 +21,7 @@ PATH_VALUES = {
     "log": "ru-msk-1",
     "move_id": "m",
     "kind": "email",
+    "key_id": "0000000000000000",
 }
 BODIES: dict[str, Any] = {
     "register_subject": {"subject_id": "s1", "jurisdiction": "RU"},
@@ -28,6 +29,7 @@ BODIES: dict[str, Any] = {
     "put_record": {"name": "Ivan"},
     "set_lookup": {"value": "ivan@example.ru"},
     "find_by_lookup": {"value": "ivan@example.ru"},
+    "create_key": {"name": "k", "scopes": ["records:read"]},
 }
 
 
