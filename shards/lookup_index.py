@@ -23,6 +23,7 @@ from sqlalchemy.exc import IntegrityError
 
 from domicile.shards.catalog import Catalog
 from domicile.shards.catalog_schema import lookups
+from domicile.shards.engines import insert_on_conflict
 from domicile.shards.errors import CatalogUnavailable, LookupTaken
 from domicile.shards.moves import owner_is_dead
 from domicile.shards.states import ClaimState
@@ -140,6 +141,54 @@ class LookupIndex:
                 return True
         raise LookupTaken(kind)
 
+    async def claim_many(
+        self, wanted: Sequence[tuple[str, str, str]], holds: Holds
+    ) -> dict[tuple[str, str], bool | LookupTaken]:
+        """``claim`` for many distinct (kind, blind, pseudonym) at once (a bulk import): per
+        (kind, blind), True if claimed now, False if its subject holds it already, or the
+        ``LookupTaken`` refusing it. Free values are claimed in one statement and those their
+        subject holds read in one more; only a value another subject holds is settled on its
+        own, as ``claim`` settles it."""
+        if not wanted:
+            return {}
+        now = _now()
+        async with self._catalog.transaction(write=True) as conn:
+            inserted = await conn.execute(
+                insert_on_conflict(conn, lookups)
+                .on_conflict_do_nothing(index_elements=[lookups.c.kind, lookups.c.blind])
+                .returning(lookups.c.kind, lookups.c.blind),
+                [
+                    {
+                        "kind": kind,
+                        "blind": blind,
+                        "pseudonym": pseudonym,
+                        "state": ClaimState.PENDING,
+                        "owner": self.owner,
+                        "created_at": now,
+                        "updated_at": now,
+                    }
+                    for kind, blind, pseudonym in wanted
+                ],
+            )
+            outcomes: dict[tuple[str, str], bool | LookupTaken] = {
+                (kind, blind): True for kind, blind in inserted
+            }
+            rest = [w for w in wanted if (w[0], w[1]) not in outcomes]
+            if rest:
+                found = await conn.execute(
+                    select(lookups.c.kind, lookups.c.blind).where(
+                        tuple_(lookups.c.kind, lookups.c.blind, lookups.c.pseudonym).in_(rest)
+                    )
+                )
+                outcomes.update(((kind, blind), False) for kind, blind in found)
+        for kind, blind, pseudonym in rest:
+            if (kind, blind) not in outcomes:
+                try:
+                    outcomes[(kind, blind)] = await self.claim(kind, blind, pseudonym, holds)
+                except LookupTaken as taken:
+                    outcomes[(kind, blind)] = taken
+        return outcomes
+
     async def _settle(self, held: Claim, holds: Holds) -> bool:
         """Whether ``held``, another subject's, is stale and may be taken over. A live claim
         is not; a crashed one whose write committed is activated for its holder."""
@@ -202,6 +251,27 @@ class LookupIndex:
                 .values(state=ClaimState.ACTIVE, owner=None, updated_at=_now())
             )
         return done.rowcount == len(claims)
+
+    async def activate_many(self, claims: Sequence[tuple[str, str, str]]) -> set[tuple[str, str]]:
+        """``activate_all`` for many subjects' (kind, blind, pseudonym) in one transaction; those
+        active already stay as they are. Returns the (kind, blind) their subject no longer holds
+        (taken over past the lease)."""
+        if not claims:
+            return set()
+        theirs = tuple_(lookups.c.kind, lookups.c.blind, lookups.c.pseudonym).in_(list(claims))
+        async with self._catalog.transaction(write=True) as conn:
+            await conn.execute(
+                update(lookups)
+                .where(theirs, lookups.c.state == ClaimState.PENDING)
+                .values(state=ClaimState.ACTIVE, owner=None, updated_at=_now())
+            )
+            held = {
+                (kind, blind)
+                for kind, blind in await conn.execute(
+                    select(lookups.c.kind, lookups.c.blind).where(theirs)
+                )
+            }
+        return {(kind, blind) for kind, blind, _ in claims} - held
 
     async def release(
         self, pseudonym: str, kind: str | None = None, *, keep: str | None = None
