@@ -30,6 +30,9 @@ from domicile.shards.states import ClaimState
 
 #: How long a live process may hold a claim without activating it before it can be taken over.
 CLAIM_LEASE = timedelta(minutes=2)
+#: (kind, blind, pseudonym) per IN list of a bulk import's statements: 3 parameters each, well
+#: under the 32,767 that asyncpg and SQLite take in one statement.
+IN_LIST = 5000
 
 
 @dataclass(frozen=True)
@@ -62,6 +65,12 @@ WHERE kind = $1 AND blind = ANY($2::text[]) AND state = '{ClaimState.ACTIVE}'
 
 def _now() -> datetime:
     return datetime.now(UTC)
+
+
+def _parts(claims: Sequence[tuple[str, str, str]]) -> list[Any]:
+    """``claims`` as conditions "(kind, blind, pseudonym) IN (…)" of at most ``IN_LIST``."""
+    columns = tuple_(lookups.c.kind, lookups.c.blind, lookups.c.pseudonym)
+    return [columns.in_(claims[i : i + IN_LIST]) for i in range(0, len(claims), IN_LIST)]
 
 
 def _claim(row: Sequence[Any]) -> Claim:
@@ -147,7 +156,7 @@ class LookupIndex:
         """``claim`` for many distinct (kind, blind, pseudonym) at once (a bulk import): per
         (kind, blind), True if claimed now, False if its subject holds it already, or the
         ``LookupTaken`` refusing it. Free values are claimed in one statement and those their
-        subject holds read in one more; only a value another subject holds is settled on its
+        subject holds read in another; only a value another subject holds is settled on its
         own, as ``claim`` settles it."""
         if not wanted:
             return {}
@@ -174,12 +183,8 @@ class LookupIndex:
                 (kind, blind): True for kind, blind in inserted
             }
             rest = [w for w in wanted if (w[0], w[1]) not in outcomes]
-            if rest:
-                found = await conn.execute(
-                    select(lookups.c.kind, lookups.c.blind).where(
-                        tuple_(lookups.c.kind, lookups.c.blind, lookups.c.pseudonym).in_(rest)
-                    )
-                )
+            for part in _parts(rest):
+                found = await conn.execute(select(lookups.c.kind, lookups.c.blind).where(part))
                 outcomes.update(((kind, blind), False) for kind, blind in found)
         for kind, blind, pseudonym in rest:
             if (kind, blind) not in outcomes:
@@ -258,19 +263,17 @@ class LookupIndex:
         (taken over past the lease)."""
         if not claims:
             return set()
-        theirs = tuple_(lookups.c.kind, lookups.c.blind, lookups.c.pseudonym).in_(list(claims))
+        held: set[tuple[str, str]] = set()
+        now = _now()
         async with self._catalog.transaction(write=True) as conn:
-            await conn.execute(
-                update(lookups)
-                .where(theirs, lookups.c.state == ClaimState.PENDING)
-                .values(state=ClaimState.ACTIVE, owner=None, updated_at=_now())
-            )
-            held = {
-                (kind, blind)
-                for kind, blind in await conn.execute(
-                    select(lookups.c.kind, lookups.c.blind).where(theirs)
+            for part in _parts(claims):
+                await conn.execute(
+                    update(lookups)
+                    .where(part, lookups.c.state == ClaimState.PENDING)
+                    .values(state=ClaimState.ACTIVE, owner=None, updated_at=now)
                 )
-            }
+                found = await conn.execute(select(lookups.c.kind, lookups.c.blind).where(part))
+                held.update((kind, blind) for kind, blind in found)
         return {(kind, blind) for kind, blind, _ in claims} - held
 
     async def release(

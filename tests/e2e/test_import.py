@@ -503,6 +503,21 @@ async def test_lookup_keys_are_set_as_a_registration_sets_them(
     )
     assert taken.status_code == 201, taken.text
 
+    # A registered subject's line with a taken value: none of it is stored.
+    counts = await entry_counts(deployment)
+    source.write_text(
+        subject_line("ivan", "RU", lookups={"username": "marie"}).replace(SECRET, "new") + "\n"
+    )
+    refused_again = await cli(deployment.config, "import", str(source))
+    assert refused_again.exit_code == 1
+    assert "line 1: lookup_taken: " in refused_again.stderr
+    assert await entry_counts(deployment) == counts
+    stored = await records_of(deployment, "ru-msk-1")
+    assert stored[(ids.subject("ivan"), "k0")] == (
+        1,
+        json.dumps({"v": f"{SECRET}-0"}).replace(" ", ""),
+    )
+
     # One value on two lines of two batches landing at once: still the first line's.
     source.write_text(
         "\n".join(subject_line(f"twin-{n}", "US", lookups={"username": "Twin"}) for n in (1, 2))
