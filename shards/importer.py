@@ -406,6 +406,7 @@ class Importer:
         anything of it is reserved or written. Returns the subjects kept and, by pseudonym, the
         (kind, blind) claimed now (released if the subject does not land)."""
         index = self.store.lookup_index
+        # Distinct values, as ``claim_many`` needs: a value twice closes the batch before it.
         outcomes = await index.claim_many(
             [(v.kind, v.blind, s.pseudonym) for s in subjects for v in s.lookups],
             self.store.holds_lookup,
