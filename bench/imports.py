@@ -136,10 +136,7 @@ async def run_import(config: Path, source: Path, batch: int) -> tuple[float, flo
     rejected: list[Rejection] = []
     async with open_runtime(load_settings(config)) as runtime:
         importer = Importer(
-            runtime.settings.topology,
-            runtime.registry,
-            runtime.directory,
-            runtime.pseudonyms,
+            runtime.store,
             actor=Actor(key_id="bench", purpose="import"),
             max_record_bytes=runtime.settings.max_record_bytes,
         )

@@ -1,18 +1,21 @@
 """Bulk import of an existing user base (``domicile import``): subjects and their records, placed
 by the policy as registrations are, written to each shard a batch at a time with their audit
-entries.
+entries, with their lookup keys as a registration sets them.
 
-Each batch follows registration's crash-safe order across the two databases: the catalog
-entries are reserved ``pending`` (one transaction), each shard's share is written with its
-entries in one transaction (``bulk_import.land``), then the entries are activated (one
-statement). A run killed anywhere leaves pending entries, invisible to every request, which the
-next run (or a registration) completes; a subject the shard already holds gets only the records
-whose content changed, so a re-run of the same input adds no row, no version and no entry.
+Each batch follows registration's crash-safe order across the two databases: the lookup values
+are claimed (one statement, unless another subject holds one), the catalog entries are reserved
+``pending`` (one transaction), each shard's share is written with its entries in one
+transaction (``bulk_import.land``, then the lookup keys with their ``lookup.set`` entries), then
+the entries and the claims are activated (a statement each). A run killed anywhere leaves
+pending entries and claims, invisible to every request, which the next run (or a registration)
+completes; a subject the shard already holds gets only the records whose content changed and the
+lookup keys that differ, so a re-run of the same input adds no row, no version and no entry.
 
 Lines are parsed and prepared (pseudonyms, digests, audit leaves) while earlier batches are
 being written, ``WRITERS`` at a time, so Python's work and one batch's catalog statements
-overlap another's shard transactions; a batch holding a subject of one still landing waits for
-it. At most ``QUEUED`` batches wait, so memory stays flat whatever the input's size.
+overlap another's shard transactions; a batch holding a subject or a lookup value of one still
+landing waits for it, so lines land, and claim values, in their order. At most ``QUEUED``
+batches wait, so memory stays flat whatever the input's size.
 """
 
 from __future__ import annotations
@@ -24,29 +27,31 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Protocol
 
+from sqlalchemy.ext.asyncio import AsyncConnection
+
 from domicile.audit import events
 from domicile.audit.events import Actor, LeafMaker
 from domicile.shards import bulk_import
 from domicile.shards.auditlog import shard_leaves
 from domicile.shards.bulk_import import Arrival, Incoming, Landed
-from domicile.shards.directory import Directory
 from domicile.shards.errors import (
     DomicileError,
     InvalidInput,
     JurisdictionConflict,
+    LookupTaken,
     PlacementNotPermitted,
     ResidencyGuardViolation,
     SubjectMoving,
 )
 from domicile.shards.import_lines import SubjectLine, parse_line
+from domicile.shards.lookup_keys import LookupValue
+from domicile.shards.lookup_rows import add_lookups, write_lookups
 from domicile.shards.placement import choose_home
 from domicile.shards.placements import Placement
-from domicile.shards.policy import Topology
-from domicile.shards.pseudonym import Pseudonymizer
-from domicile.shards.registry import Shard, ShardRegistry
+from domicile.shards.registry import Shard
 from domicile.shards.relocation import Relocator
 from domicile.shards.states import PlacementState
-from domicile.shards.store import content_digest
+from domicile.shards.store import RecordStore, content_digest
 
 #: Subjects per batch by default; a batch also closes at ``BATCH_RECORDS`` records.
 BATCH_SUBJECTS = 1000
@@ -60,6 +65,9 @@ YIELD_EVERY = 32
 
 #: Numbered lines of the input (1-based, each with its line ending), a chunk at a time.
 Lines = AsyncIterator[Sequence[tuple[int, bytes]]]
+#: What two batches landing at once must not share: a subject's pseudonym, or a lookup value's
+#: (kind, blind).
+_Key = str | tuple[str, str]
 
 
 @dataclass(frozen=True)
@@ -96,10 +104,14 @@ class Tally:
 @dataclass(frozen=True)
 class _Subject:
     line: int
-    lookups: Mapping[str, str]
+    lookups: tuple[LookupValue, ...]
     pseudonym: str
     arrival: Arrival
     shard: str  # the shard ``arrival``'s leaves were made for
+
+    @property
+    def keys(self) -> list[_Key]:
+        return [self.pseudonym, *((v.kind, v.blind) for v in self.lookups)]
 
 
 class _Leaves:
@@ -127,25 +139,23 @@ class _Batch:
     subjects: list[_Subject] = field(default_factory=list)
     records: int = 0
     consumed: int = 0  # input bytes, rejected and blank lines included
-    pseudonyms: set[str] = field(default_factory=set)
+    keys: set[_Key] = field(default_factory=set)
 
 
 class Importer:
     def __init__(
         self,
-        topology: Topology,
-        registry: ShardRegistry,
-        directory: Directory,
-        pseudonyms: Pseudonymizer,
+        store: RecordStore,
         *,
         actor: Actor,
         max_record_bytes: int,
         relocator: Relocator | None = None,
     ) -> None:
-        self.topology = topology
-        self.registry = registry
-        self.directory = directory
-        self.pseudonyms = pseudonyms
+        self.store = store
+        self.topology = store.topology
+        self.registry = store.registry
+        self.directory = store.directory
+        self.pseudonyms = store.pseudonyms
         self.actor = actor
         self.max_record_bytes = max_record_bytes
         #: Moves an already registered subject the policy in effect no longer permits where it
@@ -180,17 +190,18 @@ class Importer:
                         tally.lines += 1
                         subject = self._prepare(number, raw, batch.leaves, refuse)
                     if subject is not None and (
-                        subject.pseudonym in batch.pseudonyms
+                        not batch.keys.isdisjoint(subject.keys)
                         or len(batch.subjects) >= batch_subjects
                         or batch.records >= BATCH_RECORDS
                     ):
-                        # A subject twice in one batch: the later line lands after the earlier.
+                        # A subject or a lookup value twice in one batch: the later line lands
+                        # after the earlier (whose claim, if it lands, refuses the later's).
                         await queue.put(batch)
                         batch = _Batch(_Leaves(self.actor))
                     batch.consumed += len(raw)
                     if subject is not None:
                         batch.subjects.append(subject)
-                        batch.pseudonyms.add(subject.pseudonym)
+                        batch.keys.update(subject.keys)
                         batch.records += len(subject.arrival.records)
                     if number % YIELD_EVERY == 0:
                         await asyncio.sleep(0)  # let the writer take its answers as they come
@@ -198,22 +209,23 @@ class Importer:
             for _ in range(WRITERS):
                 await queue.put(None)
 
-        # The batch landing each subject now: a later batch holding one of them waits for it.
-        landing: dict[str, asyncio.Event] = {}
+        # The batch landing each subject and lookup value now: a later batch holding one of them
+        # waits for it.
+        landing: dict[_Key, asyncio.Event] = {}
 
         async def consume() -> None:
             while (batch := await queue.get()) is not None:
-                earlier = {id(e): e for p in batch.pseudonyms if (e := landing.get(p))}
+                earlier = {id(e): e for k in batch.keys if (e := landing.get(k))}
                 done = asyncio.Event()
-                landing.update(dict.fromkeys(batch.pseudonyms, done))
+                landing.update(dict.fromkeys(batch.keys, done))
                 for event in earlier.values():
                     await event.wait()
                 try:
                     subjects, records = await self._land_batch(batch, tally, refuse)
                 finally:
-                    for p in batch.pseudonyms:
-                        if landing.get(p) is done:
-                            del landing[p]
+                    for k in batch.keys:
+                        if landing.get(k) is done:
+                            del landing[k]
                     done.set()
                 if progress is not None:
                     progress.advanced(consumed=batch.consumed, subjects=subjects, records=records)
@@ -238,6 +250,7 @@ class Importer:
     ) -> _Subject | None:
         try:
             parsed = parse_line(raw, max_record_bytes=self.max_record_bytes)
+            values = self._lookup_values(parsed)
             pseudonym = self.pseudonyms.subject(parsed.subject_id)
             home = choose_home(self.topology, parsed.jurisdiction, pseudonym)
         except DomicileError as exc:
@@ -245,7 +258,20 @@ class Importer:
             return None
         shard = self.registry[home.name]
         arrival = self._arrival(parsed, pseudonym, shard, leaves)
-        return _Subject(number, parsed.lookups, pseudonym, arrival, shard.name)
+        return _Subject(number, values, pseudonym, arrival, shard.name)
+
+    def _lookup_values(self, parsed: SubjectLine) -> tuple[LookupValue, ...]:
+        """The line's lookup keys normalised in its jurisdiction, as a registration's are."""
+        keys = self.store.lookup_keys
+        if not parsed.lookups.keys() <= keys.kinds.keys():
+            # Unlike the API's answer, the message names no kind: a kind is the line's content.
+            declared = ", ".join(sorted(keys.kinds)) or "none"
+            raise InvalidInput(
+                "unknown_lookup_kind", f"lookups: a kind is not declared (declared: {declared})"
+            )
+        return tuple(
+            keys.prepare(kind, value, parsed.jurisdiction) for kind, value in parsed.lookups.items()
+        )
 
     def _arrival(
         self, parsed: SubjectLine, pseudonym: str, shard: Shard, leaves: _Leaves
@@ -313,7 +339,7 @@ class Importer:
         self, batch: _Batch, tally: Tally, refuse: Callable[[int, DomicileError], None]
     ) -> tuple[int, int]:
         """Land a batch; returns its subjects and records now in place."""
-        subjects = self._without_lookups(batch.subjects, refuse)
+        subjects, claimed = await self._claimed(batch.subjects, refuse)
         # Reserved pending, unless an entry exists: from an earlier attempt, or a registration.
         entries = await self.directory.reserve_many(
             [(s.pseudonym, s.arrival.jurisdiction, s.shard) for s in subjects]
@@ -330,8 +356,12 @@ class Importer:
             if s.pseudonym in placed:
                 by_shard[placed[s.pseudonym].shard].append(s)
         names = list(by_shard)
+        replaced: list[tuple[str, str, str]] = []
         results = await asyncio.gather(
-            *(self._land_on(self.registry[name], by_shard[name], batch.leaves) for name in names),
+            *(
+                self._land_on(self.registry[name], by_shard[name], batch.leaves, replaced)
+                for name in names
+            ),
             return_exceptions=True,
         )
         outcomes: dict[str, Landed | DomicileError] = {}
@@ -341,12 +371,17 @@ class Importer:
                 failure = failure or result
             else:
                 outcomes.update(result)
+        # A subject that did not land gives up what it claimed, as a failed registration does.
+        for s in subjects:
+            if not isinstance(outcomes.get(s.pseudonym), Landed) and s.pseudonym in claimed:
+                await self.store.lookup_index.release_claims(claimed[s.pseudonym], s.pseudonym)
         pending = [
             p
             for p, outcome in outcomes.items()
             if isinstance(outcome, Landed) and placed[p].state == PlacementState.PENDING
         ]
         await self.directory.activate_many(pending)
+        await self._activate_lookups(subjects, placed, outcomes, replaced)
         landed = records = 0
         for s in subjects:
             outcome = outcomes.get(s.pseudonym)
@@ -363,26 +398,64 @@ class Importer:
             raise failure
         return landed, records
 
-    def _without_lookups(
+    async def _claimed(
         self, subjects: list[_Subject], refuse: Callable[[int, DomicileError], None]
-    ) -> list[_Subject]:
-        # LOOKUPS PLACEHOLDER, to be replaced when branch `lookups` is merged. Lookup keys
-        # cannot be set yet, so a line that sets any is refused whole, before anything of it
-        # is reserved or written. Once merged: claim each subject's values here, all or
-        # nothing per subject as a registration with lookups does (a value held by another
-        # subject refuses the line `lookup_taken`), and write them with the subject's rows.
-        kept = []
+    ) -> tuple[list[_Subject], dict[str, list[tuple[str, str]]]]:
+        """Claim the batch's lookup values, all or none per subject as a registration does: a
+        subject one of whose values another subject holds is refused ``lookup_taken`` before
+        anything of it is reserved or written. Returns the subjects kept and, by pseudonym, the
+        (kind, blind) claimed now (released if the subject does not land)."""
+        index = self.store.lookup_index
+        # Distinct values, as ``claim_many`` needs: a value twice closes the batch before it.
+        outcomes = await index.claim_many(
+            [(v.kind, v.blind, s.pseudonym) for s in subjects for v in s.lookups],
+            self.store.holds_lookup,
+        )
+        kept: list[_Subject] = []
+        claimed: dict[str, list[tuple[str, str]]] = {}
         for s in subjects:
-            if s.lookups:
-                refuse(
-                    s.line,
-                    InvalidInput(
-                        "lookups_unsupported", "lookup keys cannot be imported by this release"
-                    ),
+            mine = [outcomes[(v.kind, v.blind)] for v in s.lookups]
+            now = [(v.kind, v.blind) for v, o in zip(s.lookups, mine, strict=True) if o is True]
+            taken = next((o for o in mine if isinstance(o, LookupTaken)), None)
+            if taken is not None:
+                await index.release_claims(now, s.pseudonym)
+                refuse(s.line, taken)
+                continue
+            kept.append(s)
+            if now:
+                claimed[s.pseudonym] = now
+        return kept, claimed
+
+    async def _activate_lookups(
+        self,
+        subjects: Sequence[_Subject],
+        placed: Mapping[str, Placement],
+        outcomes: dict[str, Landed | DomicileError],
+        replaced: Sequence[tuple[str, str, str]],
+    ) -> None:
+        """Activate the landed subjects' claims once their placements are, as a registration
+        does, then release the values their new ones replaced. A subject whose claim was taken
+        over meanwhile (held past its lease) has its values removed again and its line refused
+        ``lookup_taken`` (``RecordStore.activate_lookups``), as a registration is answered."""
+        landed = [
+            s for s in subjects if s.lookups and isinstance(outcomes.get(s.pseudonym), Landed)
+        ]
+        lost = await self.store.lookup_index.activate_many(
+            [(v.kind, v.blind, s.pseudonym) for s in landed for v in s.lookups]
+        )
+        for s in landed:
+            if lost.isdisjoint((v.kind, v.blind) for v in s.lookups):
+                continue
+            shard = self.registry[placed[s.pseudonym].shard]
+            try:
+                await self.store.activate_lookups(
+                    shard, s.pseudonym, s.arrival.jurisdiction, s.lookups, self.actor
                 )
-            else:
-                kept.append(s)
-        return kept
+            except LookupTaken as taken:
+                outcomes[s.pseudonym] = taken
+        for pseudonym, kind, blind in replaced:
+            if isinstance(outcomes[pseudonym], Landed):
+                await self.store.lookup_index.release(pseudonym, kind, keep=blind)
 
     async def _admitted(self, subject: _Subject, existing: Placement) -> Placement:
         """Where a subject goes: the shard of its pending entry, or the home of a registered
@@ -406,24 +479,60 @@ class Importer:
         return moved
 
     async def _land_on(
-        self, shard: Shard, subjects: Sequence[_Subject], leaves: _Leaves
+        self,
+        shard: Shard,
+        subjects: Sequence[_Subject],
+        leaves: _Leaves,
+        replaced: list[tuple[str, str, str]],
     ) -> dict[str, Landed | DomicileError]:
+        """Land ``subjects`` on ``shard`` in one transaction; adds to ``replaced`` (pseudonym,
+        kind, blind) of each lookup key that replaced another of its kind."""
         arrivals = [
             s.arrival if s.shard == shard.name else self._moved(s.arrival, shard, leaves)
             for s in subjects
         ]
         try:
             async with shard.write() as conn:
-                return await bulk_import.land(conn, shard, arrivals, self.actor)
+                outcomes = await bulk_import.land(conn, shard, arrivals, self.actor)
+                changed = await self._write_lookups(conn, shard, subjects, outcomes)
+            replaced.extend(changed)
+            return outcomes
         except ResidencyGuardViolation as refused:
             if len(subjects) == 1:
                 return {subjects[0].pseudonym: refused}
         # The shard's guard refused a row of the batch: land its subjects one at a time, so
         # only those it refuses are left out.
-        outcomes: dict[str, Landed | DomicileError] = {}
+        outcomes = {}
         for s in subjects:
-            outcomes.update(await self._land_on(shard, [s], leaves))
+            outcomes.update(await self._land_on(shard, [s], leaves, replaced))
         return outcomes
+
+    async def _write_lookups(
+        self,
+        conn: AsyncConnection,
+        shard: Shard,
+        subjects: Sequence[_Subject],
+        outcomes: Mapping[str, Landed | DomicileError],
+    ) -> list[tuple[str, str, str]]:
+        """The landed subjects' lookup keys with their ``lookup.set`` entries, in the shard
+        transaction of their rows (a refused subject's fence kept it out): at once for the
+        subjects new on the shard, which hold none yet; each held one's compared with what it
+        holds. Returns (pseudonym, kind, blind) of each key that replaced another."""
+        new: list[tuple[str, str, LookupValue]] = []
+        replaced = []
+        for s in subjects:
+            outcome = outcomes[s.pseudonym]
+            if not s.lookups or not isinstance(outcome, Landed):
+                continue
+            if outcome.new:
+                new += [(s.pseudonym, s.arrival.jurisdiction, v) for v in s.lookups]
+                continue
+            kinds = await write_lookups(
+                conn, shard, self.actor, s.pseudonym, s.arrival.jurisdiction, s.lookups
+            )
+            replaced += [(s.pseudonym, v.kind, v.blind) for v in s.lookups if v.kind in kinds]
+        await add_lookups(conn, shard, self.actor, new)
+        return replaced
 
 
 def _sized(leaf: bytes) -> bytes:

@@ -23,12 +23,16 @@ from sqlalchemy.exc import IntegrityError
 
 from domicile.shards.catalog import Catalog
 from domicile.shards.catalog_schema import lookups
+from domicile.shards.engines import insert_on_conflict
 from domicile.shards.errors import CatalogUnavailable, LookupTaken
 from domicile.shards.moves import owner_is_dead
 from domicile.shards.states import ClaimState
 
 #: How long a live process may hold a claim without activating it before it can be taken over.
 CLAIM_LEASE = timedelta(minutes=2)
+#: (kind, blind, pseudonym) per IN list of a bulk import's statements: 3 parameters each, well
+#: under the 32,767 that asyncpg and SQLite take in one statement.
+IN_LIST = 5000
 
 
 @dataclass(frozen=True)
@@ -61,6 +65,12 @@ WHERE kind = $1 AND blind = ANY($2::text[]) AND state = '{ClaimState.ACTIVE}'
 
 def _now() -> datetime:
     return datetime.now(UTC)
+
+
+def _parts(claims: Sequence[tuple[str, str, str]]) -> list[Any]:
+    """``claims`` as conditions "(kind, blind, pseudonym) IN (…)" of at most ``IN_LIST``."""
+    columns = tuple_(lookups.c.kind, lookups.c.blind, lookups.c.pseudonym)
+    return [columns.in_(claims[i : i + IN_LIST]) for i in range(0, len(claims), IN_LIST)]
 
 
 def _claim(row: Sequence[Any]) -> Claim:
@@ -140,6 +150,50 @@ class LookupIndex:
                 return True
         raise LookupTaken(kind)
 
+    async def claim_many(
+        self, wanted: Sequence[tuple[str, str, str]], holds: Holds
+    ) -> dict[tuple[str, str], bool | LookupTaken]:
+        """``claim`` for many distinct (kind, blind, pseudonym) at once (a bulk import): per
+        (kind, blind), True if claimed now, False if its subject holds it already, or the
+        ``LookupTaken`` refusing it. Free values are claimed in one statement and those their
+        subject holds read in another; only a value another subject holds is settled on its
+        own, as ``claim`` settles it."""
+        if not wanted:
+            return {}
+        now = _now()
+        async with self._catalog.transaction(write=True) as conn:
+            inserted = await conn.execute(
+                insert_on_conflict(conn, lookups)
+                .on_conflict_do_nothing(index_elements=[lookups.c.kind, lookups.c.blind])
+                .returning(lookups.c.kind, lookups.c.blind),
+                [
+                    {
+                        "kind": kind,
+                        "blind": blind,
+                        "pseudonym": pseudonym,
+                        "state": ClaimState.PENDING,
+                        "owner": self.owner,
+                        "created_at": now,
+                        "updated_at": now,
+                    }
+                    for kind, blind, pseudonym in wanted
+                ],
+            )
+            outcomes: dict[tuple[str, str], bool | LookupTaken] = {
+                (kind, blind): True for kind, blind in inserted
+            }
+            rest = [w for w in wanted if (w[0], w[1]) not in outcomes]
+            for part in _parts(rest):
+                found = await conn.execute(select(lookups.c.kind, lookups.c.blind).where(part))
+                outcomes.update(((kind, blind), False) for kind, blind in found)
+        for kind, blind, pseudonym in rest:
+            if (kind, blind) not in outcomes:
+                try:
+                    outcomes[(kind, blind)] = await self.claim(kind, blind, pseudonym, holds)
+                except LookupTaken as taken:
+                    outcomes[(kind, blind)] = taken
+        return outcomes
+
     async def _settle(self, held: Claim, holds: Holds) -> bool:
         """Whether ``held``, another subject's, is stale and may be taken over. A live claim
         is not; a crashed one whose write committed is activated for its holder."""
@@ -202,6 +256,25 @@ class LookupIndex:
                 .values(state=ClaimState.ACTIVE, owner=None, updated_at=_now())
             )
         return done.rowcount == len(claims)
+
+    async def activate_many(self, claims: Sequence[tuple[str, str, str]]) -> set[tuple[str, str]]:
+        """``activate_all`` for many subjects' (kind, blind, pseudonym) in one transaction; those
+        active already stay as they are. Returns the (kind, blind) their subject no longer holds
+        (taken over past the lease)."""
+        if not claims:
+            return set()
+        held: set[tuple[str, str]] = set()
+        now = _now()
+        async with self._catalog.transaction(write=True) as conn:
+            for part in _parts(claims):
+                await conn.execute(
+                    update(lookups)
+                    .where(part, lookups.c.state == ClaimState.PENDING)
+                    .values(state=ClaimState.ACTIVE, owner=None, updated_at=now)
+                )
+                found = await conn.execute(select(lookups.c.kind, lookups.c.blind).where(part))
+                held.update((kind, blind) for kind, blind in found)
+        return {(kind, blind) for kind, blind, _ in claims} - held
 
     async def release(
         self, pseudonym: str, kind: str | None = None, *, keep: str | None = None

@@ -4,8 +4,9 @@ value), read for export, settling claims and moves.
 
 These are the shard half of setting a lookup key; the catalog half (claim, activate, release)
 is ``shards.lookup_index``. A bulk loader sets many subjects' keys by claiming them
-(``RecordStore.claim_lookups``), calling ``write_lookups`` per subject in its shard
-transactions, and activating them (``RecordStore.activate_lookups``).
+(``LookupIndex.claim_many``), writing them in its shard transactions (``add_lookups`` for
+subjects new there, ``write_lookups`` for the others), and activating them
+(``LookupIndex.activate_many``).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from domicile.audit import events
 from domicile.audit.events import Actor
-from domicile.shards.auditlog import append_entry
+from domicile.shards.auditlog import Change, append_entries, append_entry
 from domicile.shards.engines import insert_on_conflict
 from domicile.shards.lookup_keys import LookupValue
 from domicile.shards.registry import Shard
@@ -87,6 +88,43 @@ async def write_lookups(
             blind=v.blind,
         )
     return replaced
+
+
+async def add_lookups(
+    conn: AsyncConnection,
+    shard: Shard,
+    actor: Actor,
+    keys: Sequence[tuple[str, str, LookupValue]],
+) -> None:
+    """``write_lookups`` for (pseudonym, jurisdiction, value) of subjects holding no key of
+    those kinds (inserted in this very transaction): two statements, however many keys."""
+    if not keys:
+        return
+    now = datetime.now(UTC)
+    await conn.execute(
+        insert(lookups),
+        [
+            {
+                "pseudonym": pseudonym,
+                "kind": v.kind,
+                "value": v.value,
+                "normalized": v.normalized,
+                "blind": v.blind,
+                "created_at": now,
+                "updated_at": now,
+            }
+            for pseudonym, _, v in keys
+        ],
+    )
+    await append_entries(
+        conn,
+        shard,
+        actor,
+        (
+            Change(events.LOOKUP_SET, pseudonym, jurisdiction, {"kind": v.kind, "blind": v.blind})
+            for pseudonym, jurisdiction, v in keys
+        ),
+    )
 
 
 async def delete_lookup(

@@ -400,9 +400,8 @@ class RecordStore:
     ) -> list[tuple[str, str]]:
         """Claim every value for the subject, or none: the claims this call made (to release
         with ``lookup_index.release_claims`` if what follows fails); ``LookupTaken`` for the
-        first value another subject holds. A bulk loader claims a subject's values with this,
-        writes them with ``lookup_rows.write_lookups`` in its shard transaction, and activates
-        them with ``activate_lookups`` once the subject's placement is active."""
+        first value another subject holds. (A bulk import claims a batch's values at once:
+        ``LookupIndex.claim_many``.)"""
         claimed: list[tuple[str, str]] = []
         try:
             for v in values:
@@ -422,7 +421,8 @@ class RecordStore:
         actor: Actor,
     ) -> None:
         """Activate the subject's claims of ``values``, written on ``shard``. A claim taken over
-        meanwhile (held past its lease) loses: its value is removed from the shard again."""
+        meanwhile (held past its lease) loses: its value is removed from the shard again (a
+        bulk import's subject whose batch activation found one lost comes here too)."""
         if await self.lookup_index.activate_all([(v.kind, v.blind) for v in values], pseudonym):
             return
         async with shard.write() as conn:

@@ -182,10 +182,7 @@ def import_command(
 
         async def work(runtime: Runtime) -> int:
             importer = Importer(
-                runtime.settings.topology,
-                runtime.registry,
-                runtime.directory,
-                runtime.pseudonyms,
+                runtime.store,
                 actor=Actor(key_id="cli", purpose=purpose or "import"),
                 max_record_bytes=runtime.settings.max_record_bytes,
                 relocator=runtime.store.relocator,

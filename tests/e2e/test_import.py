@@ -1,7 +1,8 @@
 """``domicile import``: an existing user base bulk-loaded from JSON Lines, proven by reading every
 shard database directly: rows on the shard the policy permits, audit entries that verify, bad
 lines rejected by number while the rest imports, a re-run after kill -9 that completes with
-nothing twice, the shards' own guards, stdin and exit codes."""
+nothing twice, the shards' own guards, stdin and exit codes; lookup keys set as a registration
+sets them (found through the API, one subject per value, the value on the home shard only)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import pytest
 
 from domicile.audit.events import Actor
@@ -21,8 +23,10 @@ from domicile.shards.guard import sync_guard
 from domicile.shards.importer import Importer, Rejection
 from domicile.shards.pseudonym import Pseudonymizer
 from domicile.shards.states import PlacementState
+from tests.support.api import Api
 from tests.support.cli import cli, spawn
-from tests.support.deployment import Deployment, query_shard
+from tests.support.deployment import Deployment, query_shard, query_sqlite
+from tests.support.leaks import holders_of
 from tests.support.shards import (
     ACTOR,
     SHARD_NAMES,
@@ -60,11 +64,24 @@ async def records_of(dep: Deployment, shard: str) -> dict[tuple[str, str], tuple
     return {(r[0], r[1]): (r[2], r[3]) for r in rows}
 
 
+async def catalog_claims(dep: Deployment) -> list[tuple[Any, ...]]:
+    """Every row of the catalog's blind index, as stored."""
+    url = dep.settings().catalog_url
+    sql = "SELECT kind, blind, pseudonym, state, owner, updated_at FROM lookups ORDER BY 1, 2"
+    if url.startswith("sqlite"):
+        return await asyncio.to_thread(query_sqlite, url.split("///", 1)[1], sql, ())
+    conn = await asyncpg.connect(url.replace("postgresql+asyncpg", "postgresql"))
+    try:
+        return [tuple(r) for r in await conn.fetch(sql)]
+    finally:
+        await conn.close()
+
+
 async def entry_counts(dep: Deployment) -> Counter[tuple[str, str, str | None]]:
     """(shard, event, record or subject pseudonym) of every entry of every log."""
     counts: Counter[tuple[str, str, str | None]] = Counter()
     for shard in SHARD_NAMES:
-        for event in ("subject.registered", "record.put"):
+        for event in ("subject.registered", "record.put", "lookup.set"):
             for e in await audit_events(dep, shard, event):
                 counts[(shard, event, e.get("record", e["subject"]))] += 1
     return counts
@@ -97,18 +114,23 @@ async def test_import_places_every_subject_and_rejects_bad_lines(
         (4, "no_permitted_region"),
         (5, "invalid_jurisdiction"),
         (7, "invalid_record"),
-        (8, "lookups_unsupported"),
     ]
     assert all(set(r) == {"line", "code", "message"} for r in refused)
-    assert "imported 4 subjects (4 new) and 7 records (7 written, 0 unchanged)" in result.stderr
-    assert "rejected 5 of 9 lines" in result.stderr
+    assert "imported 5 subjects (5 new) and 9 records (9 written, 0 unchanged)" in result.stderr
+    assert "rejected 4 of 9 lines" in result.stderr
     assert "  line 4: no_permitted_region: " in result.stderr
     for output in (rejects.read_text(), result.stderr, result.stdout):
         for raw in (SECRET, "dave@example.com", "carl", "XX", "ivan"):
             assert raw not in output
 
     ids = pseudonyms(deployment)
-    expected = {"ivan": "ru-msk-1", "anna": "eu-fra-1", "marie": "eu-fra-1", "erin": "us-east-1"}
+    expected = {
+        "ivan": "ru-msk-1",
+        "anna": "eu-fra-1",
+        "marie": "eu-fra-1",
+        "dave": "us-east-1",
+        "erin": "us-east-1",
+    }
     shards = await views(deployment)
     for subject, home in expected.items():
         for shard, view in shards.items():
@@ -125,13 +147,14 @@ async def test_import_places_every_subject_and_rejects_bad_lines(
         placement = await rt.store.placement("marie")
         assert (placement.shard, placement.jurisdiction) == ("eu-fra-1", "FR")
         assert (await rt.store.get("ivan", "profile", "k1")).version == 1
+        assert (await rt.lookups.find("email", "Dave@Example.com")).subject_id == "dave"
         with pytest.raises(SubjectNotFound):
-            await rt.store.placement("dave")  # nothing of a rejected line is stored
+            await rt.store.placement("carl")  # nothing of a rejected line is stored
 
     entries = await entry_counts(deployment)
     assert entries[("ru-msk-1", "subject.registered", ids.subject("ivan"))] == 1
     assert entries[("eu-fra-1", "record.put", ids.record("anna", "profile", "k2"))] == 1
-    assert sum(entries.values()) == 4 + 7
+    assert sum(entries.values()) == 5 + 9 + 1
     put = (await audit_events(deployment, "ru-msk-1", "record.put"))[0]
     assert (put["version"], put["actor"], put["purpose"]) == (1, "cli", "import")
     verified = await verify_audit(deployment)
@@ -140,7 +163,7 @@ async def test_import_places_every_subject_and_rejects_bad_lines(
     # Again: nothing new. Then a changed record: one new version, one entry.
     again = await cli(deployment.config, "import", str(source))
     assert again.exit_code == 1
-    assert "imported 4 subjects (0 new) and 7 records (0 written, 7 unchanged)" in again.stderr
+    assert "imported 5 subjects (0 new) and 9 records (0 written, 9 unchanged)" in again.stderr
     assert await entry_counts(deployment) == entries
     source.write_text(subject_line("anna", "DE", records=3).replace(f"{SECRET}-1", "new") + "\n")
     changed = await cli(deployment.config, "import", str(source))
@@ -149,7 +172,7 @@ async def test_import_places_every_subject_and_rejects_bad_lines(
     stored = await records_of(deployment, "eu-fra-1")
     assert stored[(ids.subject("anna"), "k1")][0] == 2
     assert stored[(ids.subject("anna"), "k0")][0] == 1
-    assert sum((await entry_counts(deployment)).values()) == 4 + 7 + 1
+    assert sum((await entry_counts(deployment)).values()) == 5 + 9 + 1 + 1
 
 
 async def test_registered_subjects_and_repeated_lines(
@@ -222,7 +245,12 @@ def _invoke_with_input(argv: list[str], text: str) -> Any:
 async def test_kill_9_mid_import_then_rerun(deployment: Deployment, tmp_path: Path) -> None:
     people = {f"p{n}": ("RU", "DE", "US", "FR")[n % 4] for n in range(600)}
     source = tmp_path / "users.jsonl"
-    source.write_text("\n".join(subject_line(s, j, records=3) for s, j in people.items()))
+    source.write_text(
+        "\n".join(
+            subject_line(s, j, records=3, lookups={"username": s.upper()})
+            for s, j in people.items()
+        )
+    )
     proc = spawn(deployment.config, "import", str(source), "--batch-size", "10")
     for _ in range(6000):  # until the first batches are in, then at once
         held = await query_shard(deployment, "us-east-1", "SELECT count(*) FROM subjects")
@@ -246,12 +274,22 @@ async def test_kill_9_mid_import_then_rerun(deployment: Deployment, tmp_path: Pa
     assert versions == Counter({1: 3 * len(people)})
     entries = await entry_counts(deployment)
     assert set(entries.values()) == {1}
-    assert len(entries) == 4 * len(people)
+    assert len(entries) == 5 * len(people)  # subject.registered, 3 record.put, lookup.set
+    claims = await catalog_claims(deployment)
+    assert sorted((p, state, owner) for _, _, p, state, owner, _ in claims) == sorted(
+        (ids.subject(s), "active", None) for s in people
+    )
     async with open_runtime(deployment.settings(), prepare=False) as rt:
         placed = [await rt.directory.read(ids.subject(s)) for s in people]
+        assert (await rt.lookups.find("username", "p599")).subject_id == "p599"
     assert {p.state if p else None for p in placed} == {PlacementState.ACTIVE}
     verified = await verify_audit(deployment)
     assert verified.exit_code == 0, verified.output
+
+    again = await cli(deployment.config, "import", str(source))
+    assert again.exit_code == 0, again.output
+    assert await entry_counts(deployment) == entries
+    assert await catalog_claims(deployment) == claims
 
 
 async def test_the_shards_own_guard_refuses_what_it_may_not_hold(
@@ -270,10 +308,7 @@ async def test_the_shards_own_guard_refuses_what_it_may_not_hold(
         finally:
             await engine.dispose()
         importer = Importer(
-            rt.settings.topology,
-            rt.registry,
-            rt.directory,
-            rt.pseudonyms,
+            rt.store,
             actor=Actor(key_id="test"),
             max_record_bytes=rt.settings.max_record_bytes,
         )
@@ -341,3 +376,153 @@ async def test_a_shard_failing_stops_the_run_with_its_summary(
     resumed = await cli(deployment.config, "import", str(source))
     assert resumed.exit_code == 0, resumed.output
     assert "imported 2 subjects (1 new) and 4 records (2 written, 2 unchanged)" in resumed.stderr
+
+
+async def find(api: Api, kind: str, value: str) -> Any:
+    return await api.request(
+        "POST", f"/v1/lookups/{kind}", scope="records:read", json={"value": value}
+    )
+
+
+async def test_lookup_keys_are_set_as_a_registration_sets_them(
+    deployment: Deployment, api: Api, tmp_path: Path
+) -> None:
+    registered = await api.request(
+        "POST",
+        "/v1/subjects",
+        json={"subject_id": "olga", "jurisdiction": "RU", "lookups": {"email": "olga@example.ru"}},
+    )
+    assert registered.status_code == 201, registered.text
+    ivan = {"email": "Ivan.Petrov@Example.RU", "phone": "8 (912) 345-67-89"}
+    refused_values = ["OLGA@example.ru", "not an address", "44", "MARIE", "Piet"]
+    lines = [
+        subject_line("ivan", "RU", lookups=ivan),
+        subject_line("hans", "DE", lookups={"username": "hans", "email": "OLGA@example.ru"}),
+        subject_line("anna", "DE", lookups={"username": "anna", "email": "not an address"}),
+        subject_line("tom", "US", lookups={"shoe_size": "44"}),
+        subject_line("marie", "FR", lookups={"username": "Marie"}),
+        subject_line("piet", "NL", lookups={"email": "Piet@example.nl", "username": "MARIE"}),
+        subject_line("erin", "US", lookups={"username": "Piet"}),  # piet's claims went with it
+    ]
+    source = tmp_path / "users.jsonl"
+    source.write_text("\n".join(lines) + "\n")
+    rejects = tmp_path / "rejects.jsonl"
+
+    result = await cli(deployment.config, "import", str(source), "--rejects", str(rejects))
+    assert result.exit_code == 1, result.output
+    refused = [json.loads(line) for line in rejects.read_text().splitlines()]
+    assert sorted((r["line"], r["code"]) for r in refused) == [
+        (2, "lookup_taken"),
+        (3, "invalid_lookup"),
+        (4, "unknown_lookup_kind"),
+        (6, "lookup_taken"),  # the same username as line 5, which came first
+    ]
+    assert "imported 3 subjects (3 new) and 6 records" in result.stderr
+    for output in (rejects.read_text(), result.stderr, result.stdout):
+        for raw in [*refused_values, "shoe_size", *ivan.values(), "olga@example.ru"]:
+            assert raw not in output
+
+    # Found through the API, by any spelling the kind's normalisation accepts.
+    for kind, written, subject in [
+        ("email", " ivan.petrov@EXAMPLE.ru", "ivan"),
+        ("phone", "+7 912 345 67 89", "ivan"),
+        ("phone", "8 912 345-67-89", "ivan"),
+        ("username", "MARIE", "marie"),
+        ("username", "piet", "erin"),
+        ("email", "Olga@Example.RU", "olga"),
+    ]:
+        found = await find(api, kind, written)
+        assert found.status_code == 200, (kind, written, found.text)
+        assert found.json()["subject_id"] == subject
+    for kind, written in [("username", "hans"), ("email", "piet@example.nl"), ("username", "anna")]:
+        assert (await find(api, kind, written)).status_code == 404, (kind, written)
+
+    # Nothing of a refused line is stored: no placement, no row, no entry, no claim.
+    for subject in ("hans", "anna", "tom", "piet"):
+        assert (await api.request("GET", f"/v1/subjects/{subject}")).status_code == 404
+    ids = pseudonyms(deployment)
+    refused_ids = {ids.subject(s) for s in ("hans", "anna", "tom", "piet")}
+    shards = await views(deployment)
+    assert not refused_ids & {p for view in shards.values() for p in view.subjects}
+    for shard in SHARD_NAMES:
+        for event in ("subject.registered", "lookup.set"):
+            assert not refused_ids & {
+                e["subject"] for e in await audit_events(deployment, shard, event)
+            }
+    claims = await catalog_claims(deployment)
+    assert {(kind, p, state) for kind, _, p, state, _, _ in claims} == {
+        ("email", ids.subject("olga"), "active"),
+        ("email", ids.subject("ivan"), "active"),
+        ("phone", ids.subject("ivan"), "active"),
+        ("username", ids.subject("marie"), "active"),
+        ("username", ids.subject("erin"), "active"),
+    }
+
+    # Each key with its lookup.set entry in its home log; the raw value only in the home
+    # shard's lookups table (no catalog table, no other shard, no audit leaf).
+    logged = await audit_events(deployment, "ru-msk-1", "lookup.set")
+    assert sorted(e["kind"] for e in logged if e["subject"] == ids.subject("ivan")) == [
+        "email",
+        "phone",
+    ]
+    for raw, home in [
+        (ivan["email"], "ru-msk-1"),
+        (ivan["phone"], "ru-msk-1"),
+        ("+79123456789", "ru-msk-1"),
+        ("Marie", "eu-fra-1"),
+        ("Piet", "us-east-1"),
+    ]:
+        assert await holders_of(deployment, raw.encode()) == {(home, "lookups")}, raw
+    for raw in ("Piet@example.nl", "not an address", "hans"):
+        assert await holders_of(deployment, raw.encode()) == set(), raw
+    export = await api.request("GET", "/v1/subjects/ivan/export", scope="records:read")
+    assert export.json()["lookups"] == ivan
+    verified = await verify_audit(deployment)
+    assert verified.exit_code == 0, verified.output
+
+    # Again: nothing changes, in the shards or the catalog. Then ivan's new e-mail address
+    # replaces the old, which is free again.
+    entries = await entry_counts(deployment)
+    again = await cli(deployment.config, "import", str(source))
+    assert again.exit_code == 1
+    assert "imported 3 subjects (0 new) and 6 records (0 written, 6 unchanged)" in again.stderr
+    assert await entry_counts(deployment) == entries
+    assert await catalog_claims(deployment) == claims
+    source.write_text(subject_line("ivan", "RU", lookups={"email": "ivan@example.ru"}) + "\n")
+    changed = await cli(deployment.config, "import", str(source))
+    assert changed.exit_code == 0, changed.output
+    assert (await find(api, "email", "IVAN@example.ru")).json()["subject_id"] == "ivan"
+    assert (await find(api, "email", ivan["email"])).status_code == 404
+    assert (await find(api, "phone", ivan["phone"])).json()["subject_id"] == "ivan"
+    counts = await entry_counts(deployment)
+    assert counts - entries == Counter({("ru-msk-1", "lookup.set", ids.subject("ivan")): 1})
+    taken = await api.request(
+        "POST",
+        "/v1/subjects",
+        json={"subject_id": "ivan-2", "jurisdiction": "RU", "lookups": {"email": ivan["email"]}},
+    )
+    assert taken.status_code == 201, taken.text
+
+    # A registered subject's line with a taken value: none of it is stored.
+    counts = await entry_counts(deployment)
+    source.write_text(
+        subject_line("ivan", "RU", lookups={"username": "marie"}).replace(SECRET, "new") + "\n"
+    )
+    refused_again = await cli(deployment.config, "import", str(source))
+    assert refused_again.exit_code == 1
+    assert "line 1: lookup_taken: " in refused_again.stderr
+    assert await entry_counts(deployment) == counts
+    stored = await records_of(deployment, "ru-msk-1")
+    assert stored[(ids.subject("ivan"), "k0")] == (
+        1,
+        json.dumps({"v": f"{SECRET}-0"}).replace(" ", ""),
+    )
+
+    # One value on two lines of two batches landing at once: still the first line's.
+    source.write_text(
+        "\n".join(subject_line(f"twin-{n}", "US", lookups={"username": "Twin"}) for n in (1, 2))
+    )
+    twins = await cli(deployment.config, "import", str(source), "--batch-size", "1")
+    assert twins.exit_code == 1
+    assert "line 2: lookup_taken: " in twins.stderr
+    assert (await find(api, "username", "twin")).json()["subject_id"] == "twin-1"
