@@ -240,6 +240,10 @@ def effective_config(config: Path | None = None, env: Environment | None = None)
     effective["catalog"]["url"] = settings.catalog_url
     effective["audit"]["signing_key"] = str(settings.signing_key_path)
     effective["audit"]["archive"]["local_dir"] = str(settings.archive.local_dir)
+    effective["lookups"] = {
+        kind: {"normalize": str(normalization)}
+        for kind, normalization in settings.lookup_kinds.items()
+    }
     masked: dict[str, Any] = _mask(effective)
     return masked
 
