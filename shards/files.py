@@ -45,10 +45,13 @@ def tighten(root: Path) -> None:
         for path, wanted in [(Path(folder), DIR_MODE)] + [
             (Path(folder, f), FILE_MODE) for f in files
         ]:
-            info = path.lstat()
-            if stat.S_ISLNK(info.st_mode) or not stat.S_IMODE(info.st_mode) & 0o077:
+            try:
+                info = path.lstat()
+                if stat.S_ISLNK(info.st_mode) or not stat.S_IMODE(info.st_mode) & 0o077:
+                    continue
+                path.chmod(wanted)
+            except FileNotFoundError:  # a journal another process just finished with
                 continue
-            path.chmod(wanted)
             changed.append(f"{path} ({stat.S_IMODE(info.st_mode):o})")
     if changed:
         log.warning(
