@@ -9,8 +9,9 @@ trips and client CPU of SQLAlchemy. SQLite takes the portable path.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, NamedTuple
@@ -45,7 +46,7 @@ async def _driver(conn: AsyncConnection, *, in_transaction: bool) -> Any:
 
 async def _read_records(conn: AsyncConnection, pseudonyms: Iterable[str]) -> list[RecordRow]:
     """Every record of ``pseudonyms``, in the caller's snapshot: the portable path (PostgreSQL
-    reads records within the statements of ``read_subjects`` and ``drifted``)."""
+    reads records within the statements of ``snapshot_subjects`` and ``drifted``)."""
     stmt = select(*(records.c[name] for name in _RECORD_COLUMNS)).where(
         records.c.pseudonym.in_(list(pseudonyms))
     )
@@ -80,50 +81,65 @@ async def _write(
         # row costs it about 0.6 us more, the copy to a plain tuple about 0.1 us.
         await raw.copy_records_to_table(table.name, records=map(tuple, rows), columns=columns)
     except asyncpg.PostgresError as exc:
-        if GUARD_MARKER in str(exc):
-            raise ResidencyGuardViolation(shard) from exc
-        raise BulkWriteFailed(shard, exc) from exc
+        raise _write_error(shard, exc) from exc
+
+
+def _write_error(shard: str, exc: asyncpg.PostgresError) -> Exception:
+    if GUARD_MARKER in str(exc):
+        return ResidencyGuardViolation(shard)
+    return BulkWriteFailed(shard, exc)
 
 
 @dataclass(frozen=True)
 class Held:
-    """A subject as a shard holds it."""
+    """A subject as a shard holds it, with what its verification needs of its records."""
 
     subject_id: str | None
     jurisdiction: str
     created_at: datetime
+    fingerprint: Fingerprint | None
+    #: (collection, key, version, content_sha256) of every record.
+    entries: tuple[tuple[str, str, int, str], ...]
 
 
-# One row per record (one for a subject without records, its record columns NULL): the
-# subject's ``Held`` fields in order, then from ``_RECORD_START`` on a ``RecordRow`` (the
-# subject's pseudonym in the place of the record's). The column list is the schema's own,
-# never input.
-_READ_SUBJECTS_PG = f"""
-SELECT s.subject_id, s.jurisdiction, s.created_at,
-       s.pseudonym, {", ".join("r." + c for c in _RECORD_COLUMNS[1:])}
-FROM subjects s LEFT JOIN records r ON r.pseudonym = s.pseudonym
+# Per subject: its ``Held`` fields, the fingerprint computed in place (as ``_FINGERPRINTS_PG``)
+# and the columns of its records the verification digest is made of; never the contents.
+_SNAPSHOT_PG = """
+SELECT s.pseudonym, s.subject_id, s.jurisdiction, s.created_at,
+       f.records, f.intact, f.digest, f.collections, f.keys, f.versions, f.labels
+FROM subjects s CROSS JOIN LATERAL (
+    SELECT count(*) AS records, bool_and(content_sha256 = held) AS intact,
+           encode(sha256(convert_to(string_agg(
+               collection || ' ' || key || ' ' || version || ' ' || content_sha256 || ' ' || held,
+               E'\n' ORDER BY collection COLLATE "C", key COLLATE "C"), 'UTF8')), 'hex') AS digest,
+           array_agg(collection) AS collections, array_agg(key) AS keys,
+           array_agg(version) AS versions, array_agg(content_sha256) AS labels
+    FROM (SELECT collection, key, version, content_sha256,
+                 encode(sha256(convert_to(data, 'UTF8')), 'hex') AS held
+          FROM records r WHERE r.pseudonym = s.pseudonym) AS r
+) AS f
 WHERE s.pseudonym = ANY($1::text[]) AND s.state = ANY($2::text[])
-"""  # noqa: S608
-_RECORD_START = 3
+"""
 
 
-async def read_subjects(
+async def snapshot_subjects(
     conn: AsyncConnection, pseudonyms: Sequence[str], states: Sequence[SubjectState]
-) -> tuple[dict[str, Held], list[RecordRow]]:
-    """The subjects of ``pseudonyms`` in one of ``states`` and all their records, in one
-    snapshot."""
+) -> dict[str, Held]:
+    """The subjects of ``pseudonyms`` in one of ``states``, fingerprinted where they are: on
+    PostgreSQL one statement whose answer holds no record contents. Run it in the snapshot
+    ``copy_records`` copies from."""
     found: dict[str, Held] = {}
     if conn.dialect.name == "postgresql":
-        raw = await _driver(conn, in_transaction=False)  # one statement: one snapshot
-        rows: list[RecordRow] = []
-        for r in await raw.fetch(_READ_SUBJECTS_PG, list(pseudonyms), list(states)):
-            record = r[_RECORD_START:]
-            if record[0] not in found:
-                found[record[0]] = Held(*r[:_RECORD_START])
-            if record[1] is not None:
-                rows.append(RecordRow._make(record))
-        return found, rows
-    # SQLite: the caller's transaction reads one snapshot.
+        raw = await _driver(conn, in_transaction=True)
+        for r in await raw.fetch(_SNAPSHOT_PG, list(pseudonyms), list(states)):
+            p, subject_id, jurisdiction, created_at, n, intact, digest = r[:7]
+            entries = tuple(zip(*r[7:], strict=True)) if n else ()
+            fp = Fingerprint(n, intact, digest) if n else None
+            found[p] = Held(subject_id, jurisdiction, created_at, fp, entries)
+        return found
+    rows: dict[str, list[RecordRow]] = {}
+    for row in await _read_records(conn, pseudonyms):
+        rows.setdefault(row.pseudonym, []).append(row)
     for r in await conn.execute(
         select(
             subjects.c.pseudonym,
@@ -132,8 +148,68 @@ async def read_subjects(
             subjects.c.created_at,
         ).where(subjects.c.pseudonym.in_(list(pseudonyms)), subjects.c.state.in_(list(states)))
     ):
-        found[r.pseudonym] = Held(r.subject_id, r.jurisdiction, r.created_at)
-    return found, await _read_records(conn, found)
+        held = rows.get(r.pseudonym, [])
+        found[r.pseudonym] = Held(
+            r.subject_id,
+            r.jurisdiction,
+            r.created_at,
+            fingerprint(entry(row) for row in held),
+            tuple((row.collection, row.key, row.version, row.content_sha256) for row in held),
+        )
+    return found
+
+
+def entry(row: RecordRow) -> tuple[str, str, int, str, str]:
+    """A record's entry as ``fingerprint`` takes it: (collection, key, version, recorded
+    content digest, digest of the bytes the shard holds)."""
+    digest = hashlib.sha256(row.data.encode()).hexdigest()
+    return row.collection, row.key, row.version, row.content_sha256, digest
+
+
+# The column list is the schema's own, never input.
+_COPY_OUT_PG = f"""
+SELECT {", ".join(_RECORD_COLUMNS)} FROM records WHERE pseudonym = ANY($1::text[])
+"""  # noqa: S608
+#: Chunks of COPY data in flight between the source and the target.
+_PIPE_DEPTH = 16
+
+
+async def copy_records(
+    source: AsyncConnection, target: AsyncConnection, shard: str, pseudonyms: Sequence[str]
+) -> None:
+    """Copy every record of ``pseudonyms`` from ``source`` (in its snapshot) into ``target``
+    (in its transaction, the target ``shard``'s residency guard checking every row). On
+    PostgreSQL the source's ``COPY TO`` streams into the target's ``COPY FROM`` in binary:
+    rows pass through as bytes, never as Python objects."""
+    if target.dialect.name != "postgresql":
+        await write_records(target, shard, await _read_records(source, pseudonyms))
+        return
+    out = await _driver(source, in_transaction=True)
+    into = await _driver(target, in_transaction=True)
+    pipe: asyncio.Queue[bytes | None] = asyncio.Queue(_PIPE_DEPTH)
+
+    async def produce() -> None:
+        await out.copy_from_query(_COPY_OUT_PG, list(pseudonyms), output=pipe.put, format="binary")
+        await pipe.put(None)
+
+    async def chunks() -> AsyncIterator[bytes]:
+        while (chunk := await pipe.get()) is not None:
+            yield chunk
+
+    async def consume() -> None:
+        try:
+            await into.copy_to_table(
+                records.name, source=chunks(), columns=_RECORD_COLUMNS, format="binary"
+            )
+        except asyncpg.PostgresError as exc:
+            raise _write_error(shard, exc) from exc
+
+    try:
+        async with asyncio.TaskGroup() as both:  # one failing cancels the other
+            both.create_task(produce())
+            both.create_task(consume())
+    except BaseExceptionGroup as group:
+        raise group.exceptions[0] from None
 
 
 async def clear_copies(
