@@ -489,7 +489,8 @@ class Mover:
         source, target = self._shards(live)
         for i in range(0, len(todo), self.cutover_size):
             chunk = todo[i : i + self.cutover_size]
-            await self._catch_up(source, target, chunk, copied)
+            if i:  # the first chunk follows its copy at once (a relocation's only chunk)
+                await self._catch_up(source, target, chunk, copied)
             await self._pause(live, outcome, [m for m in chunk if m.id in live], copied)
 
     async def _catch_up(

@@ -15,7 +15,12 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable
 
-from domicile.shards.errors import MoveInProgress, RelocationDeferred, SubjectMoving
+from domicile.shards.errors import (
+    AlreadyPlaced,
+    MoveInProgress,
+    RelocationDeferred,
+    SubjectMoving,
+)
 from domicile.shards.move_journal import MoveJournal
 from domicile.shards.states import MoveState
 
@@ -61,6 +66,10 @@ class Relocator:
             except MoveInProgress:
                 await self._await_others(pseudonym)
                 return
+            except AlreadyPlaced:
+                # Another run (comply, another router) switched it there after this write read
+                # the catalog: the write goes on at the new home.
+                state, error = MoveState.DONE, None
         if state not in (MoveState.SWITCHED, MoveState.DONE):
             raise RelocationDeferred(target, error)
         if self.observe is not None:
