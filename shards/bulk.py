@@ -212,34 +212,78 @@ async def copy_records(
         raise group.exceptions[0] from None
 
 
-async def clear_copies(
-    conn: AsyncConnection, pseudonyms: Sequence[str], states: Sequence[SubjectState]
+# Subjects arrive as arrays in ``SubjectRow`` order; the states are the vocabulary's own.
+_PLACE_COPIES_PG = f"""
+WITH given AS (
+    SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::int[], $5::timestamptz[],
+                         $6::timestamptz[])
+        AS g(pseudonym, subject_id, jurisdiction, placement_version, created_at, updated_at)
+), held AS (
+    SELECT pseudonym, state FROM subjects WHERE pseudonym = ANY($1::text[])
+), partial AS (
+    DELETE FROM records
+    WHERE pseudonym IN (SELECT pseudonym FROM held WHERE state = '{SubjectState.MOVING_IN}')
+), revived AS (
+    UPDATE subjects s
+    SET subject_id = g.subject_id, jurisdiction = g.jurisdiction,
+        state = '{SubjectState.MOVING_IN}', placement_version = g.placement_version,
+        created_at = g.created_at, updated_at = g.updated_at
+    FROM given g
+    WHERE s.pseudonym = g.pseudonym
+      AND s.state IN ('{SubjectState.MOVING_IN}', '{SubjectState.GONE}')
+), created AS (
+    INSERT INTO subjects ({", ".join(_SUBJECT_COLUMNS)})
+    SELECT g.pseudonym, g.subject_id, g.jurisdiction, '{SubjectState.MOVING_IN}',
+           g.placement_version, g.created_at, g.updated_at
+    FROM given g WHERE g.pseudonym NOT IN (SELECT pseudonym FROM held)
+)
+SELECT pseudonym, state FROM held
+WHERE state NOT IN ('{SubjectState.MOVING_IN}', '{SubjectState.GONE}')
+"""  # noqa: S608
+
+
+async def place_copies(
+    conn: AsyncConnection, shard: str, rows: Sequence[SubjectRow]
 ) -> dict[str, str]:
-    """Delete the subjects of ``pseudonyms`` in one of ``states`` with their records, in the
-    caller's transaction; returns the state of those the shard holds in any other."""
-    if conn.dialect.name == "postgresql":
-        raw = await _driver(conn, in_transaction=True)
-        # The records go with their subject (ON DELETE CASCADE).
-        sql = (
-            "WITH cleared AS (DELETE FROM subjects WHERE pseudonym = ANY($1::text[])"
-            " AND state = ANY($2::text[]) RETURNING pseudonym)"
-            " SELECT pseudonym, state FROM subjects WHERE pseudonym = ANY($1::text[])"
-            " AND pseudonym NOT IN (SELECT pseudonym FROM cleared)"
-        )
-        return dict(await raw.fetch(sql, list(pseudonyms), list(states)))
-    held = {
-        p: state
-        for p, state in await conn.execute(
-            select(subjects.c.pseudonym, subjects.c.state).where(
-                subjects.c.pseudonym.in_(list(pseudonyms))
+    """Write the fence rows (``moving_in``) of the copies about to be made, in the caller's
+    transaction: an earlier partial copy makes way with its records, a tombstone (``gone``) of
+    an earlier stay is taken over in place; a subject the shard holds in any other state is
+    never touched, and its state is returned. On PostgreSQL one statement, and no subject row
+    is deleted: a delete's cascade to ``records`` runs a plan the session cached, which scans
+    the whole table when it was planned while the table was empty (a new shard)."""
+    if conn.dialect.name != "postgresql":
+        wanted = [r.pseudonym for r in rows]
+        held = {
+            p: state
+            for p, state in await conn.execute(
+                select(subjects.c.pseudonym, subjects.c.state).where(
+                    subjects.c.pseudonym.in_(wanted)
+                )
+            )
+        }
+        mine = (SubjectState.MOVING_IN, SubjectState.GONE)
+        doomed = [p for p, state in held.items() if state in mine]
+        if doomed:
+            await conn.execute(delete(records).where(records.c.pseudonym.in_(doomed)))
+            await conn.execute(delete(subjects).where(subjects.c.pseudonym.in_(doomed)))
+        clash = {p: state for p, state in held.items() if state not in mine}
+        await write_subjects(conn, shard, [r for r in rows if r.pseudonym not in clash])
+        return clash
+    raw = await _driver(conn, in_transaction=True)
+    try:
+        return dict(
+            await raw.fetch(
+                _PLACE_COPIES_PG,
+                [r.pseudonym for r in rows],
+                [r.subject_id for r in rows],
+                [r.jurisdiction for r in rows],
+                [r.placement_version for r in rows],
+                [r.created_at for r in rows],
+                [r.updated_at for r in rows],
             )
         )
-    }
-    doomed = [p for p, state in held.items() if state in states]
-    if doomed:
-        await conn.execute(delete(records).where(records.c.pseudonym.in_(doomed)))
-        await conn.execute(delete(subjects).where(subjects.c.pseudonym.in_(doomed)))
-    return {p: state for p, state in held.items() if state not in states}
+    except asyncpg.PostgresError as exc:
+        raise _write_error(shard, exc) from exc
 
 
 async def set_state(

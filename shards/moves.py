@@ -406,27 +406,24 @@ class Mover:
                 async with target.write() as conn:
                     # Earlier partial copies and tombstones make way; a subject the target holds
                     # as its own is never touched.
-                    clash = await bulk.clear_copies(
-                        conn, list(found), (SubjectState.MOVING_IN, SubjectState.GONE)
+                    clash = await bulk.place_copies(
+                        conn,
+                        target.name,
+                        [
+                            SubjectRow(
+                                pseudonym=p,
+                                subject_id=held.subject_id,
+                                jurisdiction=held.jurisdiction,
+                                state=SubjectState.MOVING_IN,
+                                placement_version=by_pseudonym[p].placement_version + 1,
+                                created_at=held.created_at,
+                                updated_at=now,
+                            )
+                            for p, held in found.items()
+                        ],
                     )
                     copy = [p for p in found if p not in clash]
                     if copy:
-                        await bulk.write_subjects(
-                            conn,
-                            target.name,
-                            [
-                                SubjectRow(
-                                    pseudonym=p,
-                                    subject_id=found[p].subject_id,
-                                    jurisdiction=found[p].jurisdiction,
-                                    state=SubjectState.MOVING_IN,
-                                    placement_version=by_pseudonym[p].placement_version + 1,
-                                    created_at=found[p].created_at,
-                                    updated_at=now,
-                                )
-                                for p in copy
-                            ],
-                        )
                         await bulk.copy_records(out, conn, target.name, copy)
                         landed = await bulk.fingerprints(conn, copy)
         gone = [m for m in todo if m.pseudonym not in found]
