@@ -76,8 +76,12 @@ class Relocator:
             self.observe(time.monotonic() - started)
 
     async def _await_others(self, pseudonym: str) -> None:
+        """Until the other run's move of the subject has switched (or ended): the write goes on
+        at the new home while that run still purges the old one."""
         deadline = time.monotonic() + OTHERS_MOVE_WAIT
-        while await self._journal.unfinished_of(pseudonym) is not None:
+        while (pending := await self._journal.unfinished_of(pseudonym)) is not None:
+            if pending.state.switched:
+                return
             if time.monotonic() > deadline:
                 raise SubjectMoving()
-            await asyncio.sleep(0.05)
+            await asyncio.sleep(0.02)  # a write waits on it: poll at a fraction of a pause
