@@ -407,9 +407,8 @@ WITH held AS ({_FINGERPRINTS_PG}), drifted AS (
     WHERE h.digest IS DISTINCT FROM e.digest OR NOT coalesce(h.intact, true)
 )
 SELECT d.pseudonym, {", ".join("r." + c for c in _RECORD_COLUMNS[1:])}
-FROM drifted d LEFT JOIN LATERAL (  -- by the key, per drifted subject: never a scan of records
-    SELECT * FROM records r WHERE r.pseudonym = d.pseudonym
-) r ON true
+FROM drifted d LEFT JOIN records r  -- by the key: never a scan of the table
+    ON r.pseudonym = d.pseudonym AND r.pseudonym = ANY(ARRAY(SELECT pseudonym FROM drifted))
 """  # noqa: S608
 
 
