@@ -19,15 +19,14 @@ import asyncio
 import hashlib
 import logging
 import os
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 from domicile.audit.errors import ArchiveConflict, ArchiveError
-from domicile.audit.note import Signer
-from domicile.audit.store import LogStore, issue_checkpoint
+from domicile.audit.store import IssuedCheckpoint, LogStore
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -224,18 +223,21 @@ def archived_size(store: ArchiveStore, name: str) -> int:
 @dataclass(frozen=True)
 class ArchiveTarget:
     log: LogStore
-    origin: str
     store: ArchiveStore
+
+
+Issue = Callable[[LogStore, int], Awaitable[IssuedCheckpoint]]
+"""Signs (or finds) the checkpoint of a log's tree at a size: the audit service's ``issue``."""
 
 
 class Archiver:
     """Copies each log's closed bundles of ``bundle_size`` entries, incrementally."""
 
     def __init__(
-        self, targets: Mapping[str, ArchiveTarget], signer: Signer, bundle_size: int
+        self, targets: Mapping[str, ArchiveTarget], issue: Issue, bundle_size: int
     ) -> None:
         self.targets = dict(targets)
-        self.signer = signer
+        self.issue = issue
         self.bundle_size = bundle_size
         self._archived: dict[str, int] = {}
 
@@ -251,7 +253,7 @@ class Archiver:
             entries = await target.log.entries(done, end)
             if [e.index for e in entries] != list(range(done, end)):
                 raise ArchiveError(f"log {name}: entries {done}..{end - 1} are not all stored")
-            checkpoint = await issue_checkpoint(target.log, end, target.origin, self.signer)
+            checkpoint = await self.issue(target.log, end)
             body = b"".join(entry.leaf + b"\n" for entry in entries)
             await asyncio.to_thread(target.store.write, bundle_key(name, done, end), body)
             await asyncio.to_thread(
@@ -259,6 +261,14 @@ class Archiver:
             )
             done = self._archived[name] = end
         return done
+
+    async def sign_bundles(self, name: str, size: int) -> None:
+        """Checkpoint the end of every bundle closed at ``size`` that has no checkpoint yet:
+        done before a key rotation, after which no key held could sign them."""
+        target = self.targets[name]
+        for end in range(self.bundle_size, size + 1, self.bundle_size):
+            if await target.log.checkpoint_at(end) is None:
+                await self.issue(target.log, end)
 
     async def archive_all(self) -> dict[str, int | Exception]:
         """Archive every log; a log that fails (S3 down, shard down) is retried next time."""

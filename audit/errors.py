@@ -33,6 +33,29 @@ class CheckpointError(AuditError, ValueError):
     code = "invalid_checkpoint"
 
 
+class RotationError(AuditError, ValueError):
+    """A key rotation entry does not verify, or does not follow the log's chain of keys;
+    ``index`` is the entry's, where known."""
+
+    code = "invalid_key_rotation"
+
+    def __init__(self, message: str, index: int | None = None) -> None:
+        super().__init__(message)
+        self.index = index
+
+
+class SigningKeyUnavailable(AuditError):
+    """The log's chain of keys names a key this process does not hold (another process rotated
+    and this one has not got the new key file), so it cannot sign the log's checkpoints."""
+
+    code = "signing_key_unavailable"
+    retry_after = 5
+
+    def __init__(self, log: str, key: str) -> None:
+        super().__init__(f"log {log} is signed with {key} from now on, a key this process lacks")
+        self.log = log
+
+
 class ProofError(AuditError, ValueError):
     """A Merkle proof failed to verify, or its inputs are malformed."""
 
@@ -103,3 +126,10 @@ class WitnessStateUnreadable(AuditError, ValueError):
     def __init__(self, path: Path, reason: str) -> None:
         super().__init__(f"witness state {path} is not readable: {reason}")
         self.path = path
+
+
+class EvidenceInvalid(AuditError):
+    """An evidence pack does not hold: the first thing found that does not (a signature, an
+    entry, a file, a figure)."""
+
+    code = "evidence_invalid"

@@ -1,5 +1,6 @@
-"""The deployment's residency logs (one per shard) behind one signing key: checkpoints, subject
-histories, and the background work of a server (integrating, publishing, archiving)."""
+"""The deployment's residency logs (one per shard) behind one signing key at a time:
+checkpoints (each signed with the key its log's chain names), key rotations, subject histories,
+and the background work of a server (integrating, publishing, archiving)."""
 
 from __future__ import annotations
 
@@ -12,8 +13,16 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 from domicile.audit.archive import Archiver, ArchiveStore, ArchiveTarget
-from domicile.audit.errors import UnknownLog
+from domicile.audit.errors import (
+    LogUnavailable,
+    RotationError,
+    SigningKeyUnavailable,
+    UnknownLog,
+)
+from domicile.audit.events import KEY_ROTATED, SYSTEM, Actor, make_leaf
+from domicile.audit.keyring import Keyring
 from domicile.audit.note import Signer
+from domicile.audit.rotation import KeyChain, Rotation, rotation_in
 from domicile.audit.store import Entry, IssuedCheckpoint, LogStore, issue_checkpoint
 
 log = logging.getLogger("domicile.audit")
@@ -53,26 +62,33 @@ class AuditService:
         self,
         logs: Iterable[LogStore],
         deployment: str,
-        signer: Signer,
+        keyring: Keyring,
         archive_stores: Mapping[str, ArchiveStore] | None = None,
         bundle_size: int = 1024,
     ) -> None:
         """``archive_stores`` maps a region to where its logs are archived."""
         self.deployment = deployment
-        self.signer = signer
+        self.keyring = keyring
         self.logs = {store.name: store for store in logs}
         stores = archive_stores or {}
         targets = {
-            name: ArchiveTarget(store, self.origin(name), stores[store.site.region])
+            name: ArchiveTarget(store, stores[store.site.region])
             for name, store in self.logs.items()
             if store.site.region in stores
         }
-        self.archiver = Archiver(targets, signer, bundle_size) if targets else None
+        self.archiver = Archiver(targets, self.issue, bundle_size) if targets else None
         self._published: dict[str, tuple[int, float]] = {}
         self._failing: set[str] = set()
+        self._chained: set[str] = set()  # logs known to follow the deployment's chain of keys
 
     def origin(self, name: str) -> str:
         return f"{key_name(self.deployment)}/{name}"
+
+    @property
+    def signer(self) -> Signer:
+        """The deployment's current key: it signs reports, and the checkpoints of every log
+        that has no rotation entry naming another."""
+        return self.keyring.current
 
     def log(self, name: str) -> LogStore:
         try:
@@ -83,13 +99,87 @@ class AuditService:
     async def checkpoint(self, name: str) -> IssuedCheckpoint:
         """A checkpoint covering every entry committed before the call."""
         store = self.log(name)
+        await self._follow_chain(store)
         size = await store.integrate()
         latest = await store.latest_checkpoint()
         if latest is not None and latest.size >= size:
             return latest
-        issued = await issue_checkpoint(store, size, self.origin(name), self.signer)
+        issued = await self.issue(store, size)
         self._published[name] = (size, time.monotonic())
         return issued
+
+    async def _follow_chain(self, store: LogStore) -> None:
+        """A log nothing has signed yet (a shard added after a rotation) first gets the
+        deployment's rotations, so that a verifier holding the first key can follow it too."""
+        if store.name in self._chained:
+            return
+        if await store.latest_checkpoint() is None:
+            history = await self._history()
+            while True:
+                held = [r for _, leaf in await store.key_rotations() if (r := rotation_in(leaf))]
+                steps = [(r.old, r.new) for r in history[: len(held)]]
+                if len(held) >= len(history) or [(r.old, r.new) for r in held] != steps:
+                    break
+                leaf = make_leaf(store.site, KEY_ROTATED, SYSTEM, **history[len(held)].fields())
+                await store.append_key_rotation(leaf, len(held))  # or another process did
+        self._chained.add(store.name)
+
+    async def _history(self) -> list[Rotation]:
+        """The rotations that led to the current key, as the logs that rotated hold them."""
+        current = self.signer.verifier()
+        for store in self.logs.values():
+            try:
+                found = [r for _, leaf in await store.key_rotations() if (r := rotation_in(leaf))]
+            except LogUnavailable:
+                continue
+            if found and found[-1].new == current:
+                return found
+        return []
+
+    async def key_chain(self, store: LogStore) -> KeyChain:
+        """The log's keys, from its integrated rotation entries (each verified)."""
+        rotations = [
+            (index, rotation)
+            for index, leaf in await store.key_rotations()
+            if index is not None and (rotation := rotation_in(leaf)) is not None
+        ]
+        return KeyChain.of(self.signer.verifier(), rotations)
+
+    async def issue(self, store: LogStore, size: int) -> IssuedCheckpoint:
+        """Sign and keep the checkpoint of the tree at ``size`` with the key the log's chain
+        names for that size. When that key is no longer held, a checkpoint kept already
+        stands; none is `SigningKeyUnavailable`."""
+        key = (await self.key_chain(store)).key_at(size)
+        signer = self.keyring.get(key)
+        if signer is None:
+            kept = await store.checkpoint_at(size)
+            if kept is not None:
+                return kept
+            raise SigningKeyUnavailable(store.name, key.vkey)
+        return await issue_checkpoint(store, size, self.origin(store.name), signer)
+
+    async def rotate(self, name: str, rotation: Rotation, actor: Actor) -> int:
+        """Hand log ``name`` over to ``rotation.new``: what it holds is checkpointed with the
+        old key first (archive bundles included: no key held could sign them later), then the
+        rotation entry is appended and a checkpoint signed with the new key, whose size is
+        returned. A log that has the rotation already is only checkpointed."""
+        store = self.log(name)
+        while True:
+            held = [r for _, leaf in await store.key_rotations() if (r := rotation_in(leaf))]
+            if held and held[-1].new == rotation.new:
+                break
+            current = held[-1].new if held else self.signer.verifier()
+            if current != rotation.old:
+                raise RotationError(f"log {name} is signed with {current.vkey}, not the old key")
+            size = await store.integrate()
+            await self.issue(store, size)
+            if self.archiver is not None and name in self.archiver.targets:
+                await self.archiver.sign_bundles(name, size)
+            leaf = make_leaf(store.site, KEY_ROTATED, actor, **rotation.fields())
+            if await store.append_key_rotation(leaf, len(held)):
+                break
+        size = await store.integrate()
+        return (await self.issue(store, size)).size
 
     async def subject_history(
         self, pseudonym: str
@@ -115,6 +205,7 @@ class AuditService:
     # -- background work of a server -----------------------------------------------------------
 
     async def _tick(self, name: str, store: LogStore) -> None:
+        await self._follow_chain(store)
         if await store.has_pending():
             await store.integrate()
         published_size, at = self._published.get(name, (-1, 0.0))
@@ -122,7 +213,7 @@ class AuditService:
             return
         size = await store.size()
         if size != published_size:
-            await issue_checkpoint(store, size, self.origin(name), self.signer)
+            await self.issue(store, size)
             self._published[name] = (size, time.monotonic())
 
     async def tick(self) -> None:

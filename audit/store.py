@@ -74,8 +74,19 @@ class LogStore(Protocol):
 
     async def latest_checkpoint(self) -> IssuedCheckpoint | None: ...
 
+    async def checkpoint_at(self, size: int) -> IssuedCheckpoint | None:
+        """The checkpoint kept for the tree of ``size``, if one was issued."""
+
     async def keep_checkpoint(self, checkpoint: IssuedCheckpoint) -> IssuedCheckpoint:
         """Store ``checkpoint`` unless one of its size is kept already; returns the one kept."""
+
+    async def key_rotations(self) -> list[tuple[int | None, bytes]]:
+        """The log's key rotation entries in log order: (index, leaf) once integrated, then
+        (None, leaf) for those still queued. Found without reading the rest of the log."""
+
+    async def append_key_rotation(self, leaf: bytes, after: int) -> bool:
+        """Queue a key rotation entry if the log holds exactly ``after`` of them, queued ones
+        included; False otherwise. Processes rotating at once thus add one entry, not one each."""
 
 
 async def issue_checkpoint(

@@ -1,10 +1,12 @@
 """The verifier: trusts nothing but the verifier key (and what it verified before).
 
-For each log it checks every checkpoint's signature, recomputes the tree from the entries and
-compares the root at every checkpoint size (which proves every entry's inclusion and the
-consistency of all checkpoints with one another), and compares with the checkpoint remembered
-from the previous run (the witness state). On a mismatch it narrows down the first entry that
-cannot be verified, using consistency proofs where the source can give them.
+For each log it follows the chain of keys from the one given (`audit.rotation`: each rotation
+entry, signed by the old key and the new, says from which entry on the new key signs), checks
+every checkpoint's signature with the key in force at its size, recomputes the tree from the
+entries and compares the root at every checkpoint size (which proves every entry's inclusion
+and the consistency of all checkpoints with one another), and compares with the checkpoint
+remembered from the previous run (the witness state). On a mismatch it narrows down the first
+entry that cannot be verified, using consistency proofs where the source can give them.
 """
 
 from __future__ import annotations
@@ -17,11 +19,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from domicile.audit.checkpoint import open_checkpoint
+from domicile.audit.checkpoint import Checkpoint, open_checkpoint
 from domicile.audit.errors import (
     CheckpointError,
     NoteError,
     ProofError,
+    RotationError,
     VerificationFailed,
     WitnessStateUnreadable,
 )
@@ -31,7 +34,8 @@ from domicile.audit.merkle import (
     leaf_hash,
     verify_consistency,
 )
-from domicile.audit.note import Verifier
+from domicile.audit.note import Verifier, parse_note
+from domicile.audit.rotation import KeyChain, Rotation, rotation_in
 
 Progress = Callable[[str, int, int], None]
 """Called with (log, entries verified, entries to verify)."""
@@ -124,49 +128,92 @@ class _LogCheck:
     ) -> None:
         self.source = source
         self.log = log
-        self.verifier = verifier
+        self.verifier = verifier  # the key trusted: the log's first, or any of its chain
         self.origin = f"{verifier.name}/{log}"
         self.witness = witness
         self.progress = progress
         self.hashes = bytearray()  # every leaf hash, for narrowing down a failure
+        self.rotations: list[tuple[int, Rotation]] = []  # as the entries are read
 
     def fail(self, message: str, index: int | None = None) -> VerificationFailed:
         return VerificationFailed(self.log, message, index)
 
-    async def signed_roots(self) -> tuple[dict[int, bytes], str | None]:
-        roots: dict[int, bytes] = {}
-        latest: tuple[int, str] | None = None
+    async def claimed(self) -> dict[int, list[tuple[str, Checkpoint]]]:
+        """Every checkpoint, by size, parsed but not yet verified: which key signs a size is
+        known only once the entries before it have been read (`signed_roots`)."""
+        found: dict[int, list[tuple[str, Checkpoint]]] = {}
         for note in await self.source.checkpoints(self.log):
             try:
-                checkpoint = open_checkpoint(note, [self.verifier], self.origin)
+                checkpoint = Checkpoint.parse(parse_note(note).text)
             except (NoteError, CheckpointError) as exc:
-                size = _claimed_size(note)
-                raise self.fail(f"checkpoint{size} does not verify: {exc}") from None
-            if roots.setdefault(checkpoint.size, checkpoint.root_hash) != checkpoint.root_hash:
-                raise self.fail(f"two signed checkpoints of size {checkpoint.size} differ (a fork)")
-            if latest is None or checkpoint.size > latest[0]:
-                latest = (checkpoint.size, note)
-        return roots, latest[1] if latest else None
+                raise self.fail(f"checkpoint{_claimed_size(note)} does not verify: {exc}") from None
+            if checkpoint.origin != self.origin:
+                raise self.fail(
+                    f"checkpoint of size {checkpoint.size} is for log {checkpoint.origin!r}, "
+                    f"expected {self.origin!r}"
+                )
+            found.setdefault(checkpoint.size, []).append((note, checkpoint))
+        return found
+
+    def key_chain(self) -> KeyChain:
+        """The log's keys from the rotations read so far, which must hold the key trusted."""
+        try:
+            chain = KeyChain.of(self.verifier, self.rotations)
+        except RotationError as exc:
+            raise self.fail(str(exc), exc.index) from None
+        if self.verifier not in chain.keys:
+            raise self.fail(
+                f"the log's keys start at {chain.keys[0].vkey}; neither it nor a key it was "
+                f"rotated to is the key given ({self.verifier.vkey})",
+                self.rotations[0][0],
+            )
+        return chain
+
+    def signed_roots(
+        self, claimed: dict[int, list[tuple[str, Checkpoint]]], upto: int
+    ) -> tuple[dict[int, bytes], str | None]:
+        """The roots of the checkpoints up to ``upto`` entries (those read), each checkpoint
+        verified with the key the chain names for its size; and the latest note. A checkpoint
+        beyond the entries read (they ran out) must at least verify with a key of the chain."""
+        chain = self.key_chain()
+        roots: dict[int, bytes] = {}
+        latest: str | None = None
+        for size in sorted(claimed):
+            keys = [chain.key_at(size)] if size <= upto else list(chain.keys)
+            for note, checkpoint in claimed[size]:
+                try:
+                    open_checkpoint(note, keys, self.origin)
+                except (NoteError, CheckpointError) as exc:
+                    raise self.fail(f"checkpoint of size {size} does not verify: {exc}") from None
+                if size > upto:
+                    continue
+                if roots.setdefault(size, checkpoint.root_hash) != checkpoint.root_hash:
+                    raise self.fail(f"two signed checkpoints of size {size} differ (a fork)")
+                latest = note
+        return roots, latest
 
     async def run(self) -> Verified:
-        roots, latest_note = await self.signed_roots()
-        expected = dict(roots)
+        claimed = await self.claimed()
+        expected = {size: found[0][1].root_hash for size, found in claimed.items()}
+        if self.witness is not None and self.witness[0] > max(claimed, default=-1):
+            raise self.fail(
+                f"rolled back: the latest checkpoint has size {max(claimed, default=0)}, "
+                f"but size {self.witness[0]} was verified before"
+            )
+        if self.witness is not None:
+            expected.setdefault(*self.witness)
+        sizes = sorted(s for s in expected if s > 0)
+        tree, good = await self.recompute(sizes, expected)
+        roots, latest_note = self.signed_roots(claimed, tree.size)
         if self.witness is not None:
             seen_size, seen_root = self.witness
-            if seen_size > max(roots, default=-1):
-                raise self.fail(
-                    f"rolled back: the latest checkpoint has size {max(roots, default=0)}, "
-                    f"but size {seen_size} was verified before"
-                )
-            if expected.setdefault(seen_size, seen_root) != seen_root:
+            if roots.get(seen_size, seen_root) != seen_root:
                 raise self.fail(
                     f"fork: the signed checkpoint of size {seen_size} differs from the one "
                     "verified before"
                 )
-        if expected.get(0, EMPTY_ROOT) != EMPTY_ROOT:
+        if roots.get(0, EMPTY_ROOT) != EMPTY_ROOT:
             raise self.fail("the signed checkpoint of size 0 is not the empty tree")
-        sizes = sorted(s for s in expected if s > 0)
-        tree, good = await self.recompute(sizes, expected)
         if good < max(sizes, default=0):  # the first signed size not reached intact
             above = min(s for s in sizes if s > good)
             raise await self.locate(good, above, expected[above])
@@ -188,6 +235,7 @@ class _LogCheck:
         want = next(pending)
         async for batch in self.source.leaves(self.log, 0, sizes[-1]):
             intact = _in_order(batch, tree.size)
+            self.read_rotations(batch[:intact])
             digests = [leaf_hash(leaf) for _, leaf in batch[:intact]]
             done = 0
             while done < intact:
@@ -206,6 +254,16 @@ class _LogCheck:
             if self.progress is not None:
                 self.progress(self.log, tree.size, sizes[-1])
         return tree, good
+
+    def read_rotations(self, batch: Sequence[tuple[int, bytes]]) -> None:
+        """Note the key rotations among entries read; a forged one fails here, by its index."""
+        for index, leaf in batch:
+            try:
+                rotation = rotation_in(leaf)
+            except RotationError as exc:
+                raise self.fail(str(exc), index) from None
+            if rotation is not None:
+                self.rotations.append((index, rotation))
 
     async def check_witness_proof(self, roots: dict[int, bytes]) -> None:
         """Ask the source to prove consistency from the remembered checkpoint to the latest, as

@@ -1,5 +1,6 @@
-"""W5 and W6 are measured by the moves and audit engineers' own modules (``bench.moves``,
-``bench.audit``): run each in its own process and pick its figures out of what it prints."""
+"""W5, W6 and W8 are measured by the moves, audit and evidence modules (``bench.moves``,
+``bench.audit``, ``bench.evidence``): run each in its own process and pick its figures out of
+what it prints."""
 
 from __future__ import annotations
 
@@ -54,6 +55,17 @@ def externals() -> list[External]:
                 "inclusion_p50_ms": r"inclusion proof at [\d,]+: p50 ([\d.]+) ms",
                 "inclusion_p99_ms": r"inclusion proof at [\d,]+: p50 [\d.]+ ms, p99 ([\d.]+) ms",
                 "verify_leaves_per_s": r"verification: ([\d,.]+)/s",
+            },
+        ),
+        External(
+            "W8",
+            "bench.evidence",
+            [],
+            {
+                "pack_entries_per_s": r"pack over [\d,]+ entries: [\d.]+ s \(([\d,.]+)/s",
+                "pack_mb": r"pack over [\d,]+ entries: .*\), ([\d.]+) MB",
+                "pack_peak_mb": r"pack over .*peak memory \+([\d.]+) MB",
+                "verify_entries_per_s": r"verify --evidence: ([\d,.]+)/s",
             },
         ),
     ]

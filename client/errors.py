@@ -32,6 +32,8 @@ __all__ = [
     "InvalidIfMatch",
     "InvalidJurisdiction",
     "InvalidKey",
+    "InvalidKeyRotation",
+    "InvalidLookup",
     "InvalidNote",
     "InvalidProof",
     "InvalidPurpose",
@@ -75,12 +77,16 @@ __all__ = [
     "ShardTooManyConnections",
     "ShardUnavailable",
     "ShardUnreachable",
+    "SigningKeyUnavailable",
     "SourceUnreadable",
     "SubjectMoving",
     "SubjectNotFound",
     "TooLarge",
+    "TooManyFailedAuthentications",
+    "TooManyRequests",
     "Unauthorized",
     "Unavailable",
+    "UnknownLookupKind",
     "UnknownRevision",
     "UnsupportedMediaType",
     "VerificationFailed",
@@ -91,7 +97,7 @@ __all__ = [
 
 class ApiError(Exception):
     """An answer of the API other than success. ``retry_after`` is the seconds the server asked
-    to wait (503 answers), ``request_id`` the server's id of the request, for its logs."""
+    to wait (503 and 429 answers), ``request_id`` the server's id of the request, for its logs."""
 
     code: str = "api_error"
     status: int = 0
@@ -218,6 +224,10 @@ class InvalidProof(Conflict):
     code = "invalid_proof"
 
 
+class InvalidKeyRotation(Conflict):
+    code = "invalid_key_rotation"
+
+
 class PreconditionFailed(ApiError):
     code, status = "precondition_failed", 412
 
@@ -238,6 +248,17 @@ class RecordTooLarge(TooLarge):
 
 class UnsupportedMediaType(ApiError):
     code, status = "unsupported_media_type", 415
+
+
+class TooManyRequests(ApiError):
+    """429: the caller's address failed to authenticate too often this minute; ``retry_after``
+    says when it may try again. Never retried: its key is most likely wrong."""
+
+    code, status = "too_many_requests", 429
+
+
+class TooManyFailedAuthentications(TooManyRequests):
+    code = "too_many_failed_authentications"
 
 
 class InvalidRequest(ApiError):
@@ -274,6 +295,18 @@ class InvalidCollection(InvalidRequest):
 
 class InvalidKey(InvalidRequest):
     code = "invalid_key"
+
+
+class InvalidLookup(InvalidRequest):
+    """The lookup value does not normalise for its kind (not an e-mail address, say)."""
+
+    code = "invalid_lookup"
+
+
+class UnknownLookupKind(InvalidRequest):
+    """The deployment declares no lookup kind of that name."""
+
+    code = "unknown_lookup_kind"
 
 
 class InvalidCursor(InvalidRequest):
@@ -420,6 +453,12 @@ class LogUnavailable(Unavailable):
 
 class SourceUnreadable(Unavailable):
     code = "source_unreadable"
+
+
+class SigningKeyUnavailable(Unavailable):
+    """The router lacks the key the log was rotated to (its key file not yet replaced)."""
+
+    code = "signing_key_unavailable"
 
 
 class ArchiveError(Unavailable):

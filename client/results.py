@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from typing import Any, Self
 
 
@@ -71,7 +71,7 @@ class ExportedRecord(_Result):
 
 @dataclass(frozen=True)
 class Export(_Result):
-    """Every record of a subject, read in one snapshot (portability)."""
+    """Every record and lookup key of a subject, read in one snapshot (portability)."""
 
     subject_id: str
     jurisdiction: str
@@ -80,6 +80,7 @@ class Export(_Result):
     shard: str
     exported_at: str
     records: list[ExportedRecord]
+    lookups: dict[str, str] = field(default_factory=dict)  # kind -> value
 
     @classmethod
     def of(cls, body: dict[str, Any]) -> Self:

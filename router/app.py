@@ -10,12 +10,23 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from domicile.router.api import audit, errors, health, moves, openapi, records, shards, subjects
+from domicile.router.api import (
+    audit,
+    errors,
+    health,
+    lookups,
+    moves,
+    openapi,
+    records,
+    shards,
+    subjects,
+)
 from domicile.router.auth import Authenticator
 from domicile.router.config import Settings
 from domicile.router.observability import Metrics, Observability
 from domicile.router.runtime import bootstrap_admin_key, open_runtime
 from domicile.router.schedule import follow_schedule
+from domicile.router.throttle import AuthThrottle, RedisFailures
 
 log = logging.getLogger("domicile")
 
@@ -30,7 +41,17 @@ def create_app(settings: Settings) -> FastAPI:
             if runtime.catalog_migrated:
                 await bootstrap_admin_key(runtime)
             app.state.runtime = runtime
-            app.state.authenticator = Authenticator(runtime.api_keys)
+            shared = (
+                RedisFailures(settings.redis_url, settings.deployment, settings.redis_ca)
+                if settings.redis_url
+                else None
+            )
+            throttle = AuthThrottle(settings.auth_failures_per_minute, shared)
+            app.state.authenticator = Authenticator(
+                runtime.api_keys,
+                throttle=throttle,
+                count=lambda reason: metrics.auth_failures.labels(reason).inc(),
+            )
             if runtime.store.relocator is not None:
                 runtime.store.relocator.observe = metrics.relocations.observe
             background = [
@@ -41,6 +62,7 @@ def create_app(settings: Settings) -> FastAPI:
                 async with runtime.audit.running():
                     yield
             finally:
+                await throttle.aclose()
                 for task in background:
                     task.cancel()
                     with contextlib.suppress(asyncio.CancelledError):
@@ -58,6 +80,6 @@ def create_app(settings: Settings) -> FastAPI:
     app.add_middleware(Observability, metrics=metrics)
     errors.install(app)
     openapi.install(app)
-    for module in (records, subjects, shards, moves, audit, health):
+    for module in (records, subjects, lookups, shards, moves, audit, health):
         app.include_router(module.router)
     return app

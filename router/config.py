@@ -10,7 +10,8 @@ from __future__ import annotations
 import os
 import re
 import tomllib
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
@@ -20,6 +21,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import make_url
 
 from domicile.router.errors import ConfigError
+from domicile.router.throttle import AUTH_FAILURES_PER_MINUTE
+from domicile.shards.lookup_keys import DEFAULT_KINDS, KIND_NAME, Normalization
 from domicile.shards.policy import (
     BUILTIN_GROUPS,
     CONNECT_TIMEOUT,
@@ -47,6 +50,9 @@ class Environment(BaseSettings):
 
     config: Path | None = None
     data_dir: Path = Path("domicile-data")
+    #: The lookup secret as hex (64+ digits), for routers that take it from their environment
+    #: rather than from ``<data dir>/lookup.key``.
+    lookup_secret: str | None = None
 
 
 class _Strict(BaseModel):
@@ -125,8 +131,14 @@ class AuditModel(_Strict):
     archive: ArchiveModel = ArchiveModel()
 
 
+class LookupKindModel(_Strict):
+    normalize: Literal["email", "phone", "casefold", "exact"]
+
+
 class ApiModel(_Strict):
     max_record_bytes: int = Field(default=MIB, ge=1)
+    #: failed authentications per client address and minute before 429
+    auth_failures_per_minute: int = Field(default=AUTH_FAILURES_PER_MINUTE, ge=1)
 
 
 class ConfigFile(_Strict):
@@ -141,6 +153,8 @@ class ConfigFile(_Strict):
     audit: AuditModel = AuditModel()
     api: ApiModel = ApiModel()
     comply: ComplyModel = ComplyModel()
+    #: Lookup kinds; without the section, the embedded default's (email, phone, username).
+    lookups: dict[str, LookupKindModel] | None = None
 
 
 @dataclass(frozen=True)
@@ -167,12 +181,18 @@ class Settings:
     archive: ArchiveSettings
     max_record_bytes: int
     embedded: bool
+    auth_failures_per_minute: int = AUTH_FAILURES_PER_MINUTE
     catalog_connect_timeout: float = CONNECT_TIMEOUT
     catalog_statement_timeout: float = STATEMENT_TIMEOUT
     #: How long before a scheduled rule takes effect subjects still to move are warned about.
     warn_within: timedelta = timedelta(days=7)
     catalog_tls: Tls = BY_HOST
     redis_ca: Path | None = None
+    lookup_kinds: Mapping[str, Normalization] = field(default_factory=lambda: dict(DEFAULT_KINDS))
+    #: Where the lookup secret is kept, created on first start, unless ``lookup_secret`` is
+    #: given (from the environment).
+    lookup_key_path: Path = Path("lookup.key")
+    lookup_secret: bytes | None = field(default=None, repr=False)
 
 
 def embedded_document(data_dir: Path) -> dict[str, Any]:
@@ -207,7 +227,7 @@ def load_settings(config: Path | None = None, env: Environment | None = None) ->
     path = config or env.config
     if path is None:
         data_dir = env.data_dir.resolve()
-        return _build(embedded_document(data_dir), data_dir, embedded=True)
+        return _build(embedded_document(data_dir), data_dir, embedded=True, env=env)
     try:
         document = tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
@@ -220,7 +240,7 @@ def load_settings(config: Path | None = None, env: Environment | None = None) ->
     base = path.resolve().parent
     raw_dir = document.get("data_dir")
     data_dir = (base / raw_dir).resolve() if isinstance(raw_dir, str) else env.data_dir.resolve()
-    return _build(document, data_dir, embedded=False)
+    return _build(document, data_dir, embedded=False, env=env)
 
 
 def _expand_env(value: Any, where: str) -> Any:
@@ -252,7 +272,9 @@ def _describe(error: ValidationError) -> str:
     return f"{key}: {first['msg']} (got {first.get('input')!r})"
 
 
-def _build(document: dict[str, Any], data_dir: Path, *, embedded: bool) -> Settings:
+def _build(
+    document: dict[str, Any], data_dir: Path, *, embedded: bool, env: Environment
+) -> Settings:
     try:
         model = ConfigFile.model_validate(document)
     except ValidationError as exc:
@@ -290,12 +312,40 @@ def _build(document: dict[str, Any], data_dir: Path, *, embedded: bool) -> Setti
         ),
         max_record_bytes=model.api.max_record_bytes,
         embedded=embedded,
+        auth_failures_per_minute=model.api.auth_failures_per_minute,
         catalog_connect_timeout=model.catalog.connect_timeout,
         catalog_statement_timeout=model.catalog.statement_timeout,
         warn_within=timedelta(hours=model.comply.warn_within_hours),
         catalog_tls=_tls("catalog", model.catalog.tls, model.catalog.url),
         redis_ca=_pem_file("redis.tls.ca", model.redis.tls.ca),
+        lookup_kinds=_lookup_kinds(model.lookups),
+        lookup_key_path=data_dir / "lookup.key",
+        lookup_secret=_lookup_secret(env.lookup_secret),
     )
+
+
+def _lookup_kinds(kinds: dict[str, LookupKindModel] | None) -> dict[str, Normalization]:
+    if kinds is None:
+        return dict(DEFAULT_KINDS)
+    for kind in kinds:
+        if not KIND_NAME.fullmatch(kind):
+            raise ConfigError(
+                f"lookups.{kind}: a kind is 1-32 of lower-case letters, digits and '_', "
+                "starting with a letter"
+            )
+    return {kind: Normalization(spec.normalize) for kind, spec in kinds.items()}
+
+
+def _lookup_secret(value: str | None) -> bytes | None:
+    if value is None:
+        return None
+    try:
+        secret = bytes.fromhex(value.strip())
+    except ValueError:
+        secret = b""
+    if len(secret) < 32:
+        raise ConfigError("DOMICILE_LOOKUP_SECRET: must be at least 64 hexadecimal digits")
+    return secret
 
 
 #: TLS options a libpq-style url may carry; domicile takes them from the ``tls`` section.

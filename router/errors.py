@@ -64,6 +64,7 @@ ANSWERS: dict[type[Exception], Answer] = {
     ConfigError: Answer(500, 2),
     # The state of the data
     s.JurisdictionConflict: Answer(409, 1),
+    s.LookupTaken: Answer(409, 1),
     s.PlacementNotPermitted: Answer(409, 1),
     s.ResidencyGuardViolation: Answer(409, 1),
     s.VersionMismatch: Answer(412, 1),
@@ -75,13 +76,16 @@ ANSWERS: dict[type[Exception], Answer] = {
     s.NotHome: Answer(503, 1),
     a.LogUnavailable: Answer(503, 1),
     a.ArchiveError: Answer(503, 1),
+    a.SigningKeyUnavailable: Answer(503, 1),
     # A part that cannot serve until an operator acts
     s.MigrationFailed: Answer(503, 1),
     s.BulkWriteFailed: Answer(503, 1),
     # A check that failed
     a.VerificationFailed: Answer(409, 1),
+    a.EvidenceInvalid: Answer(409, 1),
     a.CheckpointError: Answer(409, 1),
     a.ProofError: Answer(409, 1),
+    a.RotationError: Answer(409, 1),
     a.MissingNodes: Answer(500, 1),
 }
 

@@ -80,6 +80,13 @@ class Metrics:
             buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
             registry=self.registry,
         )
+        self.auth_failures = Counter(
+            "domicile_auth_failures",
+            "Failed authentications by reason (missing, malformed, unknown_key, wrong_secret, "
+            "revoked), and requests refused with 429 after too many of them (throttled)",
+            ["reason"],
+            registry=self.registry,
+        )
         #: The cause label last set per series, so a changed cause replaces its old series.
         self._causes: dict[tuple[Gauge, tuple[str, ...]], str] = {}
         # labels() validates and locks on every call; a route's children never change.

@@ -23,9 +23,12 @@ from domicile.shards.directory import Directory
 from domicile.shards.errors import CatalogUnavailable, DomicileError, MigrationFailed
 from domicile.shards.faults import Cause, Fault, classify
 from domicile.shards.files import private_dir, tighten
+from domicile.shards.lookup_index import LookupIndex
+from domicile.shards.lookup_keys import LookupKeys
+from domicile.shards.lookups import LookupFinder
 from domicile.shards.migration_journal import MigrationJournal
 from domicile.shards.move_journal import MoveJournal
-from domicile.shards.moves import Mover
+from domicile.shards.moves import Mover, process_owner
 from domicile.shards.pseudonym import Pseudonymizer
 from domicile.shards.registry import Shard, ShardRegistry
 from domicile.shards.relocation import REASON as RELOCATION_REASON
@@ -66,6 +69,7 @@ class Runtime:
     move_journal: MoveJournal
     migration_journal: MigrationJournal
     store: RecordStore
+    lookups: LookupFinder
     pseudonyms: Pseudonymizer
     audit: AuditService
     #: Why each shard not ready at start-up was not (by name); why the catalog was not.
@@ -103,7 +107,8 @@ def _prepare(settings: Settings, shard: Shard, journal: MigrationJournal) -> Non
         await check_identity(shard)
 
     async def sync() -> None:
-        await sync_shard(shard, settings.topology.jurisdictions_for_shard(shard.name))
+        topology = settings.topology
+        await sync_shard(shard, topology.jurisdictions_for_shard(shard.name), topology)
 
     shard.verify, shard.sync = verify, sync
 
@@ -201,6 +206,7 @@ async def open_runtime(settings: Settings, *, prepare: bool = True) -> AsyncIter
     private_dir(settings.data_dir)
     tighten(settings.data_dir)
     pseudonyms = Pseudonymizer(load_or_create_key(settings.pseudonym_key_path))
+    lookup_keys = LookupKeys(settings.lookup_kinds, lookup_secret(settings))
     catalog = Catalog(
         settings.catalog_url,
         connect_timeout=settings.catalog_connect_timeout,
@@ -231,7 +237,14 @@ async def open_runtime(settings: Settings, *, prepare: bool = True) -> AsyncIter
                 catalog_fault = str(exc)  # what needs the catalog answers so meanwhile
             shard_faults = await _prepare_shards(settings, registry, migration_journal)
         directory = Directory(catalog, cache)
-        store = RecordStore(settings.topology, registry, directory, pseudonyms)
+        store = RecordStore(
+            settings.topology,
+            registry,
+            directory,
+            pseudonyms,
+            lookup_keys,
+            LookupIndex(catalog, process_owner()),
+        )
         move_journal = MoveJournal(catalog)
         store.relocator = _relocator(settings, registry, directory, move_journal, pseudonyms)
         audit = audit_service(settings, registry)
@@ -245,6 +258,7 @@ async def open_runtime(settings: Settings, *, prepare: bool = True) -> AsyncIter
             move_journal,
             migration_journal,
             store,
+            LookupFinder(store),
             pseudonyms,
             audit=audit,
             shard_faults=shard_faults,
@@ -255,6 +269,14 @@ async def open_runtime(settings: Settings, *, prepare: bool = True) -> AsyncIter
         await cache.close()
         await registry.dispose()
         await catalog.dispose()
+
+
+def lookup_secret(settings: Settings) -> bytes:
+    """The lookup secret: from the environment, else ``<data dir>/lookup.key`` (created on
+    first start, 0600), a key of its own beside the pseudonym key."""
+    if settings.lookup_secret is not None:
+        return settings.lookup_secret
+    return load_or_create_key(settings.lookup_key_path)
 
 
 async def bootstrap_admin_key(runtime: Runtime) -> None:

@@ -4,14 +4,15 @@ the log store's integrator (``shards.log_store``) gives them leaf indices."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import insert, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from domicile.audit.events import Actor, LogSite, make_leaf
+from domicile.audit.events import Actor, LeafMaker, LogSite, make_leaf
 from domicile.shards.registry import Shard
 from domicile.shards.schema import audit_pending
 
@@ -51,6 +52,13 @@ def shard_leaf(
     )
 
 
+def shard_leaves(
+    shard: Shard, event: str, actor: Actor, *, time: datetime, **shared: Any
+) -> LeafMaker:
+    """``shard_leaf`` for many entries sharing their event, actor, time and ``shared`` fields."""
+    return LeafMaker(site_of(shard), event, actor, time=time, **shared)
+
+
 async def append_entry(
     conn: AsyncConnection,
     shard: Shard,
@@ -83,14 +91,21 @@ async def append_entries(
             )
         )
         subjects.append(change.subject)
+    await append_leaves(conn, leaves, subjects)
+    return len(leaves)
+
+
+async def append_leaves(
+    conn: AsyncConnection, leaves: Sequence[bytes], subjects: Sequence[str | None]
+) -> None:
+    """Append entries whose leaves are made (``shard_leaf``), in order, with one statement."""
     if not leaves:
-        return 0
+        return
     if conn.dialect.name == "postgresql":
         await conn.execute(_APPEND_MANY_PG, {"leaves": leaves, "subjects": subjects})
     else:  # SQLite runs an executemany as fast as one statement, and has no arrays
         rows = [{"leaf": leaf, "subject": s} for leaf, s in zip(leaves, subjects, strict=True)]
         await conn.execute(insert(audit_pending), rows)
-    return len(leaves)
 
 
 def leaf_around_version(

@@ -23,7 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from domicile.shards.engines import GUARD_MARKER
 from domicile.shards.errors import BulkWriteFailed, ResidencyGuardViolation
 from domicile.shards.rows import RecordRow, SubjectRow
-from domicile.shards.schema import audit_pending, records, subjects
+from domicile.shards.schema import audit_pending, lookups, records, subjects
 from domicile.shards.states import SubjectState
 
 #: Rows are read and written by their types' fields: the tables' columns, in order.
@@ -61,6 +61,13 @@ async def write_records(conn: AsyncConnection, shard: str, rows: Sequence[Record
 async def write_subjects(conn: AsyncConnection, shard: str, rows: Sequence[SubjectRow]) -> None:
     """Insert subject rows as they are."""
     await _write(conn, shard, subjects, _SUBJECT_COLUMNS, rows)
+
+
+async def write_entries(
+    conn: AsyncConnection, shard: str, rows: Sequence[tuple[bytes, str | None]]
+) -> None:
+    """Append audit entries, (leaf, subject) each, in order: a bulk import's thousands."""
+    await _write(conn, shard, audit_pending, ("leaf", "subject"), rows)
 
 
 async def _write(
@@ -297,9 +304,10 @@ async def set_state(
     forget: bool = False,
 ) -> dict[str, str | None]:
     """Turn the fence rows of ``pseudonyms`` that are in one of ``expect`` to ``to``; with
-    ``forget``, also drop the raw subject id and every record (a tombstone). ``entries``: the
-    audit leaf of each subject, appended (in the mapping's order) for those changed. One
-    statement on PostgreSQL. Returns pseudonym -> subject id of the subjects changed."""
+    ``forget``, also drop the raw subject id, every record and every lookup key (a tombstone).
+    ``entries``: the audit leaf of each subject, appended (in the mapping's order) for those
+    changed. One statement on PostgreSQL. Returns pseudonym -> subject id of the subjects
+    changed."""
     wanted = list(pseudonyms)
     if conn.dialect.name == "postgresql":
         raw = await _driver(conn, in_transaction=False)
@@ -313,6 +321,8 @@ async def set_state(
         if forget:
             sql += (
                 ", dropped AS (DELETE FROM records"
+                " WHERE pseudonym IN (SELECT pseudonym FROM changed))"
+                ", unkeyed AS (DELETE FROM lookups"
                 " WHERE pseudonym IN (SELECT pseudonym FROM changed))"
             )
         if entries:
@@ -339,6 +349,7 @@ async def set_state(
     }
     if forget and changed:
         await conn.execute(delete(records).where(records.c.pseudonym.in_(list(changed))))
+        await conn.execute(delete(lookups).where(lookups.c.pseudonym.in_(list(changed))))
     logged = [{"subject": p, "leaf": leaf} for p, leaf in (entries or {}).items() if p in changed]
     if logged:
         await conn.execute(insert(audit_pending), logged)

@@ -79,3 +79,19 @@ shard_migrations = Table(
     Column("finished_at", DateTime(timezone=True), nullable=True),
     Index("ix_shard_migrations_shard", "shard", "id"),
 )
+
+#: The blind index of lookup keys: HMAC-SHA256(lookup secret, kind || 0x00 || normalised value)
+#: -> the subject's pseudonym, one subject per value and kind. A claim is ``pending`` (held by
+#: ``owner``, a process, until it is written on the home shard) and then ``active``.
+lookups = Table(
+    "lookups",
+    metadata,
+    Column("kind", String(32), primary_key=True),
+    Column("blind", String(64), primary_key=True),
+    Column("pseudonym", String(64), nullable=False),
+    Column("state", String(16), nullable=False),  # pending | active
+    Column("owner", String(128), nullable=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    Index("ix_lookups_pseudonym", "pseudonym", "kind"),
+)

@@ -75,6 +75,15 @@ class Directory:
         call did (of concurrent registrations of one subject, exactly one does)."""
         return await self._table.activate(pseudonym)
 
+    async def reserve_many(self, wanted: Sequence[tuple[str, str, str]]) -> dict[str, Placement]:
+        """``reserve`` for many (pseudonym, jurisdiction, shard) at once (a bulk import); every
+        one's entry, new or not."""
+        return await self._table.reserve_many(wanted)
+
+    async def activate_many(self, pseudonyms: Sequence[str]) -> set[str]:
+        """``activate`` for many at once; returns those this call made active."""
+        return await self._table.activate_many(pseudonyms)
+
     async def remove(self, pseudonym: str) -> None:
         """Forget an erased subject's placement."""
         try:

@@ -37,8 +37,8 @@ class NoPermittedRegion(DomicileError):
 class SubjectNotFound(DomicileError):
     code = "subject_not_found"
 
-    def __init__(self) -> None:
-        super().__init__("no such subject")
+    def __init__(self, message: str = "no such subject") -> None:
+        super().__init__(message)
 
 
 class RecordNotFound(DomicileError):
@@ -53,6 +53,21 @@ class JurisdictionConflict(DomicileError):
 
     def __init__(self, registered: str, requested: str) -> None:
         super().__init__(f"subject is registered with jurisdiction {registered}, not {requested}")
+
+
+class LookupTaken(DomicileError):
+    code = "lookup_taken"
+
+    def __init__(self, kind: str) -> None:
+        super().__init__(f"another subject holds this {kind} value")
+        self.kind = kind
+
+
+class LookupNotFound(SubjectNotFound):
+    """No subject holds the value looked up: answered as an unknown subject."""
+
+    def __init__(self, kind: str) -> None:
+        super().__init__(f"no subject holds this {kind} value")
 
 
 class VersionMismatch(DomicileError):

@@ -31,7 +31,7 @@ from domicile.audit.merkle import (
 )
 from domicile.audit.store import Entry, IssuedCheckpoint
 from domicile.shards.auditlog import site_of
-from domicile.shards.engines import insert_on_conflict
+from domicile.shards.engines import insert_on_conflict, serialize_writers
 from domicile.shards.errors import ShardLogUnavailable, ShardUnavailable
 from domicile.shards.registry import Shard
 from domicile.shards.schema import (
@@ -45,6 +45,10 @@ from domicile.shards.schema import (
 #: Entries integrated per transaction: bounds how long the integrator holds the log's lock.
 INTEGRATE_BATCH = 4096
 _STATE_ID = 1
+#: Key rotation entries are indexed by the ``subject`` column under this tag (their leaves hold
+#: no subject): no pseudonym equals it, as pseudonyms are hex.
+ROTATION_TAG = "key.rotated"
+_ROTATION_LOCK = 0x646F6D2D726F7461  # "dom-rota"
 
 
 # PostgreSQL runs the log's bulk statements on the transaction's own asyncpg connection: one
@@ -314,6 +318,17 @@ class ShardLogStore:
             ).first()
         return None if row is None else IssuedCheckpoint(row.size, bytes(row.root), row.note)
 
+    async def checkpoint_at(self, size: int) -> IssuedCheckpoint | None:
+        async with self._read() as conn:
+            row = (
+                await conn.execute(
+                    select(audit_checkpoints.c.root, audit_checkpoints.c.note).where(
+                        audit_checkpoints.c.size == size
+                    )
+                )
+            ).first()
+        return None if row is None else IssuedCheckpoint(size, bytes(row.root), row.note)
+
     async def keep_checkpoint(self, checkpoint: IssuedCheckpoint) -> IssuedCheckpoint:
         size, root, note = checkpoint.size, checkpoint.root, checkpoint.note
         async with self._write() as conn:
@@ -326,3 +341,32 @@ class ShardLogStore:
                 select(audit_checkpoints.c.note).where(audit_checkpoints.c.size == size)
             )
         return IssuedCheckpoint(size, root, stored or note)
+
+    # -- key rotations -------------------------------------------------------------------------
+
+    async def key_rotations(self) -> list[tuple[int | None, bytes]]:
+        async with self._read() as conn:
+            return await self._key_rotations(conn)
+
+    @staticmethod
+    async def _key_rotations(conn: AsyncConnection) -> list[tuple[int | None, bytes]]:
+        integrated = await conn.execute(
+            select(audit_entries.c.idx, audit_entries.c.leaf)
+            .where(audit_entries.c.subject == ROTATION_TAG)
+            .order_by(audit_entries.c.idx)
+        )
+        queued = await conn.execute(
+            select(audit_pending.c.leaf)
+            .where(audit_pending.c.subject == ROTATION_TAG)
+            .order_by(audit_pending.c.id)
+        )
+        found: list[tuple[int | None, bytes]] = [(r.idx, bytes(r.leaf)) for r in integrated]
+        return found + [(None, bytes(r.leaf)) for r in queued]
+
+    async def append_key_rotation(self, leaf: bytes, after: int) -> bool:
+        async with self._write() as conn:
+            await serialize_writers(conn, _ROTATION_LOCK)
+            if len(await self._key_rotations(conn)) != after:
+                return False
+            await conn.execute(insert(audit_pending).values(leaf=leaf, subject=ROTATION_TAG))
+        return True

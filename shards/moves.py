@@ -57,6 +57,7 @@ from domicile.shards.errors import (
     ResidencyGuardViolation,
     SubjectNotFound,
 )
+from domicile.shards.lookup_rows import copy_lookups, read_lookups
 from domicile.shards.move_journal import MoveJournal, MovePlan, MoveRow
 from domicile.shards.policy import Topology
 from domicile.shards.pseudonym import Pseudonymizer
@@ -664,9 +665,14 @@ class Mover:
         if not moves:
             return 0
         entries = self._entries(target, events.SUBJECT_MOVED_IN, moves)
+        # Lookup keys are carried here, under the source's fence (a few rows per subject, and
+        # none of them can change meanwhile), in the transaction that makes the target home.
         source = self.registry[moves[0].from_shard]
-
+        fenced = [m.pseudonym for m in moves]
+        async with source.read() as conn:
+            keys = await read_lookups(conn, fenced)
         async with target.write() as conn:
+            await copy_lookups(conn, fenced, keys)
             await bulk.set_state(
                 conn,
                 list(entries),

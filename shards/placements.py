@@ -18,6 +18,7 @@ from sqlalchemy.exc import IntegrityError
 
 from domicile.shards.catalog import Catalog
 from domicile.shards.catalog_schema import directory, moves
+from domicile.shards.engines import insert_on_conflict
 from domicile.shards.errors import CatalogUnavailable, LeaseLost
 from domicile.shards.move_journal import MoveRow, record_details
 from domicile.shards.states import MoveState, PlacementState
@@ -121,6 +122,35 @@ class PlacementTable:
             return existing
         return Placement(pseudonym, jurisdiction, shard, 1, PlacementState.PENDING)
 
+    async def reserve_many(self, wanted: Sequence[tuple[str, str, str]]) -> dict[str, Placement]:
+        """``reserve`` for many (pseudonym, jurisdiction, shard) in one transaction; returns
+        each one's entry, which is another's where a concurrent or earlier attempt made it."""
+        if not wanted:
+            return {}
+        now = _now()
+        async with self._catalog.transaction(write=True) as conn:
+            await conn.execute(
+                insert_on_conflict(conn, directory).on_conflict_do_nothing(
+                    index_elements=[directory.c.pseudonym]
+                ),
+                [
+                    {
+                        "pseudonym": pseudonym,
+                        "jurisdiction": jurisdiction,
+                        "shard": shard,
+                        "placement_version": 1,
+                        "state": PlacementState.PENDING,
+                        "created_at": now,
+                        "updated_at": now,
+                    }
+                    for pseudonym, jurisdiction, shard in wanted
+                ],
+            )
+            rows = await conn.execute(
+                select(*_PLACEMENT).where(_PLACEMENT[0].in_([p for p, _, _ in wanted]))
+            )
+            return {row[0]: _placement(row) for row in rows}
+
     async def activate(self, pseudonym: str) -> bool:
         """Whether this call made the pending placement active (concurrent callers: one)."""
         async with self._catalog.transaction(write=True) as conn:
@@ -133,6 +163,22 @@ class PlacementTable:
                 .values(state=PlacementState.ACTIVE, updated_at=_now())
             )
         return done.rowcount == 1
+
+    async def activate_many(self, pseudonyms: Sequence[str]) -> set[str]:
+        """``activate`` for many in one statement; returns those this call made active."""
+        if not pseudonyms:
+            return set()
+        async with self._catalog.transaction(write=True) as conn:
+            done = await conn.execute(
+                update(directory)
+                .where(
+                    directory.c.pseudonym.in_(pseudonyms),
+                    directory.c.state == PlacementState.PENDING,
+                )
+                .values(state=PlacementState.ACTIVE, updated_at=_now())
+                .returning(directory.c.pseudonym)
+            )
+            return set(done.scalars())
 
     async def remove(self, pseudonym: str) -> None:
         async with self._catalog.transaction(write=True) as conn:

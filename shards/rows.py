@@ -35,3 +35,15 @@ class RecordRow(NamedTuple):
     content_sha256: str
     created_at: datetime
     updated_at: datetime
+
+
+class LookupRow(NamedTuple):
+    """A row of ``lookups``: a subject's lookup key."""
+
+    pseudonym: str
+    kind: str
+    value: str  # as given: personal data, held by the home shard only
+    normalized: str
+    blind: str
+    created_at: datetime
+    updated_at: datetime

@@ -72,6 +72,25 @@ records = Table(
     Column("updated_at", DateTime(timezone=True), nullable=False),
 )
 
+#: Lookup keys of the subjects homed here: the value as given, its normalised form (for
+#: re-keying) and its blind value, the only form of it the catalog holds.
+lookups = Table(
+    "lookups",
+    metadata,
+    Column(
+        "pseudonym",
+        String(64),
+        ForeignKey("subjects.pseudonym", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    Column("kind", String(32), primary_key=True),
+    Column("value", Text, nullable=False),
+    Column("normalized", Text, nullable=False),
+    Column("blind", String(64), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+
 #: The residency log's queue: an entry is appended here in the transaction of its change, and
 #: leaves it for ``audit_entries`` when the log's single integrator gives it its leaf index. Ids
 #: keep growing across both tables (SQLite: AUTOINCREMENT, as the queue is often empty).

@@ -50,6 +50,7 @@ from domicile.shards.faults import Fault, classify
 from domicile.shards.guard import sync_guard
 from domicile.shards.migration_journal import MigrationJournal
 from domicile.shards.policy import Region, ShardSpec, Topology
+from domicile.shards.policy_log import log_policy
 from domicile.shards.registry import Shard, engine_for, identity_mismatch
 from domicile.shards.schema import metadata as shard_metadata
 from domicile.shards.schema import shard_identity
@@ -404,7 +405,7 @@ async def _sync_after(shard: Shard, result: ShardResult, topology: Topology) -> 
     if result.status == "failed" or result.after is None:
         return
     try:
-        await sync_shard(shard, topology.jurisdictions_for_shard(shard.name))
+        await sync_shard(shard, topology.jurisdictions_for_shard(shard.name), topology)
     except DomicileError as exc:
         result.status, result.error = "failed", str(exc)
         if isinstance(exc, ShardUnavailable):
@@ -480,9 +481,13 @@ async def render_sql(
     return "\n".join([header, *preamble, buffer.getvalue()])
 
 
-async def sync_shard(shard: Shard, jurisdictions: frozenset[str]) -> None:
+async def sync_shard(
+    shard: Shard, jurisdictions: frozenset[str], topology: Topology | None = None
+) -> None:
     """Record the shard's identity (first start) or check it, and make its residency guard
-    admit exactly ``jurisdictions``. (This is the shard's preparation, hence unprepared.)"""
+    admit exactly ``jurisdictions``; with ``topology``, log its policy and region facts where
+    the log's latest ``policy.changed`` entry declares otherwise, before any entry this process
+    writes. (This is the shard's preparation, hence unprepared.)"""
     async with shard.write_unprepared() as conn:
         await serialize_writers(conn)  # processes starting together converge, one at a time
         row = (await conn.execute(select(shard_identity))).first()
@@ -498,3 +503,5 @@ async def sync_shard(shard: Shard, jurisdictions: frozenset[str]) -> None:
         elif row.name != shard.name:
             raise shard.unavailable(identity_mismatch(row.name))
         await sync_guard(conn, jurisdictions)
+        if topology is not None and await conn.run_sync(_has_queue):  # no log before 0002
+            await log_policy(conn, shard, topology)

@@ -61,3 +61,10 @@ class MigrationStatus(StrEnum):
     RUNNING = "running"
     DONE = "done"
     FAILED = "failed"
+
+
+class ClaimState(StrEnum):
+    """A lookup key's entry in the catalog's blind index (``lookups.state``)."""
+
+    PENDING = "pending"  # claimed by a request that has not written it on the home shard yet
+    ACTIVE = "active"

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import builtins
 import hashlib
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -21,13 +21,14 @@ from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from domicile.audit import events
-from domicile.audit.events import Actor
+from domicile.audit.events import SYSTEM, Actor
 from domicile.shards.auditlog import append_entry, leaf_around_version
 from domicile.shards.directory import Directory
 from domicile.shards.engines import insert_on_conflict, scrub_freed_pages, statement_pool
 from domicile.shards.errors import (
     DomicileError,
     JurisdictionConflict,
+    LookupTaken,
     MovedAway,
     NotHome,
     PlacementNotPermitted,
@@ -37,13 +38,16 @@ from domicile.shards.errors import (
     SubjectNotFound,
     VersionMismatch,
 )
+from domicile.shards.lookup_index import LookupIndex
+from domicile.shards.lookup_keys import LookupKeys, LookupValue
+from domicile.shards.lookup_rows import delete_lookup, holds, write_lookups
 from domicile.shards.placement import choose_home
 from domicile.shards.placements import Placement
 from domicile.shards.policy import Topology
 from domicile.shards.pseudonym import Pseudonymizer
 from domicile.shards.registry import Shard, ShardRegistry
 from domicile.shards.relocation import Relocator
-from domicile.shards.schema import records, subjects
+from domicile.shards.schema import lookups, records, subjects
 from domicile.shards.states import PlacementState, SubjectState
 from domicile.shards.validation import (
     validate_collection,
@@ -147,6 +151,15 @@ class StoredRecord:
 
 
 @dataclass(frozen=True)
+class SubjectExport:
+    """Everything held of a subject, read in one snapshot of its home shard."""
+
+    placement: SubjectPlacement
+    records: Sequence[StoredRecord]
+    lookups: Mapping[str, str]  # kind -> the value as given
+
+
+@dataclass(frozen=True)
 class RecordPage:
     items: list[StoredRecord]
     next_cursor: tuple[str, str] | None
@@ -163,11 +176,15 @@ class RecordStore:
         registry: ShardRegistry,
         directory: Directory,
         pseudonyms: Pseudonymizer,
+        lookup_keys: LookupKeys,
+        lookup_index: LookupIndex,
     ) -> None:
         self.topology = topology
         self.registry = registry
         self.directory = directory
         self.pseudonyms = pseudonyms
+        self.lookup_keys = lookup_keys
+        self.lookup_index = lookup_index
         #: Moves a subject the policy in effect no longer permits before a write to it; None:
         #: such a write is refused 409 ``relocation_required`` (processes that cannot move).
         self.relocator: Relocator | None = None
@@ -191,7 +208,7 @@ class RecordStore:
         if refusal is not None:
             raise refusal
 
-    def _placement_view(self, subject_id: str, p: Placement) -> SubjectPlacement:
+    def placement_view(self, subject_id: str, p: Placement) -> SubjectPlacement:
         shard = self.registry[p.shard]
         return SubjectPlacement(
             subject_id, p.jurisdiction, shard.region.name, shard.region.country, shard.name
@@ -206,7 +223,7 @@ class RecordStore:
             if not self.topology.is_permitted(placement.jurisdiction, placement.shard):
                 raise PlacementNotPermitted(placement.jurisdiction, placement.shard)
 
-    async def _on_home(
+    async def on_home(
         self,
         subject_id: str,
         operation: Callable[[Placement, Shard], Awaitable[T]],
@@ -278,32 +295,59 @@ class RecordStore:
     # -- subjects ----------------------------------------------------------------------------
 
     async def register(
-        self, subject_id: str, jurisdiction: str, actor: Actor
+        self,
+        subject_id: str,
+        jurisdiction: str,
+        actor: Actor,
+        lookups: Mapping[str, str] | None = None,
     ) -> tuple[SubjectPlacement, bool]:
-        """Register a subject; returns its placement and whether it was created now."""
+        """Register a subject, with its lookup keys; returns its placement and whether it was
+        created now. All or nothing: a lookup value another subject holds refuses the
+        registration (``LookupTaken``) before anything is stored. Registering again sets the
+        lookup keys given (the same again changes nothing)."""
         validate_subject_id(subject_id)
         validate_jurisdiction(jurisdiction)
+        values = [
+            self.lookup_keys.prepare(kind, value, jurisdiction)
+            for kind, value in (lookups or {}).items()
+        ]
         pseudonym = self.pseudonyms.subject(subject_id)
         existing = await self.directory.resolve(pseudonym, fresh=True)
         if existing is not None and existing.state != PlacementState.PENDING:
             if existing.jurisdiction != jurisdiction:
                 raise JurisdictionConflict(existing.jurisdiction, jurisdiction)
-            return self._placement_view(subject_id, existing), False
-        home = choose_home(self.topology, jurisdiction, pseudonym)
-        placement = await self.directory.reserve(pseudonym, jurisdiction, home.name)
-        if placement.jurisdiction != jurisdiction:
-            raise JurisdictionConflict(placement.jurisdiction, jurisdiction)
-        shard = self.registry[placement.shard]
-        await self._create_on_shard(shard, subject_id, pseudonym, jurisdiction, actor)
+            if lookups:
+                await self.set_lookups(subject_id, lookups, actor)
+            return self.placement_view(subject_id, existing), False
+        claimed = await self.claim_lookups(pseudonym, values)
+        try:
+            home = choose_home(self.topology, jurisdiction, pseudonym)
+            placement = await self.directory.reserve(pseudonym, jurisdiction, home.name)
+            if placement.jurisdiction != jurisdiction:
+                raise JurisdictionConflict(placement.jurisdiction, jurisdiction)
+            shard = self.registry[placement.shard]
+            await self._create_on_shard(shard, subject_id, pseudonym, jurisdiction, actor, values)
+        except BaseException:
+            await self.lookup_index.release_claims(claimed, pseudonym)
+            raise
         # Created now is whoever activates the placement: one of concurrent registrations, or
         # the retry that completes one a crash interrupted.
         created = placement.state == PlacementState.PENDING and await self.directory.activate(
             pseudonym
         )
-        return self._placement_view(subject_id, placement), created
+        # The lookup keys after the placement: a claim left pending by a crash in between is
+        # settled for the subject (its write is on the shard), never lost.
+        await self.activate_lookups(shard, pseudonym, jurisdiction, values, actor)
+        return self.placement_view(subject_id, placement), created
 
     async def _create_on_shard(
-        self, shard: Shard, subject_id: str, pseudonym: str, jurisdiction: str, actor: Actor
+        self,
+        shard: Shard,
+        subject_id: str,
+        pseudonym: str,
+        jurisdiction: str,
+        actor: Actor,
+        values: Sequence[LookupValue] = (),
     ) -> None:
         now = _now()
         async with shard.write() as conn:
@@ -330,6 +374,109 @@ class RecordStore:
                     subject=pseudonym,
                     jurisdiction=jurisdiction,
                 )
+            await write_lookups(conn, shard, actor, pseudonym, jurisdiction, values)
+
+    # -- lookup keys -------------------------------------------------------------------------
+
+    async def holds_lookup(self, pseudonym: str, kind: str, blind: str) -> bool:
+        """Whether the subject is placed and its home shard holds (kind, blind): how another
+        subject's stale claim is settled (``LookupIndex.claim``). What a registration that never
+        completed wrote of it is removed: its claim passes to the claimant."""
+        placement = await self.directory.read(pseudonym)
+        if placement is None:
+            return False
+        shard = self.registry[placement.shard]
+        if placement.state == PlacementState.PENDING:
+            async with shard.write() as conn:
+                await delete_lookup(
+                    conn, shard, SYSTEM, pseudonym, placement.jurisdiction, kind, blind=blind
+                )
+            return False
+        async with shard.read() as conn:
+            return await holds(conn, pseudonym, kind, blind)
+
+    async def claim_lookups(
+        self, pseudonym: str, values: Sequence[LookupValue]
+    ) -> list[tuple[str, str]]:
+        """Claim every value for the subject, or none: the claims this call made (to release
+        with ``lookup_index.release_claims`` if what follows fails); ``LookupTaken`` for the
+        first value another subject holds. A bulk loader claims a subject's values with this,
+        writes them with ``lookup_rows.write_lookups`` in its shard transaction, and activates
+        them with ``activate_lookups`` once the subject's placement is active."""
+        claimed: list[tuple[str, str]] = []
+        try:
+            for v in values:
+                if await self.lookup_index.claim(v.kind, v.blind, pseudonym, self.holds_lookup):
+                    claimed.append((v.kind, v.blind))
+        except BaseException:
+            await self.lookup_index.release_claims(claimed, pseudonym)
+            raise
+        return claimed
+
+    async def activate_lookups(
+        self,
+        shard: Shard,
+        pseudonym: str,
+        jurisdiction: str,
+        values: Sequence[LookupValue],
+        actor: Actor,
+    ) -> None:
+        """Activate the subject's claims of ``values``, written on ``shard``. A claim taken over
+        meanwhile (held past its lease) loses: its value is removed from the shard again."""
+        if await self.lookup_index.activate_all([(v.kind, v.blind) for v in values], pseudonym):
+            return
+        async with shard.write() as conn:
+            for v in values:
+                await delete_lookup(
+                    conn, shard, actor, pseudonym, jurisdiction, v.kind, blind=v.blind
+                )
+        raise LookupTaken(values[0].kind)
+
+    async def set_lookups(self, subject_id: str, lookups: Mapping[str, str], actor: Actor) -> None:
+        """Set or replace the subject's lookup keys (kind -> value), all or none: a value
+        another subject holds is ``LookupTaken`` and changes nothing. Values are normalised in
+        the subject's jurisdiction; one already set is left as it is."""
+        for kind in lookups:
+            self.lookup_keys.method(kind)
+
+        async def set_on(p: Placement, shard: Shard) -> None:
+            values = [
+                self.lookup_keys.prepare(kind, value, p.jurisdiction)
+                for kind, value in lookups.items()
+            ]
+            claimed = await self.claim_lookups(p.pseudonym, values)
+            try:
+                async with shard.write() as conn:
+                    await self._fence(conn, shard, p.pseudonym)
+                    replaced = await write_lookups(
+                        conn, shard, actor, p.pseudonym, p.jurisdiction, values
+                    )
+            except BaseException:
+                await self.lookup_index.release_claims(claimed, p.pseudonym)
+                raise
+            await self.activate_lookups(shard, p.pseudonym, p.jurisdiction, values, actor)
+            for v in values:
+                if v.kind in replaced:
+                    await self.lookup_index.release(p.pseudonym, v.kind, keep=v.blind)
+
+        await self.on_home(subject_id, set_on, writing=True)
+
+    async def set_lookup(self, subject_id: str, kind: str, value: str, actor: Actor) -> None:
+        """Set or replace the subject's lookup key of ``kind`` (``PUT .../lookups/{kind}``)."""
+        await self.set_lookups(subject_id, {kind: value}, actor)
+
+    async def remove_lookup(self, subject_id: str, kind: str, actor: Actor) -> None:
+        """Remove the subject's lookup key of ``kind``, if it has one; then its value is free.
+        Repeated, it releases what an earlier attempt left in the catalog."""
+        self.lookup_keys.method(kind)
+
+        async def remove_on(p: Placement, shard: Shard) -> None:
+            async with shard.write() as conn:
+                await self._fence(conn, shard, p.pseudonym)
+                await delete_lookup(conn, shard, actor, p.pseudonym, p.jurisdiction, kind)
+            await self.lookup_index.release(p.pseudonym, kind)
+
+        await self.on_home(subject_id, remove_on, writing=True)
 
     async def placement(self, subject_id: str) -> SubjectPlacement:
         """Where the subject lives, on the catalog's word: this answer touches no shard that
@@ -339,7 +486,7 @@ class RecordStore:
         placement = await self.directory.resolve(self.pseudonyms.subject(subject_id), fresh=True)
         if placement is None or placement.state == PlacementState.PENDING:
             raise SubjectNotFound()
-        return self._placement_view(subject_id, placement)
+        return self.placement_view(subject_id, placement)
 
     async def erase(self, subject_id: str, actor: Actor) -> int:
         """Right to erasure: every record and the subject itself. Returns records removed."""
@@ -350,6 +497,7 @@ class RecordStore:
                 removed = (
                     await conn.execute(delete(records).where(records.c.pseudonym == p.pseudonym))
                 ).rowcount
+                # Its lookup keys go with the subject row (ON DELETE CASCADE).
                 await conn.execute(delete(subjects).where(subjects.c.pseudonym == p.pseudonym))
                 await append_entry(
                     conn,
@@ -360,12 +508,13 @@ class RecordStore:
                     jurisdiction=p.jurisdiction,
                     records=removed,
                 )
+            await self.lookup_index.release(p.pseudonym)
             await self.directory.remove(p.pseudonym)
             await scrub_freed_pages(shard.engine)
             return int(removed)
 
         try:
-            return await self._on_home(subject_id, erase_on, writing=False)
+            return await self.on_home(subject_id, erase_on, writing=False)
         except SubjectNotFound:
             # An earlier erasure may have committed on the shard and stopped before the
             # catalog: finish it, so the erasure is idempotent.
@@ -373,6 +522,7 @@ class RecordStore:
             leftover = await self.directory.read(pseudonym)
             if leftover is None or leftover.state == PlacementState.PENDING:
                 raise
+            await self.lookup_index.release(pseudonym)
             await self.directory.remove(pseudonym)
             return 0
 
@@ -491,7 +641,7 @@ class RecordStore:
                 await append_entry(conn, shard, events.RECORD_PUT, actor, **entry, version=version)
             return self._record(subject_id, p, shard, collection, key, version, digest)
 
-        return await self._on_home(subject_id, put_on, writing=True)
+        return await self.on_home(subject_id, put_on, writing=True)
 
     async def get(self, subject_id: str, collection: str, key: str) -> StoredRecord:
         validate_record_address(collection, key)
@@ -526,7 +676,7 @@ class RecordStore:
                 row = (await conn.execute(stmt)).first()
             return self._found(subject_id, p, shard, collection, key, row)
 
-        return await self._on_home(subject_id, get_on, writing=False)
+        return await self.on_home(subject_id, get_on, writing=False)
 
     def _found(
         self, subject_id: str, p: Placement, shard: Shard, collection: str, key: str, row: Any
@@ -580,7 +730,7 @@ class RecordStore:
                     record=self.pseudonyms.record(subject_id, collection, key),
                 )
 
-        await self._on_home(subject_id, delete_on, writing=False)
+        await self.on_home(subject_id, delete_on, writing=False)
 
     async def list(
         self,
@@ -611,7 +761,7 @@ class RecordStore:
             more = len(rows) > limit
             return RecordPage(items, (items[-1].collection, items[-1].key) if more else None)
 
-        return await self._on_home(subject_id, list_on, writing=False)
+        return await self.on_home(subject_id, list_on, writing=False)
 
     def _records(
         self,
@@ -642,23 +792,27 @@ class RecordStore:
         if refusal is not None:
             raise refusal
 
-    async def export(self, subject_id: str) -> tuple[SubjectPlacement, Sequence[StoredRecord]]:
-        """Every record of the subject, read in one snapshot of its home shard."""
+    async def export(self, subject_id: str) -> SubjectExport:
+        """Every record and lookup key of the subject, read in one snapshot of its home."""
 
-        async def export_on(
-            p: Placement, shard: Shard
-        ) -> tuple[SubjectPlacement, Sequence[StoredRecord]]:
+        async def export_on(p: Placement, shard: Shard) -> SubjectExport:
             stmt = (
                 select(*_LISTED)
                 .where(records.c.pseudonym == p.pseudonym)
                 .order_by(records.c.collection, records.c.key)
             )
+            keys = select(lookups.c.kind, lookups.c.value).where(lookups.c.pseudonym == p.pseudonym)
             async with shard.read(snapshot=True) as conn:
                 await self._check_home(conn, shard, p.pseudonym)
                 rows = (await conn.execute(stmt)).all()
-            return self._placement_view(subject_id, p), self._records(subject_id, p, shard, rows)
+                held = {kind: value for kind, value in await conn.execute(keys.order_by("kind"))}
+            return SubjectExport(
+                self.placement_view(subject_id, p),
+                self._records(subject_id, p, shard, rows),
+                held,
+            )
 
-        return await self._on_home(subject_id, export_on, writing=False)
+        return await self.on_home(subject_id, export_on, writing=False)
 
     # -- counts (shards overview, reports) ---------------------------------------------------
 

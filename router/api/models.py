@@ -24,6 +24,21 @@ class RegisterSubject(BaseModel):
     model_config = ConfigDict(extra="forbid")
     subject_id: str
     jurisdiction: str
+    lookups: dict[str, str] | None = Field(
+        default=None,
+        description="lookup keys by kind (e.g. email): all or nothing, a value another "
+        "subject holds refuses the registration (409 `lookup_taken`)",
+    )
+
+
+class LookupValueIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    value: str = Field(description="the value, as the user gave it: normalised by its kind")
+
+
+class LookupOut(BaseModel):
+    subject_id: str
+    kind: str
 
 
 class SubjectPlacementOut(BaseModel):
@@ -65,6 +80,7 @@ class ExportedRecord(BaseModel):
 class SubjectExport(SubjectPlacementOut):
     exported_at: str
     records: list[ExportedRecord]
+    lookups: dict[str, str] = Field(description="the subject's lookup keys by kind, as given")
 
 
 class ShardOut(BaseModel):
@@ -88,30 +104,36 @@ class ShardList(BaseModel):
 ERROR_STATUSES: dict[int, str] = {
     401: "no API key, or an invalid or revoked one (`unauthorized`)",
     403: "the API key lacks the operation's scope (`forbidden`)",
-    404: "the subject, record, log or move does not exist (`subject_not_found`, "
-    "`record_not_found`, `log_not_found`, `move_not_found`)",
-    409: "conflicts with what is stored (`jurisdiction_conflict`, `relocation_required`, "
-    "`residency_guard`, `already_placed`)",
+    404: "the subject, record, log or move does not exist, or no subject holds the lookup "
+    "value (`subject_not_found`, `record_not_found`, `log_not_found`, `move_not_found`)",
+    409: "conflicts with what is stored (`jurisdiction_conflict`, `lookup_taken`, "
+    "`relocation_required`, `residency_guard`, `already_placed`)",
     412: "`If-Match` names another version than the record's (`version_mismatch`)",
     413: "the record is larger than `[api] max_record_bytes` (`record_too_large`)",
     415: "the body is not `application/json` (`unsupported_media_type`)",
     422: "invalid input (`invalid_request`, `malformed_json`, `invalid_body`, "
     "`invalid_subject_id`, `invalid_jurisdiction`, `invalid_collection`, `invalid_key`, "
-    "`invalid_cursor`, `invalid_if_match`, `invalid_purpose`, `out_of_range`), or a subject "
+    "`invalid_cursor`, `invalid_if_match`, `invalid_purpose`, `out_of_range`, "
+    "`unknown_lookup_kind`, `invalid_lookup`), or a subject "
     "the policy permits in no region (`no_permitted_region`)",
+    429: "too many failed authentications from the client's address this minute "
+    "(`too_many_failed_authentications`, `[api] auth_failures_per_minute`): retry after "
+    "`Retry-After` seconds",
     503: "a shard or the catalog is unavailable, or the subject is being moved "
     "(`shard_unavailable`, `catalog_unavailable`, `subject_moving`, …): retry after "
     "`Retry-After` seconds",
 }
 
+_RETRY_AFTER = {
+    "Retry-After": {
+        "description": "seconds to wait before retrying",
+        "schema": {"type": "integer"},
+    }
+}
 _ERROR_HEADERS: dict[int, dict[str, Any]] = {
     401: {"WWW-Authenticate": {"description": "`Bearer`", "schema": {"type": "string"}}},
-    503: {
-        "Retry-After": {
-            "description": "seconds to wait before retrying",
-            "schema": {"type": "integer"},
-        }
-    },
+    429: _RETRY_AFTER,
+    503: _RETRY_AFTER,
 }
 
 

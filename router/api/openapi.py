@@ -1,8 +1,8 @@
 """The OpenAPI document: FastAPI's, completed where it cannot see by itself. The hot routes
 check their key themselves, so they state their scope (``secured``); every operation that needs
-a key says which scope and answers 401 and 403; every operation takes ``X-Request-Id``; and
-every error answer is the contract's JSON body, not FastAPI's validation shape nor a text
-route's media type."""
+a key says which scope and answers 401, 403 and 429 (failed authentications throttled); every
+operation takes ``X-Request-Id``; and every error answer is the contract's JSON body, not
+FastAPI's validation shape nor a text route's media type."""
 
 from __future__ import annotations
 
@@ -44,7 +44,7 @@ def _complete(operation: dict[str, Any]) -> None:
         for scope in requirement.get(BEARER.scheme_name, []):
             needs = f"Needs an API key with the scope `{scope}`."
             operation["description"] = f"{operation.get('description', '')}\n\n{needs}".strip()
-        for status in ("401", "403"):
+        for status in ("401", "403", "429"):
             responses.setdefault(status, _response(int(status)))
     if "422" in responses:  # FastAPI's own is its validation shape, which is never answered
         responses["422"] = _response(422)

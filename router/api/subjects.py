@@ -1,4 +1,4 @@
-"""/v1/subjects: register, placement, erasure, export."""
+"""/v1/subjects: register (with lookup keys), placement, erasure, export."""
 
 from __future__ import annotations
 
@@ -45,7 +45,7 @@ async def register_subject(
     require_json(request)
     runtime = runtime_of(request)
     placement, created = await runtime.store.register(
-        body.subject_id, body.jurisdiction, actor_of(request, purpose)
+        body.subject_id, body.jurisdiction, actor_of(request, purpose), body.lookups
     )
     return JSONResponse(placement_json(placement), status_code=201 if created else 200)
 
@@ -93,7 +93,14 @@ def _exported(record: StoredRecord) -> bytes:
     responses=errors(401, 403, 404, 422, 503),
 )
 async def export_subject(subject_id: str, request: Request, _: RecordsRead) -> Response:
-    placement, records = await runtime_of(request).store.export(subject_id)
-    head = orjson.dumps({**placement_json(placement), "exported_at": rfc3339(datetime.now(UTC))})
-    body = head[:-1] + b',"records":[' + b",".join(_exported(r) for r in records) + b"]}"
+    exported = await runtime_of(request).store.export(subject_id)
+    head = orjson.dumps(
+        {
+            **placement_json(exported.placement),
+            "exported_at": rfc3339(datetime.now(UTC)),
+            "lookups": dict(exported.lookups),
+        }
+    )
+    records = b",".join(_exported(r) for r in exported.records)
+    body = head[:-1] + b',"records":[' + records + b"]}"
     return JSONResponse(body)

@@ -8,7 +8,9 @@ import click
 
 from domicile.router.cli.audit import audit
 from domicile.router.cli.comply import comply_command, move_command
+from domicile.router.cli.imports import import_command
 from domicile.router.cli.keys import keys
+from domicile.router.cli.lookups import lookups
 from domicile.router.cli.moves import moves
 from domicile.router.cli.serve import serve
 from domicile.router.cli.shards import shards
@@ -27,5 +29,15 @@ def main(debug: bool) -> None:
     logging.getLogger("alembic").setLevel(logging.WARNING)
 
 
-for command in (serve, keys, shards, move_command, comply_command, moves, audit):
+for command in (
+    serve,
+    keys,
+    shards,
+    import_command,
+    move_command,
+    comply_command,
+    moves,
+    audit,
+    lookups,
+):
     main.add_command(command)

@@ -16,21 +16,24 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn
 
 from domicile.audit.archive import LocalStore, S3Store, s3_client
-from domicile.audit.errors import NoteError, SourceError, VerificationFailed
-from domicile.audit.events import decode_leaf
+from domicile.audit.errors import AuditError, NoteError, SourceError, VerificationFailed
+from domicile.audit.events import SYSTEM, decode_leaf
 from domicile.audit.note import Signer, Verifier
 from domicile.audit.report import sign_report
 from domicile.audit.report_html import render_html
+from domicile.audit.rotation import Rotation
 from domicile.audit.service import key_name
 from domicile.audit.sources import ArchiveSource, DatabaseSource, HttpSource
 from domicile.audit.store import LogStore
 from domicile.audit.verify import LogSource, WitnessState, describe, verify_log
-from domicile.router.audit_setup import load_or_create_signer
+from domicile.router.audit_setup import begin_rotation, finish_rotation, load_or_create_signer
 from domicile.router.cli.common import config_option, fail, run, settings_from, with_runtime
+from domicile.router.cli.evidence import evidence_command, verify_evidence
 from domicile.router.config import Settings
 from domicile.router.runtime import Runtime
 from domicile.shards.errors import DomicileError
 from domicile.shards.log_store import ShardLogStore
+from domicile.shards.policy import Topology
 from domicile.shards.registry import open_registry
 from domicile.shards.residency import build_report
 from domicile.shards.validation import validate_jurisdiction, validate_subject_id
@@ -43,13 +46,56 @@ def audit() -> None:
     """Residency audit: keys, verification, log, report."""
 
 
-@audit.command("key")
+audit.add_command(evidence_command)
+
+
+@audit.group("key", invoke_without_command=True)
 @config_option
-def key(config: Path | None) -> None:
-    """Print the verifier key of every checkpoint and report."""
+@click.pass_context
+def key(ctx: click.Context, config: Path | None) -> None:
+    """Print the current verifier key (it signs reports and, from its rotation on, every
+    checkpoint); `rotate` replaces the signing key."""
+    if ctx.invoked_subcommand is None:
+        settings = settings_from(config)
+        signer = load_or_create_signer(settings.signing_key_path, key_name(settings.deployment))
+        click.echo(signer.verifier_key())
+
+
+@key.command("rotate")
+@config_option
+def rotate(config: Path | None) -> None:
+    """A new signing key: a rotation entry, signed by the old key and the new, is appended to
+    every log, and checkpoints from it on are signed with the new key. The old key file is
+    replaced once every log holds the rotation; until then, run this again. The new verifier
+    key is the last line."""
     settings = settings_from(config)
-    signer = load_or_create_signer(settings.signing_key_path, key_name(settings.deployment))
-    click.echo(signer.verifier_key())
+    path = settings.signing_key_path
+    old, new = begin_rotation(path, key_name(settings.deployment))
+    rotation = Rotation.sign(old, new, datetime.now(UTC))
+
+    async def work(runtime: Runtime) -> int:
+        missing = 0
+        for name in runtime.audit.logs:
+            try:
+                size = await runtime.audit.rotate(name, rotation, SYSTEM)
+            except (DomicileError, AuditError) as exc:
+                missing += 1
+                click.echo(f"domicile: {name}: not rotated yet: {exc}", err=True)
+                continue
+            click.echo(f"{name}: rotated; checkpoint of size {size} signed with the new key")
+        if missing:
+            click.echo(
+                f"domicile: {missing} log(s) lack the rotation; the old key stays until every "
+                "log has it: run `domicile audit key rotate` again",
+                err=True,
+            )
+            return 1
+        finish_rotation(path)
+        click.echo(f"old key: {old.verifier_key()}")
+        click.echo(new.verifier_key())
+        return 0
+
+    run(with_runtime(settings, work))
 
 
 # -- verify ----------------------------------------------------------------------------------------
@@ -156,7 +202,12 @@ async def _verify(
 @audit.command("verify")
 @config_option
 @click.option("--log", "logs", multiple=True, help="only this log (repeatable); default all")
-@click.option("--key", "key_arg", help="verifier key string, or a file holding it")
+@click.option(
+    "--key",
+    "key_arg",
+    help="verifier key string, or a file holding it: the first key, or any later one of the "
+    "chain of rotations",
+)
 @click.option("--url", help="verify over the HTTP API of this server")
 @click.option("--api-key", envvar="DOMICILE_API_KEY", help="audit:read key for --url")
 @click.option("--archive", help="verify an archive: a folder, or s3://BUCKET/PREFIX")
@@ -167,6 +218,11 @@ async def _verify(
     help="witness state file (default: $XDG_STATE_HOME/domicile/witness.json)",
 )
 @click.option("--no-state", is_flag=True, help="neither read nor update the witness state")
+@click.option(
+    "--evidence",
+    type=click.Path(path_type=Path),
+    help="check an evidence pack (a folder from `audit evidence`) offline",
+)
 def verify(
     config: Path | None,
     logs: tuple[str, ...],
@@ -177,10 +233,17 @@ def verify(
     endpoint_url: str | None,
     state: Path | None,
     no_state: bool,
+    evidence: Path | None,
 ) -> None:
     """Verify logs: every entry against its checkpoints, their signatures, and consistency with
     the checkpoints verified before. Reads the deployment's databases (--config), a server
-    (--url) or an archive (--archive); needs none of the server's secrets."""
+    (--url) or an archive (--archive); needs none of the server's secrets. With --evidence,
+    checks an evidence pack instead (its own verifier.key unless --key)."""
+    if evidence is not None:
+        if url or archive or config or logs:
+            fail("--evidence checks a pack on its own: not with --config, --url, --archive, --log")
+        verify_evidence(evidence, _parse_key(key_arg) if key_arg else None)
+        return
     if url and archive:
         fail("--url and --archive are alternative sources: give one")
     if (url or archive) and config:
@@ -235,13 +298,19 @@ def _parse_since(value: str) -> datetime:
 Line = tuple[datetime, str, int, dict[str, Any]]
 
 
-def _line(event: dict[str, Any]) -> str:
+#: The longest event name (``subject.registered``): the columns after it line up.
+EVENT_WIDTH = 18
+
+
+def _line(event: dict[str, Any], topology: Topology) -> str:
+    shard_width = max(map(len, topology.shards))
+    region_width = max(map(len, topology.regions))
     columns = [
         event.get("time", "-"),
-        f"{event.get('event', '-'):<17}",
+        f"{event.get('event', '-'):<{EVENT_WIDTH}}",
         f"{event.get('jurisdiction', '-'):<2}",
-        event.get("shard", "-"),
-        event.get("region", "-"),
+        f"{event.get('shard', '-'):<{shard_width}}",
+        f"{event.get('region', '-'):<{region_width}}",
         event.get("subject", "-"),
     ]
     return "  ".join(str(c) for c in columns)
@@ -318,7 +387,7 @@ def log_command(
                 positions[shard_log.name] = size
             async for moment, _, _, event in _merged(streams):
                 if after is None or moment >= after:
-                    click.echo(_line(event))
+                    click.echo(_line(event, settings.topology))
             if not follow:
                 return 0
             await asyncio.sleep(FOLLOW_EVERY)

@@ -15,6 +15,8 @@ import pytest
 from botocore.exceptions import ClientError
 from mypy_boto3_s3 import S3Client
 
+from domicile.audit.checkpoint import open_checkpoint
+from domicile.audit.note import Verifier
 from domicile.router.config import load_settings
 from domicile.router.errors import ConfigError
 from tests.support.api import Api, start_api, write_some
@@ -58,8 +60,8 @@ async def deploy(made: list[Deployment], tmp_path: Path, backend: str, extra: st
 
 
 async def fill(dep: Deployment) -> str:
-    """Nine entries on ru-msk-1 (two closed bundles of 4), three on eu-fra-1; returns the
-    verifier key."""
+    """Ten entries on ru-msk-1 (two closed bundles of 4), four on eu-fra-1 (one), each log's
+    first being its policy.changed entry; returns the verifier key."""
     async with aclosing(cast(AsyncGenerator[Api], start_api(dep.settings()))) as apis:
         api = await anext(apis)
         await write_some(api, {"ivan": "RU", "olga": "RU", "hans": "DE"}, records=2)
@@ -76,7 +78,7 @@ async def test_local_archive(deployments: list[Deployment], tmp_path: Path, back
     first = await invoke("audit", "archive", "--config", dep.config)
     assert first.exit_code == 0, first.output
     assert "ru-msk-1: 8 entries archived" in first.stdout
-    assert "eu-fra-1: 0 entries archived" in first.stdout
+    assert "eu-fra-1: 4 entries archived" in first.stdout
     bundles = sorted(p.name for p in (archive / "ru-msk-1" / "entries").iterdir())
     assert bundles == [
         f"{0:020d}-{4:020d}.jsonl",
@@ -215,3 +217,31 @@ def test_every_region_needs_a_bucket(tmp_path: Path) -> None:
     )
     with pytest.raises(ConfigError, match=r"region 'eu-fra' .* has no bucket"):
         load_settings(config)
+
+
+@pytest.mark.s3
+async def test_s3_archive_follows_a_key_rotation(
+    deployments: list[Deployment], tmp_path: Path, backend: str, s3: S3Client, s3_server: S3Server
+) -> None:
+    """Bundles closed before a rotation are archived with checkpoints of the old key, later ones
+    with the new; the first key verifies the whole S3 prefix."""
+    buckets = make_buckets(s3)
+    dep = await deploy(deployments, tmp_path, backend, s3_extra(s3_server.endpoint, buckets))
+    first = Verifier.parse(await fill(dep))  # nine entries on ru-msk-1
+    rotated = await invoke("audit", "key", "rotate", "--config", dep.config)
+    assert rotated.exit_code == 0, rotated.output
+    second = Verifier.parse(rotated.stdout.splitlines()[-1])  # the rotation is entry 9
+    async with aclosing(cast(AsyncGenerator[Api], start_api(dep.settings()))) as apis:
+        api = await anext(apis)
+        for n in range(4):
+            assert (await api.put("ivan", "later", f"l{n}", {"n": n})).status_code == 200
+    assert (await invoke("audit", "archive", "--config", dep.config)).exit_code == 0
+
+    ru = buckets["ru-msk"]
+    for size, key in ((4, first), (8, first), (12, second)):
+        note = s3.get_object(Bucket=ru, Key=f"test/ru-msk-1/checkpoints/{size:020d}")["Body"]
+        assert open_checkpoint(note.read().decode(), [key]).size == size
+    args = ("--endpoint-url", s3_server.endpoint, "--no-state", "--key", first.vkey)
+    verified = await invoke("audit", "verify", "--archive", f"s3://{ru}/test", *args)
+    assert verified.exit_code == 0, verified.output
+    assert verified.stdout.startswith("ru-msk-1: ok, 12 entries")

@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 import rfc8785
 
-from domicile.audit.events import canonical_json
+from domicile.audit.events import (
+    RECORD_PUT,
+    Actor,
+    LeafMaker,
+    LogSite,
+    canonical_json,
+    make_leaf,
+)
 
 TRICKY = [
     "plain",
@@ -42,3 +50,14 @@ def test_integers_beyond_doubles_are_refused_as_jcs_does(number: int) -> None:
 def test_other_values_take_the_reference_path() -> None:
     event: dict[str, Any] = {"ratio": 0.1, "flag": True, "list": [1, "b"], "é": "key"}
     assert canonical_json(event) == rfc8785.dumps(event)
+
+
+def test_a_leaf_maker_makes_make_leafs_bytes() -> None:
+    site = LogSite("ru-msk-1", "ru-msk", "RU")
+    actor = Actor(key_id="cli", purpose="импорт")
+    moment = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
+    maker = LeafMaker(site, RECORD_PUT, actor, time=moment, version=1)
+    for fields in ({"subject": "p", "record": "r", "content_sha256": "d"}, {"ключ": "v"}):
+        assert maker(**fields) == make_leaf(
+            site, RECORD_PUT, actor, time=moment, version=1, **fields
+        )

@@ -83,7 +83,7 @@ async def test_tampering_names_log_and_index(
     state = tmp_path / "witness.json"
     clean = await invoke("audit", "verify", "--config", deployment.config, "--state", state)
     assert clean.exit_code == 0, clean.output
-    assert f"{LOG}: ok, 9 entries" in clean.stdout
+    assert f"{LOG}: ok, 10 entries" in clean.stdout
 
     await TAMPERING[how](deployment)
     failed = await invoke("audit", "verify", "--config", deployment.config, "--no-state")
@@ -106,11 +106,11 @@ async def test_witness_catches_a_truncated_log(
     ).exit_code == 0
     remembered = json.loads(state.read_text())["keys"]
     [(origins)] = remembered.values()
-    assert origins[f"domicile/test/{LOG}"]["size"] == 6
+    assert origins[f"domicile/test/{LOG}"]["size"] == 7  # with the policy.changed entry
 
     # Drop the later history and its checkpoint: what is left is a consistent, shorter log.
-    await sql(deployment, "DELETE FROM audit_checkpoints WHERE size > 3")
-    await sql(deployment, "DELETE FROM audit_entries WHERE idx >= 3")
+    await sql(deployment, "DELETE FROM audit_checkpoints WHERE size > 4")
+    await sql(deployment, "DELETE FROM audit_entries WHERE idx >= 4")
     stateless = await invoke("audit", "verify", "--config", deployment.config, "--no-state")
     assert stateless.exit_code == 0
     witnessed = await invoke("audit", "verify", "--config", deployment.config, "--state", state)
@@ -122,13 +122,13 @@ async def test_forged_checkpoint_signature_fails(api: Api, deployment: Deploymen
     await write_some(api, {"ivan": "RU"})
     await checkpoint_all(api)
     [(note,)] = await query_shard(
-        deployment, LOG, "SELECT note FROM audit_checkpoints WHERE size = 3"
+        deployment, LOG, "SELECT note FROM audit_checkpoints WHERE size = 4"
     )
-    forged = note.replace("\n3\n", "\n2\n", 1)
-    await sql(deployment, "UPDATE audit_checkpoints SET note = $1 WHERE size = 3", forged)
+    forged = note.replace("\n4\n", "\n3\n", 1)
+    await sql(deployment, "UPDATE audit_checkpoints SET note = $1 WHERE size = 4", forged)
     result = await invoke("audit", "verify", "--config", deployment.config, "--no-state")
     assert result.exit_code == 1
-    assert f"log {LOG}: checkpoint of size 2 does not verify" in result.stderr
+    assert f"log {LOG}: checkpoint of size 3 does not verify" in result.stderr
 
 
 async def test_usage_errors(api: Api, deployment: Deployment, tmp_path: Path) -> None:

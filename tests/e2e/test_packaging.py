@@ -27,6 +27,8 @@ def test_the_wheel_holds_one_top_level_package(tmp_path: Path) -> None:
         assert f"domicile/{package}/py.typed" in names
     assert "domicile/migrations/shard/versions/0001_initial.py" in names
     assert "domicile/audit/templates/report.html" in names
+    assert "domicile/audit/pack/VERIFY.md" in names  # shipped in every evidence pack
+    assert "domicile/audit/pack/verify_pack.py" in names
     entry_points = next(n for n in names if n.endswith("entry_points.txt"))
     with zipfile.ZipFile(wheel) as archive:
         assert "domicile = domicile.router.cli:main" in archive.read(entry_points).decode()

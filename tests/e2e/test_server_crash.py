@@ -101,6 +101,8 @@ async def logged(dep: Deployment) -> set[tuple[str, ...]]:
                 found.add(("subject", event["subject"]))
             elif event["event"] == "record.put":
                 found.add(("record", event["record"], event["version"]))
+            elif event["event"] == "policy.changed":  # each log's, from the first start
+                found.add(("policy", event["log"], event["time"]))
     return found
 
 

@@ -58,7 +58,7 @@ async def test_a_new_shard_takes_new_subjects_and_a_drain_empties_it(
     dep = second_us_shard
     upgraded = await cli(dep.config, "shards", "upgrade", "--shard", "us-east-2")
     assert upgraded.exit_code == 0, upgraded.stdout + upgraded.stderr
-    assert "us-east-2: base -> 0002" in upgraded.stdout
+    assert "us-east-2: base -> 0003" in upgraded.stdout
 
     assert set((await placements(dep, "joe", 20)).values()) == {"us-east-1"}  # placed ones stay
     await seed(dep.settings(), {f"ann-{i}": "US" for i in range(20)}, records=1)
@@ -91,4 +91,4 @@ async def test_a_new_shard_takes_new_subjects_and_a_drain_empties_it(
     assert status.exit_code == 0
     [line] = [row for row in status.stdout.splitlines() if row.startswith("us-east-2")]
     assert "no (draining)" in line
-    assert "upgrade 0001 -> 0002 done" in line
+    assert "upgrade 0002 -> 0003 done" in line

@@ -169,3 +169,36 @@ def test_a_rule_with_an_effective_time(tmp_path: Path) -> None:
 def test_invalid_schedules_name_the_key(tmp_path: Path, edit: str, message: str) -> None:
     with pytest.raises(ConfigError, match=re.escape(message)):
         load(tmp_path, edit)
+
+
+def test_lookup_kinds(tmp_path: Path) -> None:
+    embedded = load_settings(env=Environment(config=None, data_dir=tmp_path))
+    assert dict(embedded.lookup_kinds) == {
+        "email": "email",
+        "phone": "phone",
+        "username": "casefold",
+    }
+    assert embedded.lookup_key_path == tmp_path.resolve() / "lookup.key"
+    assert load(tmp_path, BASE).lookup_kinds == embedded.lookup_kinds  # type: ignore[attr-defined]
+    declared = load(tmp_path, BASE + '[lookups.login]\nnormalize = "casefold"\n')
+    assert declared.lookup_kinds == {"login": "casefold"}  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        ('[lookups.email]\nnormalize = "lower"\n', "lookups.email.normalize: Input should be"),
+        ('[lookups.email]\nnormalise = "email"\n', "lookups.email.normalise: unknown key"),
+        ('[lookups.E-Mail]\nnormalize = "email"\n', "lookups.E-Mail: a kind is 1-32 of"),
+    ],
+)
+def test_invalid_lookup_kinds_name_the_key(tmp_path: Path, edit: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        load(tmp_path, BASE + edit)
+
+
+def test_the_lookup_secret_from_the_environment(tmp_path: Path) -> None:
+    env = Environment(config=None, data_dir=tmp_path, lookup_secret="ab" * 32)
+    assert load_settings(env=env).lookup_secret == bytes.fromhex("ab" * 32)
+    with pytest.raises(ConfigError, match="DOMICILE_LOOKUP_SECRET: must be at least 64"):
+        load_settings(env=Environment(config=None, data_dir=tmp_path, lookup_secret="abc"))

@@ -9,11 +9,13 @@ from typing import Any, get_args, get_type_hints
 import pytest
 from sqlalchemy import Table
 
-from domicile.shards.rows import RecordRow, SubjectRow
-from domicile.shards.schema import records, subjects
+from domicile.shards.rows import LookupRow, RecordRow, SubjectRow
+from domicile.shards.schema import lookups, records, subjects
 
 
-@pytest.mark.parametrize(("row", "table"), [(SubjectRow, subjects), (RecordRow, records)])
+@pytest.mark.parametrize(
+    ("row", "table"), [(SubjectRow, subjects), (RecordRow, records), (LookupRow, lookups)]
+)
 def test_row_fields_are_the_columns_in_order(row: Any, table: Table) -> None:
     assert row._fields == tuple(column.name for column in table.columns)
     hints = get_type_hints(row)

@@ -1,6 +1,6 @@
 """Schema migrations across shards: one revision per transaction, journaled in the catalog and
 logged on each shard; a shard that fails stops the wave, the others stay consistent, and running
-again resumes. A test-only revision 0003 (in a copy of the history) fails on the shard that
+again resumes. A test-only revision 0004 (in a copy of the history) fails on the shard that
 already has its table."""
 
 from __future__ import annotations
@@ -23,17 +23,17 @@ from tests.support.shards import ACTOR, seed
 
 pytestmark = pytest.mark.anyio
 
-REVISION_0003 = '''"""Test only: a note column on records and an extra table.
+REVISION_0004 = '''"""Test only: a note column on records and an extra table.
 
-Revision ID: 0003
-Revises: 0002
+Revision ID: 0004
+Revises: 0003
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0003"
-down_revision = "0002"
+revision = "0004"
+down_revision = "0003"
 branch_labels = None
 depends_on = None
 
@@ -55,7 +55,7 @@ def scripts(tmp_path: Path) -> Path:
     copy = tmp_path / "shard-history"
     source = Path(migrations.__file__).parent / "shard"
     shutil.copytree(source, copy, ignore=shutil.ignore_patterns("__pycache__"))
-    (copy / "versions" / "0003_test_extra.py").write_text(REVISION_0003)
+    (copy / "versions" / "0004_test_extra.py").write_text(REVISION_0004)
     return copy
 
 
@@ -89,7 +89,7 @@ async def test_a_failing_shard_stops_the_wave_and_a_rerun_resumes(
     await query_shard(dep, "eu-fra-1", "CREATE TABLE extra (id INTEGER PRIMARY KEY)")
 
     first = await run_wave(
-        rt.registry.all(), rt.migration_journal, UPGRADE, "0003", scripts=scripts
+        rt.registry.all(), rt.migration_journal, UPGRADE, "0004", scripts=scripts
     )
     assert [(r.shard, r.status) for r in first] == [
         ("ru-msk-1", "migrated"),
@@ -97,34 +97,34 @@ async def test_a_failing_shard_stops_the_wave_and_a_rerun_resumes(
         ("us-east-1", "not started"),
     ]
     assert "extra" in (first[1].error or "")
-    assert await revisions(rt) == {"ru-msk-1": "0003", "eu-fra-1": "0002", "us-east-1": "0002"}
+    assert await revisions(rt) == {"ru-msk-1": "0004", "eu-fra-1": "0003", "us-east-1": "0003"}
     assert "note" not in await columns(dep, "eu-fra-1")  # its revision rolled back whole
     journal = await rt.migration_journal.entries()
     assert [(e.shard, e.from_revision, e.to_revision, e.status) for e in reversed(journal)] == [
-        ("ru-msk-1", "0002", "0003", "done"),
-        ("eu-fra-1", "0002", "0003", "failed"),
+        ("ru-msk-1", "0003", "0004", "done"),
+        ("eu-fra-1", "0003", "0004", "failed"),
     ]
     [logged] = await migrated_events(dep, "ru-msk-1")
     assert (logged["revision"], logged["from_revision"], logged["action"]) == (
+        "0004",
         "0003",
-        "0002",
         "upgrade",
     )
     assert await migrated_events(dep, "eu-fra-1") == []
 
     await query_shard(dep, "eu-fra-1", "DROP TABLE extra")
     second = await run_wave(
-        rt.registry.all(), rt.migration_journal, UPGRADE, "0003", scripts=scripts
+        rt.registry.all(), rt.migration_journal, UPGRADE, "0004", scripts=scripts
     )
     assert [r.status for r in second] == ["current", "migrated", "migrated"]
-    assert set((await revisions(rt)).values()) == {"0003"}
+    assert set((await revisions(rt)).values()) == {"0004"}
     assert len(await migrated_events(dep, "ru-msk-1")) == 1  # nothing applied twice
 
     back = await run_wave(
-        rt.registry.all(), rt.migration_journal, DOWNGRADE, "0002", scripts=scripts
+        rt.registry.all(), rt.migration_journal, DOWNGRADE, "0003", scripts=scripts
     )
     assert [r.status for r in back] == ["migrated"] * 3
-    assert set((await revisions(rt)).values()) == {"0002"}
+    assert set((await revisions(rt)).values()) == {"0003"}
     assert "note" not in await columns(dep, "us-east-1")
     assert [e["action"] for e in await migrated_events(dep, "us-east-1")] == [
         "upgrade",
@@ -141,10 +141,10 @@ async def test_a_parallel_wave_migrates_the_others(
     await query_shard(deployment, "eu-fra-1", "CREATE TABLE extra (id INTEGER PRIMARY KEY)")
     shards = seeded.registry.all()
     results = await run_wave(
-        shards, seeded.migration_journal, UPGRADE, "0003", parallel=3, scripts=scripts
+        shards, seeded.migration_journal, UPGRADE, "0004", parallel=3, scripts=scripts
     )
     assert [r.status for r in results] == ["migrated", "failed", "migrated"]
-    assert await revisions(seeded) == {"ru-msk-1": "0003", "eu-fra-1": "0002", "us-east-1": "0003"}
+    assert await revisions(seeded) == {"ru-msk-1": "0004", "eu-fra-1": "0003", "us-east-1": "0004"}
 
 
 async def test_upgrade_and_downgrade_commands(deployment: Deployment) -> None:
@@ -152,13 +152,13 @@ async def test_upgrade_and_downgrade_commands(deployment: Deployment) -> None:
     offline = await cli(config, "shards", "upgrade", "base:head", "--sql")
     assert offline.exit_code == 0, offline.stderr
     dialect = "sqlite" if deployment.backend == "sqlite" else "postgresql"
-    assert f"-- shard ru-msk-1 ({dialect}): base -> 0002" in offline.stdout
+    assert f"-- shard ru-msk-1 ({dialect}): base -> 0003" in offline.stdout
     assert offline.stdout.count("CREATE TABLE subjects") == 3
     assert ("SET SESSION lock_timeout = '5000ms';" in offline.stdout) == (dialect == "postgresql")
 
     down = await cli(config, "shards", "downgrade", "base", "--shard", "us-east-1")
     assert down.exit_code == 0, down.stdout + down.stderr
-    assert down.stdout.strip() == "us-east-1: 0002 -> base (2 revisions applied)"
+    assert down.stdout.strip() == "us-east-1: 0003 -> base (3 revisions applied)"
     pending = await cli(config, "shards", "upgrade", "--sql", "--shard", "us-east-1")
     assert "-- shard us-east-1" in pending.stdout
     assert "CREATE TABLE records" in pending.stdout
@@ -166,9 +166,9 @@ async def test_upgrade_and_downgrade_commands(deployment: Deployment) -> None:
     up = await cli(config, "shards", "upgrade", "--lock-timeout", "2", "--parallel", "1")
     assert up.exit_code == 0, up.stdout + up.stderr
     assert up.stdout.splitlines() == [
-        "ru-msk-1: already at 0002",
-        "eu-fra-1: already at 0002",
-        "us-east-1: base -> 0002 (2 revisions applied)",
+        "ru-msk-1: already at 0003",
+        "eu-fra-1: already at 0003",
+        "us-east-1: base -> 0003 (3 revisions applied)",
     ]
     status = await cli(config, "shards", "status", "--format", "json")
     rows = json.loads(status.stdout)["shards"]
@@ -207,7 +207,7 @@ async def test_0002_moves_unintegrated_entries_both_ways(
     assert down.status == "migrated", down.error
     sql = "SELECT id, leaf FROM audit_entries WHERE idx IS NULL ORDER BY id"
     at_0001 = await query_shard(dep, name, sql)
-    assert at_0001[:-1] == queued  # then the downgrade's own entry, with a later id
+    assert at_0001[:-2] == queued  # then the downgrades' own entries (from 0003, 0002), later
     assert json.loads(at_0001[-1][1])["revision"] == "0001"
     assert await pending_index(dep, name)
 
@@ -225,8 +225,8 @@ async def test_0002_moves_unintegrated_entries_both_ways(
     await rt.store.put("ivan", "notes", "later", {"n": 2}, ACTOR)
     [(newest,)] = await query_shard(dep, name, "SELECT max(id) FROM audit_pending")
     assert newest > at_0002[-1][0]
-    assert await log.integrate() == integrated + 4
-    leaves = [leaf for _, leaf in await log.leaves(integrated, integrated + 3)]
+    assert await log.integrate() == integrated + 5
+    leaves = [leaf for _, leaf in await log.leaves(integrated, integrated + 4)]
     assert leaves == [bytes(leaf) for _, leaf in at_0002]
     rows = await query_shard(dep, name, "SELECT id FROM audit_entries ORDER BY idx")
     assert [r[0] for r in rows] == sorted(r[0] for r in rows)

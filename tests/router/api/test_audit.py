@@ -25,20 +25,21 @@ async def test_checkpoint_entries_and_proofs_verify(api: Api) -> None:
     first = await api.request("GET", "/v1/audit/logs/ru-msk-1/checkpoint", scope="audit:read")
     assert first.status_code == 200
     assert first.headers["content-type"].startswith("text/plain")
-    # Committed before the request, so covered: 2 registrations and 4 puts.
+    # Committed before the request, so covered: the start-up's policy.changed entry, 2
+    # registrations and 4 puts.
     small = open_checkpoint(first.text, [verifier], "domicile/test/ru-msk-1")
-    assert small.size == 6
+    assert small.size == 7
 
     await write_some(api, {"pyotr": "RU"}, records=3)
     second = await api.request("GET", "/v1/audit/logs/ru-msk-1/checkpoint", scope="audit:read")
     big = open_checkpoint(second.text, [verifier], "domicile/test/ru-msk-1")
-    assert big.size == 10
+    assert big.size == 11
 
     entries = await api.request(
         "GET", "/v1/audit/logs/ru-msk-1/entries?start=0&end=100", scope="audit:read"
     )
     body = entries.json()
-    assert [e["index"] for e in body] == list(range(10))
+    assert [e["index"] for e in body] == list(range(11))
     for entry in body:
         leaf = base64.b64decode(entry["leaf"])
         assert decode_leaf(leaf) == entry["event"]
@@ -47,18 +48,18 @@ async def test_checkpoint_entries_and_proofs_verify(api: Api) -> None:
         assert "olga" not in leaf.decode()
         proof = await api.request(
             "GET",
-            f"/v1/audit/logs/ru-msk-1/proof/inclusion?index={entry['index']}&tree_size=10",
+            f"/v1/audit/logs/ru-msk-1/proof/inclusion?index={entry['index']}&tree_size=11",
             scope="audit:read",
         )
         hashes = [base64.b64decode(h) for h in proof.json()["hashes"]]
-        verify_inclusion(leaf_hash(leaf), entry["index"], 10, hashes, big.root_hash)
+        verify_inclusion(leaf_hash(leaf), entry["index"], 11, hashes, big.root_hash)
 
     consistency = await api.request(
-        "GET", "/v1/audit/logs/ru-msk-1/proof/consistency?first=6&second=10", scope="audit:read"
+        "GET", "/v1/audit/logs/ru-msk-1/proof/consistency?first=7&second=11", scope="audit:read"
     )
-    assert consistency.json()["first"] == 6
+    assert consistency.json()["first"] == 7
     hashes = [base64.b64decode(h) for h in consistency.json()["hashes"]]
-    verify_consistency(6, 10, hashes, small.root_hash, big.root_hash)
+    verify_consistency(7, 11, hashes, small.root_hash, big.root_hash)
 
 
 async def test_logs_listing(api: Api) -> None:
@@ -75,9 +76,9 @@ async def test_logs_listing(api: Api) -> None:
         "RU",
         "ok",
     )
-    assert ru["size"] == 3
-    assert ru["checkpoint"]["size"] == 3
-    assert ru["checkpoint"]["note"].startswith("domicile/test/ru-msk-1\n3\n")
+    assert ru["size"] == 4  # policy.changed, a registration and 2 puts
+    assert ru["checkpoint"]["size"] == 4
+    assert ru["checkpoint"]["note"].startswith("domicile/test/ru-msk-1\n4\n")
 
 
 async def test_server_integrates_and_publishes_in_the_background(api: Api) -> None:
@@ -85,11 +86,11 @@ async def test_server_integrates_and_publishes_in_the_background(api: Api) -> No
     for _ in range(100):
         listing = await api.request("GET", "/v1/audit/logs", scope="audit:read")
         ru = next(log for log in listing.json()["logs"] if log["log"] == "ru-msk-1")
-        if ru["checkpoint"] and ru["checkpoint"]["size"] == 3:
+        if ru["checkpoint"] and ru["checkpoint"]["size"] == 4:
             break
         await asyncio.sleep(0.05)
     else:
-        raise AssertionError(f"no checkpoint of size 3 was published: {ru}")
+        raise AssertionError(f"no checkpoint of size 4 was published: {ru}")
 
 
 async def test_subject_history_has_proofs(api: Api) -> None:
@@ -161,12 +162,12 @@ async def test_scopes_and_public_key(api: Api) -> None:
 async def test_entries_page_and_empty_tail(api: Api) -> None:
     await write_some(api, {"ivan": "RU"})
     await api.request("GET", "/v1/audit/logs/ru-msk-1/checkpoint", scope="audit:read")
-    tail = await api.request("GET", "/v1/audit/logs/ru-msk-1/entries?start=3", scope="audit:read")
+    tail = await api.request("GET", "/v1/audit/logs/ru-msk-1/entries?start=4", scope="audit:read")
     assert tail.json() == []
     two = await api.request(
-        "GET", "/v1/audit/logs/ru-msk-1/entries?start=1&end=3", scope="audit:read"
+        "GET", "/v1/audit/logs/ru-msk-1/entries?start=2&end=4", scope="audit:read"
     )
-    assert [e["index"] for e in two.json()] == [1, 2]
+    assert [e["index"] for e in two.json()] == [2, 3]
 
 
 async def test_openapi_documents_the_audit_api(api: Api) -> None:

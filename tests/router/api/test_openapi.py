@@ -14,11 +14,20 @@ from tests.support.api import Api
 
 pytestmark = [pytest.mark.anyio, pytest.mark.parametrize("backend", ["sqlite"], indirect=True)]
 
-PATH_VALUES = {"subject_id": "s1", "collection": "c", "key": "k", "log": "ru-msk-1", "move_id": "m"}
+PATH_VALUES = {
+    "subject_id": "s1",
+    "collection": "c",
+    "key": "k",
+    "log": "ru-msk-1",
+    "move_id": "m",
+    "kind": "email",
+}
 BODIES: dict[str, Any] = {
     "register_subject": {"subject_id": "s1", "jurisdiction": "RU"},
     "move_subject": {"subject_id": "s1", "to_shard": "eu-fra-1"},
     "put_record": {"name": "Ivan"},
+    "set_lookup": {"value": "ivan@example.ru"},
+    "find_by_lookup": {"value": "ivan@example.ru"},
 }
 
 
@@ -92,6 +101,8 @@ async def test_the_headers_declared_are_the_headers_read(
             "move_subject",
             "put_record",
             "register_subject",
+            "remove_lookup",
+            "set_lookup",
         ]
 
 

@@ -12,7 +12,7 @@ import pytest
 from domicile.shards.pseudonym import Pseudonymizer
 from tests.support.api import Api, write_some
 from tests.support.cli import invoke
-from tests.support.deployment import Deployment
+from tests.support.deployment import SHARDS, Deployment
 
 pytestmark = pytest.mark.anyio
 
@@ -33,6 +33,11 @@ async def test_log_lines(api: Api, deployment: Deployment) -> None:
     lines = result.stdout.splitlines()
     pseudonyms = Pseudonymizer(bytes.fromhex((deployment.data_dir / "pseudonym.key").read_text()))
     ivan, hans = pseudonyms.subject("ivan"), pseudonyms.subject("hans")
+    declared = [line.split()[1:] for line in lines if line.split()[1] == "policy.changed"]
+    assert sorted(declared) == [  # the server's start declared the policy in each log
+        ["policy.changed", "-", shard, region, "-"] for shard, region in sorted(SHARDS.items())
+    ]
+    lines = lines[len(declared) :]
     assert [line.split()[1:] for line in lines] == [
         ["subject.registered", "RU", "ru-msk-1", "ru-msk", ivan],
         ["record.put", "RU", "ru-msk-1", "ru-msk", ivan],
@@ -42,6 +47,7 @@ async def test_log_lines(api: Api, deployment: Deployment) -> None:
     ]
     times = [line.split()[0] for line in lines]
     assert times == sorted(times)  # newest last
+    assert len({line.rindex(" ") for line in lines}) == 1  # in columns
 
     only_hans = await invoke("audit", "log", "--config", deployment.config, "--subject", "hans")
     assert [line.split()[1] for line in only_hans.stdout.splitlines()] == [
@@ -50,7 +56,7 @@ async def test_log_lines(api: Api, deployment: Deployment) -> None:
         "subject.erased",
     ]
     only_ru = await invoke("audit", "log", "--config", deployment.config, "--log", "ru-msk-1")
-    assert len(only_ru.stdout.splitlines()) == 2
+    assert len(only_ru.stdout.splitlines()) == 3
     future = await invoke("audit", "log", "--config", deployment.config, "--since", "2999-01-01")
     assert future.exit_code == 0
     assert future.stdout == ""
@@ -80,9 +86,12 @@ async def test_log_follow_prints_new_entries(api: Api, deployment: Deployment) -
         await write_some(api, {"ivan": "RU"}, records=1)
         assert follower.stdout is not None
         async with asyncio.timeout(30):
-            first = (await follower.stdout.readline()).split()
-            second = (await follower.stdout.readline()).split()
-        assert (first[1], second[1]) == (b"subject.registered", b"record.put")
+            events = []
+            while len(events) < 2:
+                event = (await follower.stdout.readline()).split()[1]
+                if event != b"policy.changed":  # the server's start declared the policy
+                    events.append(event)
+        assert events == [b"subject.registered", b"record.put"]
     finally:
         follower.terminate()
         await follower.wait()

@@ -1,0 +1,1 @@
+"""The docs' walkthroughs, run as tests."""
