@@ -5,7 +5,8 @@
 1. Three PostgreSQL shards (ru-msk-1, eu-fra-1, us-east-1), a PostgreSQL catalog and Redis,
    under the old policy: RU may be stored in eu-fra, so RU subjects live there.
 2. Import ``--subjects`` subjects of mixed jurisdictions (half RU) with ``--records`` records
-   each, placed by the old policy (``import_subjects``).
+   each with ``domicile import`` (its importer, in this process as ``bench.imports`` runs it),
+   placed by the old policy, audit entries included.
 3. The machine's copy limit: a raw ``COPY (SELECT ...) | COPY`` pipe of the RU records from
    eu-fra-1's database into ru-msk-1's (``bench.moves.copy_limit``).
 4. The law changes: RU must be in ru-msk. As docs/operations.md section 3 says, the routers
@@ -30,14 +31,13 @@ import sys
 import tempfile
 import time
 import uuid
-from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
-import asyncpg
+import orjson
 import redis.asyncio as aioredis
 
 from bench import deploy
+from bench.imports import run_import
 from bench.moves import (
     LoadResult,
     copy_limit,
@@ -52,11 +52,9 @@ from bench.moves import (
 from domicile.router.config import load_settings
 from domicile.router.runtime import open_runtime
 from domicile.shards.comply import Selection
+from domicile.shards.importer import BATCH_SUBJECTS
 from domicile.shards.moves import CUTOVER
-from domicile.shards.placement import choose_home
 from domicile.shards.schema_runner import CATALOG_HISTORY, SHARD_HISTORY, migrate
-from domicile.shards.states import PlacementState, SubjectState
-from domicile.shards.store import content_digest, encode_data
 
 SHARDS = {"ru-msk-1": "ru-msk", "eu-fra-1": "eu-fra", "us-east-1": "us-east"}
 #: Every other subject is Russian; the rest are spread over the EU and elsewhere.
@@ -130,49 +128,19 @@ async def prepare(config: Path) -> None:
         pass
 
 
-async def import_subjects(
-    config: Path, databases: dict[str, str], subjects: int, records: int
-) -> int:
-    """Bring the user base in; returns the records written.
-
-    Until ``domicile import`` (issue 12, item 1) is merged, this is the bulk path the other
-    benchmarks use: subjects placed by the policy (``choose_home``, the same rendezvous choice
-    as a registration) and written with COPY straight into each shard and the catalog, without
-    audit entries. Once it is merged, write the subjects as JSON Lines (one per line, with its
-    records) and run ``domicile import FILE --config CONFIG`` here instead: the rate printed is
-    then the command's, audit entries included."""
-    settings = load_settings(config)
-    async with open_runtime(settings, prepare=False) as runtime:
-        pseudonyms, topology = runtime.pseudonyms, settings.topology
-    now = datetime.now(UTC)
-    by_shard: dict[str, tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]] = {
-        shard: ([], []) for shard in SHARDS
-    }
-    directory: list[tuple[Any, ...]] = []
-    for i in range(subjects):
-        j, p = jurisdiction(i), pseudonyms.subject(subject_id(i))
-        home = choose_home(topology, j, p).name
-        rows, recs = by_shard[home]
-        rows.append((p, subject_id(i), j, SubjectState.HOME, 1, now, now))
-        directory.append((p, j, home, 1, PlacementState.ACTIVE, now, now))
-        for k in range(records):
-            stored = encode_data(deploy.record_body(i * records + k))
-            recs.append((p, "c", f"k{k}", stored.decode(), 1, j, content_digest(stored), now, now))
-    for shard, (rows, recs) in by_shard.items():
-        await copy_rows(databases[shard], "subjects", rows, deploy.SUBJECT_COLUMNS)
-        await copy_rows(databases[shard], "records", recs, deploy.RECORD_COLUMNS)
-    await copy_rows(databases["catalog"], "directory", directory, deploy.DIRECTORY_COLUMNS)
-    return subjects * records
-
-
-async def copy_rows(
-    database: str, table: str, rows: list[tuple[Any, ...]], columns: list[str]
-) -> None:
-    conn = await asyncpg.connect(deploy.pg_dsn(database))
-    try:
-        await conn.copy_records_to_table(table, records=rows, columns=columns)
-    finally:
-        await conn.close()
+def write_input(path: Path, subjects: int, records: int) -> None:
+    """The user base as ``domicile import`` reads it: JSON Lines, one subject per line."""
+    with path.open("wb") as out:
+        for i in range(subjects):
+            line = {
+                "subject_id": subject_id(i),
+                "jurisdiction": jurisdiction(i),
+                "records": [
+                    {"collection": "c", "key": f"k{k}", "data": deploy.record_body(i * records + k)}
+                    for k in range(records)
+                ],
+            }
+            out.write(orjson.dumps(line) + b"\n")
 
 
 async def forget_cache(name: str) -> None:
@@ -228,12 +196,13 @@ def main() -> int:
             f"importing {args.subjects} subjects x {args.records} records "
             f"({ru_subjects} RU, placed in eu-fra by the old policy) ..."
         )
-        started = time.monotonic()
-        imported = deploy.run(import_subjects(config, databases, args.subjects, args.records))
-        importing = time.monotonic() - started
+        source = workdir / "members.jsonl"
+        write_input(source, args.subjects, args.records)
+        importing, _, rejected = deploy.run(run_import(config, source, BATCH_SUBJECTS))
+        imported = args.subjects * args.records
         print(
-            f"import: {imported / importing:,.0f} records/s ({imported} in {importing:.2f} s; "
-            "bulk COPY path, no audit entries: `domicile import` is not merged yet)"
+            f"import: {imported / importing:,.0f} records/s ({imported} in {importing:.2f} s, "
+            f"audit entries included; {rejected} lines rejected)"
         )
         deploy.run(vacuum(dsn, list(databases.values())))
 
@@ -299,7 +268,7 @@ def main() -> int:
             f"{importing * 1e6 / args.subjects / 60:.1f} min, moving them home "
             f"{elapsed * per_million / 60:.1f} min (extrapolated from this run)"
         )
-        ok = left == 0 and home == ru_subjects * args.records and lost == 0
+        ok = rejected == 0 and left == 0 and home == ru_subjects * args.records and lost == 0
         ok = ok and counts["errors"] == 0 and counts["refused"] == 0 and report.remaining == 0
         ok = ok and verified.returncode == 0
         print("OK" if ok else "FAILED")
