@@ -36,7 +36,11 @@ def externals() -> list[External]:
                 "mover_cpu_us": r"mover CPU: ([\d.]+) us per record",
                 "pause_p50_ms": r"write pause per subject \(mover\): p50 ([\d.]+) ms",
                 "pause_p99_ms": r"write pause per subject \(mover\):.*p99 ([\d.]+) ms",
-                "observed_pause_p99_ms": r"pauses met: \d+, p99 ([\d.]+) ms",
+                "observed_pause_p99_ms": r"pauses met: \d+, p50 [\d.]+ ms, p99 ([\d.]+) ms",
+                "copy_limit_per_s": r"copy limit \(raw COPY pipe, same rows\): ([\d,.]+)",
+                "alone_per_s": r"comply alone: ([\d,.]+) records/s",
+                "alone_ratio": r"comply alone: [^,]+, ([\d.]+)x the copy limit",
+                "lost_writes": r"acknowledged writes lost: (\d+)",
             },
         ),
         External(

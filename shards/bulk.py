@@ -9,8 +9,9 @@ trips and client CPU of SQLAlchemy. SQLite takes the portable path.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, NamedTuple
@@ -45,7 +46,7 @@ async def _driver(conn: AsyncConnection, *, in_transaction: bool) -> Any:
 
 async def _read_records(conn: AsyncConnection, pseudonyms: Iterable[str]) -> list[RecordRow]:
     """Every record of ``pseudonyms``, in the caller's snapshot: the portable path (PostgreSQL
-    reads records within the statements of ``read_subjects`` and ``drifted``)."""
+    reads records within the statements of ``snapshot_subjects`` and ``drifted``)."""
     stmt = select(*(records.c[name] for name in _RECORD_COLUMNS)).where(
         records.c.pseudonym.in_(list(pseudonyms))
     )
@@ -87,50 +88,65 @@ async def _write(
         # row costs it about 0.6 us more, the copy to a plain tuple about 0.1 us.
         await raw.copy_records_to_table(table.name, records=map(tuple, rows), columns=columns)
     except asyncpg.PostgresError as exc:
-        if GUARD_MARKER in str(exc):
-            raise ResidencyGuardViolation(shard) from exc
-        raise BulkWriteFailed(shard, exc) from exc
+        raise _write_error(shard, exc) from exc
+
+
+def _write_error(shard: str, exc: asyncpg.PostgresError) -> Exception:
+    if GUARD_MARKER in str(exc):
+        return ResidencyGuardViolation(shard)
+    return BulkWriteFailed(shard, exc)
 
 
 @dataclass(frozen=True)
 class Held:
-    """A subject as a shard holds it."""
+    """A subject as a shard holds it, with what its verification needs of its records."""
 
     subject_id: str | None
     jurisdiction: str
     created_at: datetime
+    fingerprint: Fingerprint | None
+    #: (collection, key, version, content_sha256) of every record.
+    entries: tuple[tuple[str, str, int, str], ...]
 
 
-# One row per record (one for a subject without records, its record columns NULL): the
-# subject's ``Held`` fields in order, then from ``_RECORD_START`` on a ``RecordRow`` (the
-# subject's pseudonym in the place of the record's). The column list is the schema's own,
-# never input.
-_READ_SUBJECTS_PG = f"""
-SELECT s.subject_id, s.jurisdiction, s.created_at,
-       s.pseudonym, {", ".join("r." + c for c in _RECORD_COLUMNS[1:])}
-FROM subjects s LEFT JOIN records r ON r.pseudonym = s.pseudonym
+# Per subject: its ``Held`` fields, the fingerprint computed in place (as ``_FINGERPRINTS_PG``)
+# and the columns of its records the verification digest is made of; never the contents.
+_SNAPSHOT_PG = """
+SELECT s.pseudonym, s.subject_id, s.jurisdiction, s.created_at,
+       f.records, f.intact, f.digest, f.collections, f.keys, f.versions, f.labels
+FROM subjects s CROSS JOIN LATERAL (
+    SELECT count(*) AS records, bool_and(content_sha256 = held) AS intact,
+           encode(sha256(convert_to(string_agg(
+               collection || ' ' || key || ' ' || version || ' ' || content_sha256 || ' ' || held,
+               E'\n' ORDER BY collection COLLATE "C", key COLLATE "C"), 'UTF8')), 'hex') AS digest,
+           array_agg(collection) AS collections, array_agg(key) AS keys,
+           array_agg(version) AS versions, array_agg(content_sha256) AS labels
+    FROM (SELECT collection, key, version, content_sha256,
+                 encode(sha256(convert_to(data, 'UTF8')), 'hex') AS held
+          FROM records r WHERE r.pseudonym = s.pseudonym) AS r
+) AS f
 WHERE s.pseudonym = ANY($1::text[]) AND s.state = ANY($2::text[])
-"""  # noqa: S608
-_RECORD_START = 3
+"""
 
 
-async def read_subjects(
+async def snapshot_subjects(
     conn: AsyncConnection, pseudonyms: Sequence[str], states: Sequence[SubjectState]
-) -> tuple[dict[str, Held], list[RecordRow]]:
-    """The subjects of ``pseudonyms`` in one of ``states`` and all their records, in one
-    snapshot."""
+) -> dict[str, Held]:
+    """The subjects of ``pseudonyms`` in one of ``states``, fingerprinted where they are: on
+    PostgreSQL one statement whose answer holds no record contents. Run it in the snapshot
+    ``copy_records`` copies from."""
     found: dict[str, Held] = {}
     if conn.dialect.name == "postgresql":
-        raw = await _driver(conn, in_transaction=False)  # one statement: one snapshot
-        rows: list[RecordRow] = []
-        for r in await raw.fetch(_READ_SUBJECTS_PG, list(pseudonyms), list(states)):
-            record = r[_RECORD_START:]
-            if record[0] not in found:
-                found[record[0]] = Held(*r[:_RECORD_START])
-            if record[1] is not None:
-                rows.append(RecordRow._make(record))
-        return found, rows
-    # SQLite: the caller's transaction reads one snapshot.
+        raw = await _driver(conn, in_transaction=True)
+        for r in await raw.fetch(_SNAPSHOT_PG, list(pseudonyms), list(states)):
+            p, subject_id, jurisdiction, created_at, n, intact, digest = r[:7]
+            entries = tuple(zip(*r[7:], strict=True)) if n else ()
+            fp = Fingerprint(n, intact, digest) if n else None
+            found[p] = Held(subject_id, jurisdiction, created_at, fp, entries)
+        return found
+    rows: dict[str, list[RecordRow]] = {}
+    for row in await _read_records(conn, pseudonyms):
+        rows.setdefault(row.pseudonym, []).append(row)
     for r in await conn.execute(
         select(
             subjects.c.pseudonym,
@@ -139,38 +155,142 @@ async def read_subjects(
             subjects.c.created_at,
         ).where(subjects.c.pseudonym.in_(list(pseudonyms)), subjects.c.state.in_(list(states)))
     ):
-        found[r.pseudonym] = Held(r.subject_id, r.jurisdiction, r.created_at)
-    return found, await _read_records(conn, found)
-
-
-async def clear_copies(
-    conn: AsyncConnection, pseudonyms: Sequence[str], states: Sequence[SubjectState]
-) -> dict[str, str]:
-    """Delete the subjects of ``pseudonyms`` in one of ``states`` with their records, in the
-    caller's transaction; returns the state of those the shard holds in any other."""
-    if conn.dialect.name == "postgresql":
-        raw = await _driver(conn, in_transaction=True)
-        # The records go with their subject (ON DELETE CASCADE).
-        sql = (
-            "WITH cleared AS (DELETE FROM subjects WHERE pseudonym = ANY($1::text[])"
-            " AND state = ANY($2::text[]) RETURNING pseudonym)"
-            " SELECT pseudonym, state FROM subjects WHERE pseudonym = ANY($1::text[])"
-            " AND pseudonym NOT IN (SELECT pseudonym FROM cleared)"
+        held = rows.get(r.pseudonym, [])
+        found[r.pseudonym] = Held(
+            r.subject_id,
+            r.jurisdiction,
+            r.created_at,
+            fingerprint(entry(row) for row in held),
+            tuple((row.collection, row.key, row.version, row.content_sha256) for row in held),
         )
-        return dict(await raw.fetch(sql, list(pseudonyms), list(states)))
-    held = {
-        p: state
-        for p, state in await conn.execute(
-            select(subjects.c.pseudonym, subjects.c.state).where(
-                subjects.c.pseudonym.in_(list(pseudonyms))
+    return found
+
+
+def entry(row: RecordRow) -> tuple[str, str, int, str, str]:
+    """A record's entry as ``fingerprint`` takes it: (collection, key, version, recorded
+    content digest, digest of the bytes the shard holds)."""
+    digest = hashlib.sha256(row.data.encode()).hexdigest()
+    return row.collection, row.key, row.version, row.content_sha256, digest
+
+
+# The column list is the schema's own, never input.
+_COPY_OUT_PG = f"""
+SELECT {", ".join(_RECORD_COLUMNS)} FROM records WHERE pseudonym = ANY($1::text[])
+"""  # noqa: S608
+#: Chunks of COPY data in flight between the source and the target.
+_PIPE_DEPTH = 16
+
+
+async def copy_records(
+    source: AsyncConnection, target: AsyncConnection, shard: str, pseudonyms: Sequence[str]
+) -> None:
+    """Copy every record of ``pseudonyms`` from ``source`` (in its snapshot) into ``target``
+    (in its transaction, the target ``shard``'s residency guard checking every row). On
+    PostgreSQL the source's ``COPY TO`` streams into the target's ``COPY FROM`` in binary:
+    rows pass through as bytes, never as Python objects."""
+    if target.dialect.name != "postgresql":
+        await write_records(target, shard, await _read_records(source, pseudonyms))
+        return
+    out = await _driver(source, in_transaction=True)
+    into = await _driver(target, in_transaction=True)
+    pipe: asyncio.Queue[bytes | None] = asyncio.Queue(_PIPE_DEPTH)
+
+    async def produce() -> None:
+        await out.copy_from_query(_COPY_OUT_PG, list(pseudonyms), output=pipe.put, format="binary")
+        await pipe.put(None)
+
+    async def chunks() -> AsyncIterator[bytes]:
+        while (chunk := await pipe.get()) is not None:
+            yield chunk
+
+    async def consume() -> None:
+        try:
+            await into.copy_to_table(
+                records.name, source=chunks(), columns=_RECORD_COLUMNS, format="binary"
+            )
+        except asyncpg.PostgresError as exc:
+            raise _write_error(shard, exc) from exc
+
+    try:
+        async with asyncio.TaskGroup() as both:  # one failing cancels the other
+            both.create_task(produce())
+            both.create_task(consume())
+    except BaseExceptionGroup as group:
+        raise group.exceptions[0] from None
+
+
+# Subjects arrive as arrays in ``SubjectRow`` order; the states are the vocabulary's own.
+_PLACE_COPIES_PG = f"""
+WITH given AS (
+    SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::int[], $5::timestamptz[],
+                         $6::timestamptz[])
+        AS g(pseudonym, subject_id, jurisdiction, placement_version, created_at, updated_at)
+), held AS (
+    SELECT pseudonym, state FROM subjects WHERE pseudonym = ANY($1::text[])
+), partial AS (
+    DELETE FROM records
+    WHERE pseudonym IN (SELECT pseudonym FROM held WHERE state = '{SubjectState.MOVING_IN}')
+), revived AS (
+    UPDATE subjects s
+    SET subject_id = g.subject_id, jurisdiction = g.jurisdiction,
+        state = '{SubjectState.MOVING_IN}', placement_version = g.placement_version,
+        created_at = g.created_at, updated_at = g.updated_at
+    FROM given g
+    WHERE s.pseudonym = g.pseudonym
+      AND s.state IN ('{SubjectState.MOVING_IN}', '{SubjectState.GONE}')
+), created AS (
+    INSERT INTO subjects ({", ".join(_SUBJECT_COLUMNS)})
+    SELECT g.pseudonym, g.subject_id, g.jurisdiction, '{SubjectState.MOVING_IN}',
+           g.placement_version, g.created_at, g.updated_at
+    FROM given g WHERE g.pseudonym NOT IN (SELECT pseudonym FROM held)
+)
+SELECT pseudonym, state FROM held
+WHERE state NOT IN ('{SubjectState.MOVING_IN}', '{SubjectState.GONE}')
+"""  # noqa: S608
+
+
+async def place_copies(
+    conn: AsyncConnection, shard: str, rows: Sequence[SubjectRow]
+) -> dict[str, str]:
+    """Write the fence rows (``moving_in``) of the copies about to be made, in the caller's
+    transaction: an earlier partial copy makes way with its records, a tombstone (``gone``) of
+    an earlier stay is taken over in place; a subject the shard holds in any other state is
+    never touched, and its state is returned. On PostgreSQL one statement, and no subject row
+    is deleted: a delete's cascade to ``records`` runs a plan the session cached, which scans
+    the whole table when it was planned while the table was empty (a new shard)."""
+    if conn.dialect.name != "postgresql":
+        wanted = [r.pseudonym for r in rows]
+        held = {
+            p: state
+            for p, state in await conn.execute(
+                select(subjects.c.pseudonym, subjects.c.state).where(
+                    subjects.c.pseudonym.in_(wanted)
+                )
+            )
+        }
+        mine = (SubjectState.MOVING_IN, SubjectState.GONE)
+        doomed = [p for p, state in held.items() if state in mine]
+        if doomed:
+            await conn.execute(delete(records).where(records.c.pseudonym.in_(doomed)))
+            await conn.execute(delete(subjects).where(subjects.c.pseudonym.in_(doomed)))
+        clash = {p: state for p, state in held.items() if state not in mine}
+        await write_subjects(conn, shard, [r for r in rows if r.pseudonym not in clash])
+        return clash
+    raw = await _driver(conn, in_transaction=True)
+    try:
+        return dict(
+            await raw.fetch(
+                _PLACE_COPIES_PG,
+                [r.pseudonym for r in rows],
+                [r.subject_id for r in rows],
+                [r.jurisdiction for r in rows],
+                [r.placement_version for r in rows],
+                [r.created_at for r in rows],
+                [r.updated_at for r in rows],
             )
         )
-    }
-    doomed = [p for p, state in held.items() if state in states]
-    if doomed:
-        await conn.execute(delete(records).where(records.c.pseudonym.in_(doomed)))
-        await conn.execute(delete(subjects).where(subjects.c.pseudonym.in_(doomed)))
-    return {p: state for p, state in held.items() if state not in states}
+    except asyncpg.PostgresError as exc:
+        raise _write_error(shard, exc) from exc
 
 
 async def set_state(
@@ -298,7 +418,8 @@ WITH held AS ({_FINGERPRINTS_PG}), drifted AS (
     WHERE h.digest IS DISTINCT FROM e.digest OR NOT coalesce(h.intact, true)
 )
 SELECT d.pseudonym, {", ".join("r." + c for c in _RECORD_COLUMNS[1:])}
-FROM drifted d LEFT JOIN records r ON r.pseudonym = d.pseudonym
+FROM drifted d LEFT JOIN records r  -- by the key: never a scan of the table
+    ON r.pseudonym = d.pseudonym AND r.pseudonym = ANY(ARRAY(SELECT pseudonym FROM drifted))
 """  # noqa: S608
 
 

@@ -13,6 +13,7 @@ import contextlib
 import logging
 import time
 from collections import OrderedDict
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Protocol
 
@@ -30,6 +31,7 @@ class PlacementCache(Protocol):
     async def get(self, pseudonym: str) -> Placement | None: ...
     async def put(self, placement: Placement) -> None: ...
     async def invalidate(self, pseudonym: str) -> None: ...
+    async def invalidate_many(self, pseudonyms: Sequence[str]) -> None: ...
     async def close(self) -> None: ...
 
 
@@ -72,6 +74,10 @@ class LocalCache:
 
     async def invalidate(self, pseudonym: str) -> None:
         self.evict(pseudonym)
+
+    async def invalidate_many(self, pseudonyms: Sequence[str]) -> None:
+        for pseudonym in pseudonyms:
+            self.evict(pseudonym)
 
     async def close(self) -> None:
         self.clear()
@@ -170,10 +176,21 @@ class RedisCache:
             self._failed(exc)
 
     async def invalidate(self, pseudonym: str) -> None:
-        self._local.evict(pseudonym)
+        await self.invalidate_many([pseudonym])
+
+    async def invalidate_many(self, pseudonyms: Sequence[str]) -> None:
+        """Drop the entries here, in Redis and in every router's LRU: one round trip (a move's
+        switch invalidates a whole chunk inside its write pause)."""
+        if not pseudonyms:
+            return
+        for pseudonym in pseudonyms:
+            self._local.evict(pseudonym)
         try:
-            await self._redis.delete(self._prefix + pseudonym)
-            await self._redis.publish(self._channel, pseudonym)
+            async with self._redis.pipeline(transaction=False) as pipe:
+                pipe.delete(*(self._prefix + p for p in pseudonyms))
+                for pseudonym in pseudonyms:
+                    pipe.publish(self._channel, pseudonym)
+                await pipe.execute()
         except (RedisError, OSError) as exc:
             self._failed(exc)
 

@@ -126,8 +126,7 @@ class Report:
             self.records[pair] += m.records or 0
         self.failed += outcome.failed
         self.unfinished += outcome.unfinished
-        if outcome.pause is not None:
-            self.pauses += [outcome.pause] * len(outcome.done)
+        self.pauses += outcome.pauses
 
 
 class _Pool:
@@ -166,7 +165,7 @@ async def comply(
     selection: Selection,
     *,
     parallel: int = 2,
-    batch_size: int = 100,
+    batch_size: int = 1000,
     progress: ProgressSink | None = None,
     reason: str = "comply",
     poll: float = 0.2,

@@ -12,7 +12,6 @@ cache can hold.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Mapping, Sequence
 from datetime import timedelta
 
@@ -107,4 +106,4 @@ class Directory:
         try:
             return await self._table.switch(batch, owner=owner, lease=lease, details=details)
         finally:
-            await asyncio.gather(*(self._cache.invalidate(m.pseudonym) for m in batch))
+            await self._cache.invalidate_many([m.pseudonym for m in batch])

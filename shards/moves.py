@@ -75,6 +75,10 @@ _UNKNOWN = ""
 #: How long a run may hold a move without advancing it before another run may take it over.
 LEASE = timedelta(minutes=2)
 
+#: Subjects cut over together (one write pause); a batch is copied at once and cut over in
+#: chunks of this size, so its pause does not grow with the batch.
+CUTOVER = 50
+
 #: The states of a move that has not switched yet.
 _BEFORE_SWITCH = (MoveState.PLANNED, MoveState.COPYING, MoveState.VERIFIED)
 
@@ -139,8 +143,8 @@ class BatchOutcome:
     done: list[MoveRow] = field(default_factory=list)
     failed: list[MoveRow] = field(default_factory=list)  # rolled back: failed or rolled_back
     unfinished: list[MoveRow] = field(default_factory=list)  # stopped, resumable
-    #: Seconds the batch's subjects could not be written, when it went through a cutover now.
-    pause: float | None = None
+    #: Seconds each subject switched now could not be written (its chunk's write pause).
+    pauses: list[float] = field(default_factory=list)
 
     @property
     def records(self) -> int:
@@ -167,6 +171,7 @@ class Mover:
         actor: Actor = SYSTEM,
         owner: str | None = None,
         lease: timedelta = LEASE,
+        cutover_size: int = CUTOVER,
     ) -> None:
         self.topology = topology
         self.registry = registry
@@ -176,6 +181,7 @@ class Mover:
         self.actor = actor
         self.owner = owner or process_owner()
         self.lease = lease
+        self.cutover_size = cutover_size
 
     # -- planning ----------------------------------------------------------------------------
 
@@ -387,10 +393,40 @@ class Mover:
         if not todo:
             return {}
         source, target = self._shards(live)
-        async with source.read() as conn:
-            found, rows = await bulk.read_subjects(
-                conn, [m.pseudonym for m in todo], (SubjectState.HOME, SubjectState.MOVING_OUT)
+        by_pseudonym = {m.pseudonym: m for m in live.values()}
+        now = _now()
+        landed: dict[str, bulk.Fingerprint] = {}
+        clash: dict[str, str] = {}
+        copy: list[str] = []
+        # One snapshot of the source for the fingerprints and the records copied.
+        async with source.read(snapshot=True) as out:
+            found = await bulk.snapshot_subjects(
+                out, [m.pseudonym for m in todo], (SubjectState.HOME, SubjectState.MOVING_OUT)
             )
+            if found:
+                async with target.write() as conn:
+                    # Earlier partial copies and tombstones make way; a subject the target holds
+                    # as its own is never touched.
+                    clash = await bulk.place_copies(
+                        conn,
+                        target.name,
+                        [
+                            SubjectRow(
+                                pseudonym=p,
+                                subject_id=held.subject_id,
+                                jurisdiction=held.jurisdiction,
+                                state=SubjectState.MOVING_IN,
+                                placement_version=by_pseudonym[p].placement_version + 1,
+                                created_at=held.created_at,
+                                updated_at=now,
+                            )
+                            for p, held in found.items()
+                        ],
+                    )
+                    copy = [p for p in found if p not in clash]
+                    if copy:
+                        await bulk.copy_records(out, conn, target.name, copy)
+                        landed = await bulk.fingerprints(conn, copy)
         gone = [m for m in todo if m.pseudonym not in found]
         if gone:  # erased meanwhile: clear any partial copy and let the move go
             await self._roll_back(
@@ -400,38 +436,6 @@ class Mover:
                 MoveState.ROLLED_BACK,
                 f"the subject is no longer on {source.name}",
             )
-        if not found:
-            return {}
-        by_pseudonym = {m.pseudonym: m for m in live.values()}
-        now = _now()
-        landed: dict[str, bulk.Fingerprint] = {}
-        async with target.write() as conn:
-            # Earlier partial copies and tombstones make way; a subject the target holds as its
-            # own is never touched.
-            clash = await bulk.clear_copies(
-                conn, list(found), (SubjectState.MOVING_IN, SubjectState.GONE)
-            )
-            copy = [p for p in found if p not in clash]
-            if copy:
-                await bulk.write_subjects(
-                    conn,
-                    target.name,
-                    [
-                        SubjectRow(
-                            pseudonym=p,
-                            subject_id=found[p].subject_id,
-                            jurisdiction=found[p].jurisdiction,
-                            state=SubjectState.MOVING_IN,
-                            placement_version=by_pseudonym[p].placement_version + 1,
-                            created_at=found[p].created_at,
-                            updated_at=now,
-                        )
-                        for p in copy
-                    ],
-                )
-                rows = [r for r in rows if r.pseudonym not in clash]
-                await bulk.write_records(conn, target.name, rows)
-                landed = await bulk.fingerprints(conn, copy)
         if clash:
             await self._end(
                 live,
@@ -440,7 +444,7 @@ class Mover:
                 MoveState.FAILED,
                 f"shard {target.name} already holds the subject",
             )
-        copied = self._copied(found, copy, rows, landed)
+        copied = self._copied(found, copy, landed)
         await self._advance(
             live,
             [by_pseudonym[p] for p in copy],
@@ -454,22 +458,22 @@ class Mover:
         self,
         found: dict[str, bulk.Held],
         copy: Sequence[str],
-        rows: Sequence[RecordRow],
         landed: dict[str, bulk.Fingerprint],
     ) -> dict[str, Copied]:
-        entries: dict[str, list[tuple[str, str, int, str, str]]] = {p: [] for p in copy}
-        for r in rows:
-            entries[r.pseudonym].append(_entry(r))
+        """The verification of each copied subject: its digest from the source's fingerprinted
+        snapshot, the copy intact where both databases computed the same fingerprint."""
         copied: dict[str, Copied] = {}
-        for p, listed in entries.items():
-            subject_id = found[p].subject_id
-            if subject_id is None:
+        for p in copy:
+            held = found[p]
+            if held.subject_id is None:
                 continue  # verification says why
             digest = subject_digest(
-                (self.pseudonyms.record(subject_id, c, k), v, held) for c, k, v, _, held in listed
+                (self.pseudonyms.record(held.subject_id, c, k), v, label)
+                for c, k, v, label in held.entries
             )
-            fp = bulk.fingerprint(listed)
-            copied[p] = Copied(subject_id, fp, (len(listed), digest), landed.get(p) == fp)
+            verdict = (len(held.entries), digest)
+            fp = held.fingerprint
+            copied[p] = Copied(held.subject_id, fp, verdict, landed.get(p) == fp)
         return copied
 
     # copying -> verified -> switched: the write pause
@@ -477,7 +481,57 @@ class Mover:
     async def _cutover(
         self, live: dict[str, MoveRow], outcome: BatchOutcome, copied: dict[str, Copied]
     ) -> None:
+        """Cut the copied subjects over a chunk at a time: a chunk's writes pause only for the
+        few statements of its own cutover, not for the batch's copy."""
         todo = [m for m in live.values() if m.state == MoveState.VERIFIED]
+        source, target = self._shards(live)
+        for i in range(0, len(todo), self.cutover_size):
+            chunk = todo[i : i + self.cutover_size]
+            if i:  # the first chunk follows its copy at once (a relocation's only chunk)
+                await self._catch_up(source, target, chunk, copied)
+            await self._pause(live, outcome, [m for m in chunk if m.id in live], copied)
+
+    async def _catch_up(
+        self,
+        source: Shard,
+        target: Shard,
+        moves: Sequence[MoveRow],
+        copied: dict[str, Copied],
+    ) -> None:
+        """Before the fence: copy again the subjects written since their copy, so the pause
+        re-copies only those written in the last moments. A subject that does not verify now is
+        left to the fenced verification, which decides."""
+        expected = {
+            m.pseudonym: done.fingerprint.digest if done.fingerprint else None
+            for m in moves
+            if (done := copied.get(m.pseudonym)) is not None and done.landed
+        }
+        if not expected:
+            return
+        async with source.read() as conn:
+            drifted = await bulk.drifted(conn, expected)
+        if not drifted:
+            return
+        subject_ids: dict[str, str | None] = {p: copied[p].subject_id for p in drifted}
+        synced = await self._sync_and_verify(
+            source,
+            target,
+            [m for m in moves if m.pseudonym in drifted],
+            subject_ids,
+            drifted,
+            copied,
+        )
+        for p, verdict in synced.items():
+            if not isinstance(verdict, str):
+                copied[p] = verdict
+
+    async def _pause(
+        self,
+        live: dict[str, MoveRow],
+        outcome: BatchOutcome,
+        todo: Sequence[MoveRow],
+        copied: dict[str, Copied],
+    ) -> None:
         if not todo:
             return
         source, target = self._shards(live)
@@ -519,8 +573,8 @@ class Mover:
                 changed[m.id] = verdict
                 live[m.id] = replace(m, records=verdict[0], digest=verdict[1])
         good = [live[m.id] for m in todo if m.id in live]
-        await self._switch(live, good, target, changed)
-        outcome.pause = time.monotonic() - started
+        switched = await self._switch(live, good, target, changed)
+        outcome.pauses += [time.monotonic() - started] * switched
 
     async def _verify(
         self,
@@ -551,9 +605,8 @@ class Mover:
         }
         rest = [m for m in moves if m.pseudonym in drifted]
         if rest:
-            verdicts.update(
-                await self._sync_and_verify(source, target, rest, subject_ids, drifted, copied)
-            )
+            synced = await self._sync_and_verify(source, target, rest, subject_ids, drifted, copied)
+            verdicts.update({p: v if isinstance(v, str) else v.verdict for p, v in synced.items()})
         return verdicts
 
     async def _sync_and_verify(
@@ -564,19 +617,18 @@ class Mover:
         subject_ids: dict[str, str | None],
         rows: dict[str, list[RecordRow]],
         copied: dict[str, Copied],
-    ) -> dict[str, tuple[int, str] | str]:
-        """Verify from the fenced source's ``rows``: each record's bytes against the digest
-        recorded when it was written, and the target's fingerprint against theirs. A subject
-        whose copy differs (written since the copy) is copied again and its fingerprint read
-        back, in one transaction. Per subject: (records, verification digest), or why it
-        failed."""
+    ) -> dict[str, Copied | str]:
+        """Verify from the source's ``rows``: each record's bytes against the digest recorded
+        when it was written, and the target's fingerprint against theirs. A subject whose copy
+        differs (written since the copy) is copied again and its fingerprint read back, in one
+        transaction. Per subject: the copy as it now stands verified, or why it failed."""
         wanted = [m.pseudonym for m in moves]
         held = {p: copied[p].fingerprint for p in wanted if p in copied and copied[p].landed}
         unknown = [p for p in wanted if p not in held]
         if unknown:  # resumed: what the target holds is read
             fetched = await _fingerprints(target, unknown)
             held.update({p: fetched.get(p) for p in unknown})
-        entries = {p: [_entry(r) for r in rows[p]] for p in wanted}
+        entries = {p: [bulk.entry(r) for r in rows[p]] for p in wanted}
         expected = {p: bulk.fingerprint(listed) for p, listed in entries.items()}
         stale = [p for p in wanted if expected[p] != held[p]]
         if stale:
@@ -585,7 +637,7 @@ class Mover:
                 await bulk.write_records(conn, target.name, [r for p in stale for r in rows[p]])
                 landed = await bulk.fingerprints(conn, stale)
             held.update({p: landed.get(p) for p in stale})
-        verdicts: dict[str, tuple[int, str] | str] = {}
+        verdicts: dict[str, Copied | str] = {}
         for p, listed in entries.items():
             subject_id = subject_ids[p]
             if any(label != actual for _, _, _, label, actual in listed):
@@ -595,13 +647,11 @@ class Mover:
             elif subject_id is None:
                 verdicts[p] = f"the subject at {source.name} has no subject id"
             else:
-                verdicts[p] = (
-                    len(listed),
-                    subject_digest(
-                        (self.pseudonyms.record(subject_id, c, k), v, actual)
-                        for c, k, v, _, actual in listed
-                    ),
+                digest = subject_digest(
+                    (self.pseudonyms.record(subject_id, c, k), v, actual)
+                    for c, k, v, _, actual in listed
                 )
+                verdicts[p] = Copied(subject_id, expected[p], (len(listed), digest), landed=True)
         return verdicts
 
     async def _switch(
@@ -610,9 +660,10 @@ class Mover:
         moves: Sequence[MoveRow],
         target: Shard,
         details: dict[str, tuple[int, str]],
-    ) -> None:
+    ) -> int:
+        """The end of the pause; returns how many subjects switched."""
         if not moves:
-            return
+            return 0
         entries = self._entries(target, events.SUBJECT_MOVED_IN, moves)
         # Lookup keys are carried here, under the source's fence (a few rows per subject, and
         # none of them can change meanwhile), in the transaction that makes the target home.
@@ -632,7 +683,8 @@ class Mover:
             )
         # Before the directory names the target (from then on writes land there), the source
         # stops serving reads: a router with a stale cache re-resolves instead of reading data
-        # older than a write another router has had acknowledged.
+        # older than a write another router has had acknowledged. After the target's home, so
+        # a subject is always home on one shard or fenced at its source.
         async with source.write() as conn:
             await bulk.set_state(
                 conn,
@@ -649,6 +701,7 @@ class Mover:
                 live[m.id] = replace(m, state=MoveState.SWITCHED)
         # Moves not switched stay in ``live`` and are stopped by ``run``: only an operator can
         # change a fenced subject's directory entry, so they are left for one rather than guessed.
+        return len(switched)
 
     # switched -> done (``purged``: journaled by earlier releases after their purge)
 
@@ -753,13 +806,6 @@ class Mover:
 async def _fingerprints(shard: Shard, pseudonyms: Sequence[str]) -> dict[str, bulk.Fingerprint]:
     async with shard.read() as conn:
         return await bulk.fingerprints(conn, pseudonyms)
-
-
-def _entry(row: RecordRow) -> tuple[str, str, int, str, str]:
-    """A record's entry as ``bulk.fingerprint`` takes it: (collection, key, version, recorded
-    content digest, digest of the bytes the shard holds)."""
-    digest = hashlib.sha256(row.data.encode()).hexdigest()
-    return row.collection, row.key, row.version, row.content_sha256, digest
 
 
 def _pairs(rows: Iterable[Any]) -> dict[Any, Any]:

@@ -15,7 +15,12 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable
 
-from domicile.shards.errors import MoveInProgress, RelocationDeferred, SubjectMoving
+from domicile.shards.errors import (
+    AlreadyPlaced,
+    MoveInProgress,
+    RelocationDeferred,
+    SubjectMoving,
+)
 from domicile.shards.move_journal import MoveJournal
 from domicile.shards.states import MoveState
 
@@ -61,14 +66,22 @@ class Relocator:
             except MoveInProgress:
                 await self._await_others(pseudonym)
                 return
+            except AlreadyPlaced:
+                # Another run (comply, another router) switched it there after this write read
+                # the catalog: the write goes on at the new home.
+                state, error = MoveState.DONE, None
         if state not in (MoveState.SWITCHED, MoveState.DONE):
             raise RelocationDeferred(target, error)
         if self.observe is not None:
             self.observe(time.monotonic() - started)
 
     async def _await_others(self, pseudonym: str) -> None:
+        """Until the other run's move of the subject has switched (or ended): the write goes on
+        at the new home while that run still purges the old one."""
         deadline = time.monotonic() + OTHERS_MOVE_WAIT
-        while await self._journal.unfinished_of(pseudonym) is not None:
+        while (pending := await self._journal.unfinished_of(pseudonym)) is not None:
+            if pending.state.switched:
+                return
             if time.monotonic() > deadline:
                 raise SubjectMoving()
-            await asyncio.sleep(0.05)
+            await asyncio.sleep(0.02)  # a write waits on it: poll at a fraction of a pause

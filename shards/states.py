@@ -49,6 +49,11 @@ class MoveState(StrEnum):
     def finished(self) -> bool:
         return self in (MoveState.DONE, MoveState.FAILED, MoveState.ROLLED_BACK)
 
+    @property
+    def switched(self) -> bool:
+        """The directory names the target: writes land there (the purge may still be due)."""
+        return self in (MoveState.SWITCHED, MoveState.PURGED, MoveState.DONE)
+
 
 class MigrationStatus(StrEnum):
     """A step of the schema migration journal (``shard_migrations.status``)."""

@@ -254,7 +254,13 @@ class RecordStore:
                 await self.directory.invalidate(pseudonym)
                 fresh = await self.directory.resolve(pseudonym, fresh=True)
                 if isinstance(exc, MovedAway) and fresh == placement:
-                    return await self._at_confirmed_source(operation, placement)
+                    try:
+                        return await self._at_confirmed_source(operation, placement)
+                    except NotHome:
+                        # Purged since the catalog was read: the switch had committed by then,
+                        # so the catalog now names the new home.
+                        await self.directory.invalidate(pseudonym)
+                        fresh = await self.directory.resolve(pseudonym, fresh=True)
                 if attempt == 2 or fresh == placement:
                     # The catalog still names this shard but the shard has no such subject:
                     # an erasure interrupted half-way. The subject no longer exists.

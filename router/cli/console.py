@@ -209,9 +209,10 @@ def comply_options(func: click.decorators.FC) -> click.decorators.FC:
         click.option(
             "--batch-size",
             type=click.IntRange(1, 10_000),
-            default=100,
+            default=1000,
             show_default=True,
-            help="subjects per batch (a batch shares one write pause)",
+            help="subjects copied together (then cut over 50 at a time, each 50 sharing one "
+            "write pause)",
         ),
         click.option(
             "--parallel",

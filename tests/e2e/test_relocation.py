@@ -20,7 +20,7 @@ from domicile.shards.states import MoveState
 from tests.support.api import start_api
 from tests.support.cli import cli
 from tests.support.deployment import Deployment, migrated_template, query_shard
-from tests.support.shards import audit_events, seed, set_policy, views
+from tests.support.shards import ACTOR, audit_events, seed, set_policy, views
 
 pytestmark = [pytest.mark.anyio, pytest.mark.general_path]
 
@@ -70,6 +70,29 @@ async def test_a_write_relocates_a_misplaced_subject_first(
     done = await cli(dep.config, "comply")
     assert done.exit_code == 0, done.output
     assert f"moved {len(ru) - 1} subjects" in done.stdout
+
+
+async def test_a_write_whose_subject_comply_moves_meanwhile_lands_at_the_new_home(
+    law_change: tuple[Deployment, dict[str, str]],
+) -> None:
+    """The write read the old home from the catalog; comply switches the subject before the
+    write's relocation starts: the write is applied at the new home, not refused."""
+    dep, _ = law_change
+    async with open_runtime(dep.settings()) as rt:
+        relocator = rt.store.relocator
+        assert relocator is not None
+        relocate = relocator._move_now
+
+        async def comply_first(subject_id: str, target: str) -> tuple[MoveState, str | None]:
+            async with open_runtime(dep.settings()) as other:
+                assert other.store.relocator is not None
+                await other.store.relocator._move_now(subject_id, target)
+            return await relocate(subject_id, target)
+
+        relocator._move_now = comply_first
+        written = await rt.store.put("ivan-0", "notes", "late", {"raced": True}, ACTOR)
+        assert (written.shard, written.version) == ("ru-msk-1", 1)
+        assert (await rt.store.get("ivan-0", "notes", "late")).data == b'{"raced":true}'
 
 
 def schedule(config: Path, effective: datetime) -> None:
