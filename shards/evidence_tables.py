@@ -14,7 +14,8 @@ from domicile.audit.evidence_pack import Compare
 from domicile.audit.store import IssuedCheckpoint
 from domicile.shards.policy import Topology
 from domicile.shards.registry import ShardRegistry
-from domicile.shards.schema import audit_entries, audit_pending, records, subjects
+from domicile.shards.residency import entries_after
+from domicile.shards.schema import records, subjects
 from domicile.shards.states import SubjectState
 
 #: Subjects the log counts as held: from their arrival's entry to their departure's (a move's
@@ -59,15 +60,7 @@ def table_comparison(registry: ShardRegistry, topology: Topology) -> Compare:
             counts = await _held(conn, replay.jurisdiction)
             refused = [c for c in counts if not topology.is_permitted(c, shard.name)]
             unpermitted = await _unpermitted(conn, refused)
-            later = await conn.scalar(
-                select(
-                    select(func.count()).select_from(audit_pending).scalar_subquery()
-                    + select(func.count())
-                    .select_from(audit_entries)
-                    .where(audit_entries.c.idx >= checkpoint.size)
-                    .scalar_subquery()
-                )
-            )
+            later = await entries_after(conn, checkpoint.size)
         after = f" ({later} entries were committed after the checkpoint)" if later else ""
         logged = replay.held_counts()
         findings = []

@@ -55,16 +55,7 @@ async def _shard_section(
         codes = sorted(held.keys() | stored.keys())
         refused = [c for c in codes if not topology.is_permitted(c, shard.name)]
         violations = await _violations(conn, refused)
-        # Queued entries have no index yet: every one of them is after the checkpoint.
-        later = await conn.scalar(
-            select(
-                select(func.count()).select_from(audit_pending).scalar_subquery()
-                + select(func.count())
-                .select_from(audit_entries)
-                .where(audit_entries.c.idx >= checkpoint.size)
-                .scalar_subquery()
-            )
-        )
+        later = await entries_after(conn, checkpoint.size)
     rows = []
     for code in codes:
         rule = topology.rule_for(code)
@@ -82,7 +73,7 @@ async def _shard_section(
         "violations": violations,
         # Changes committed after the checkpoint, already visible in the counts: 0 means the
         # counts are exactly the state the checkpoint's log describes.
-        "entries_after_checkpoint": int(later or 0),
+        "entries_after_checkpoint": later,
     }
 
 
@@ -149,3 +140,18 @@ def _rule(topology: Topology, key: str, governed: list[str]) -> dict[str, Any]:
         shown["effective"] = rule.effective.isoformat().replace("+00:00", "Z")
         shown["before"] = list(rule.before)
     return shown
+
+
+async def entries_after(conn: AsyncConnection, size: int) -> int:
+    """Entries of the shard's log that a checkpoint of ``size`` does not cover."""
+    # Queued entries have no index yet: every one of them is after the checkpoint.
+    count = await conn.scalar(
+        select(
+            select(func.count()).select_from(audit_pending).scalar_subquery()
+            + select(func.count())
+            .select_from(audit_entries)
+            .where(audit_entries.c.idx >= size)
+            .scalar_subquery()
+        )
+    )
+    return int(count or 0)

@@ -10,6 +10,7 @@ import statistics
 import time
 from collections.abc import Iterable, Sequence
 from types import TracebackType
+from typing import Self
 
 import click
 from rich.console import Console
@@ -17,6 +18,7 @@ from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
     Progress,
+    ProgressColumn,
     TaskID,
     TextColumn,
     TimeElapsedColumn,
@@ -71,26 +73,21 @@ def short(pseudonym: str) -> str:
     return pseudonym[:16]
 
 
-class BarProgress:
-    """``comply``'s progress bar: subjects moved of those misplaced, records/s, ETA."""
+class LiveBar:
+    """A rich progress bar on stderr, with elapsed time and ETA after the given columns, shown
+    while the ``with`` block runs."""
 
-    def __init__(self, label: str) -> None:
-        self._label = label
+    def __init__(self, *columns: ProgressColumn) -> None:
         self._bar = Progress(
-            TextColumn("[bold]{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("subjects · {task.fields[rate]}"),
+            *columns,
             TimeElapsedColumn(),
             TextColumn("ETA"),
             TimeRemainingColumn(),
             console=stderr,
         )
-        self._task: TaskID | None = None
-        self._records = 0
         self._started = time.monotonic()
 
-    def __enter__(self) -> BarProgress:
+    def __enter__(self) -> Self:
         self._bar.start()
         return self
 
@@ -101,6 +98,21 @@ class BarProgress:
         traceback: TracebackType | None,
     ) -> None:
         self._bar.stop()
+
+
+class BarProgress(LiveBar):
+    """``comply``'s progress bar: subjects moved of those misplaced, records/s, ETA."""
+
+    def __init__(self, label: str) -> None:
+        super().__init__(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("subjects · {task.fields[rate]}"),
+        )
+        self._label = label
+        self._task: TaskID | None = None
+        self._records = 0
 
     def started(self, total: int) -> None:
         self._started = time.monotonic()

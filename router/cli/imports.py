@@ -15,7 +15,6 @@ import time
 from collections.abc import Sequence
 from contextlib import ExitStack
 from pathlib import Path
-from types import TracebackType
 from typing import BinaryIO, TextIO
 
 import click
@@ -23,17 +22,14 @@ import orjson
 from rich.console import Console
 from rich.progress import (
     BarColumn,
-    Progress,
     TaskID,
     TaskProgressColumn,
     TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
 )
 
 from domicile.audit.events import Actor
 from domicile.router.cli.common import config_option, fail, run, settings_from, with_runtime
-from domicile.router.cli.console import stderr
+from domicile.router.cli.console import LiveBar
 from domicile.router.runtime import Runtime
 from domicile.shards.errors import DomicileError
 from domicile.shards.importer import BATCH_SUBJECTS, Importer, Lines, Rejection, Tally
@@ -47,35 +43,18 @@ LISTED = 10
 summary = Console(stderr=True, highlight=False, markup=False, soft_wrap=True)
 
 
-class ImportProgress:
+class ImportProgress(LiveBar):
     """A bar over the input's bytes (a pulse for a pipe), with subjects, records/s and ETA."""
 
     def __init__(self, total: int | None) -> None:
-        self._bar = Progress(
+        super().__init__(
             TextColumn("[bold]import"),
             BarColumn(),
             TaskProgressColumn(),
             TextColumn("{task.fields[subjects]:,} subjects · {task.fields[rate]}"),
-            TimeElapsedColumn(),
-            TextColumn("ETA"),
-            TimeRemainingColumn(),
-            console=stderr,
         )
         self._task: TaskID = self._bar.add_task("import", total=total, subjects=0, rate="-")
         self._subjects = self._records = 0
-        self._started = time.monotonic()
-
-    def __enter__(self) -> ImportProgress:
-        self._bar.start()
-        return self
-
-    def __exit__(
-        self,
-        kind: type[BaseException] | None,
-        value: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self._bar.stop()
 
     def advanced(self, *, consumed: int, subjects: int, records: int) -> None:
         self._subjects += subjects
