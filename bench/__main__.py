@@ -5,7 +5,8 @@ and ``bench/RESULTS.md``, rendered from the run's raw figures in ``bench/RESULTS
 Order of a run: build the deployment; start domicile (``domicile serve``) and the baseline B;
 warm both; then ``--repeats`` rounds, each running W1, W2 and W3 on both servers back to back
 (the order of the two alternates between rounds; the idle server is stopped with SIGSTOP so its
-background work cannot steal the other's CPU) and W4 on domicile; then the library paths (A, L,
+background work cannot steal the other's CPU), the e-mail lookup over W1's subjects on domicile
+right after its W1 run, and W4 on domicile; then the library paths (A, L,
 W7) in a process of their own; then W5 and W6 through the moves and audit modules.
 """
 
@@ -30,6 +31,7 @@ COLD = 2000  # W4 requests per repeat, each for a subject never read before
 CONNECTIONS, COLD_CONNECTIONS = 32, 8
 READY_PATH = f"/v1/subjects/{deploy.hot_id(0)}/records/{deploy.COLLECTION}/{deploy.KEY}"
 HTTP_WORKLOADS = (("W1", "read"), ("W2", "write"), ("W3", "mix"))
+LOOKUP = report.LOOKUP  # POST /v1/lookups/email over W1's subjects, domicile only
 
 
 def drain_audit(dep: deploy.Deployment) -> None:
@@ -61,7 +63,8 @@ def run_http(dep: deploy.Deployment, repeats: int, seconds: int) -> dict[str, An
             server.wait_ready(READY_PATH, dep.api_key)
         for server in both:  # warm-up: JIT-less but caches, pools and PostgreSQL buffers
             only(server)
-            for mode in ("read", "write"):
+            modes = ("read", "lookup", "write") if server is domicile else ("read", "write")
+            for mode in modes:
                 servers.wrk(server, dbs[server.name], mode, dep.api_key, "hot-", HOT, seconds=2)
             drain_audit(dep)
         for round_ in range(repeats):
@@ -85,6 +88,22 @@ def run_http(dep: deploy.Deployment, repeats: int, seconds: int) -> dict[str, An
                     )
                     if server is domicile and mode != "read":
                         drain_audit(dep)
+                    if server is domicile and workload == "W1":
+                        # The lookup workload right after W1 on the same server, every round:
+                        # its ratio to W1 is taken pairwise, like domicile's to B.
+                        record(
+                            f"{LOOKUP}/domicile",
+                            lambda: servers.wrk(
+                                domicile,
+                                dbs["domicile"],
+                                "lookup",
+                                dep.api_key,
+                                "hot-",
+                                HOT,
+                                connections=CONNECTIONS,
+                                seconds=seconds,
+                            ),
+                        )
             only(domicile)
             start = round_ * (COLD + 64)  # a fresh range each round; the spare absorbs overrun
             for name in ("W4 cold", "W4 warm"):  # the same subjects: first cold, then cached
@@ -133,7 +152,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=5, help="interleaved rounds (>= 5)")
     parser.add_argument("--seconds", type=int, default=5, help="length of each wrk run")
-    parser.add_argument("--skip-external", action="store_true", help="skip W5 and W6")
+    parser.add_argument(
+        "--skip-external",
+        action="store_true",
+        help="skip W5, W6 and W8: the report keeps the previous run's figures for them "
+        "(from --output's RESULTS.json), labelled with that run's date",
+    )
     parser.add_argument(
         "--output", type=Path, default=Path(__file__).with_name("RESULTS.md"), help="report file"
     )
@@ -163,9 +187,15 @@ def measure(args: argparse.Namespace) -> report.Facts:
     finally:
         deploy.run(deploy.destroy(dep))
     jobs = externals()
+    external_began = None
+    figures = args.output.with_suffix(".json")
     if not args.skip_external:
         for job in jobs:
             run_external(job, timeout=300)
+    elif figures.exists():  # a partial run: keep the last measured W5, W6 and W8, dated
+        previous = report.load_facts(figures)
+        jobs = previous.external
+        external_began = previous.external_began or previous.began
     facts = report.Facts(
         began=began,
         seconds=time.time() - began,
@@ -182,8 +212,8 @@ def measure(args: argparse.Namespace) -> report.Facts:
         http=http,
         library=library,
         external=jobs,
+        external_began=external_began,
     )
-    figures = args.output.with_suffix(".json")
     report.save_facts(facts, figures)
     print(f"bench: wrote {figures}")
     return facts

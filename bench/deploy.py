@@ -2,10 +2,11 @@
 at the end: three PostgreSQL shard databases and a PostgreSQL catalog (plus Redis) for domicile,
 one PostgreSQL database for the baselines, and the same subjects and records in both.
 
-Hot subjects (W1-W3, library paths) are registered and written through domicile itself, audit
-entries included. Cold subjects (W4) are bulk-loaded with COPY, the way an import would: placed
-by the same rendezvous choice and pseudonyms, but never resolved before W4 reads them, so neither
-the router's LRU nor Redis has seen them.
+Hot subjects (W1-W3, the lookup workload, library paths) are registered, with an e-mail lookup
+key each, and written through domicile itself, audit entries included. Cold subjects (W4) are
+bulk-loaded with COPY, the way an import would: placed by the same rendezvous choice and
+pseudonyms, but never resolved before W4 reads them, so neither the router's LRU nor Redis has
+seen them.
 """
 
 from __future__ import annotations
@@ -87,6 +88,11 @@ def pg_url(database: str) -> str:
 
 def hot_id(i: int) -> str:
     return f"hot-{i}"
+
+
+def hot_email(i: int) -> str:
+    """The hot subject's e-mail lookup key (``bench/load.lua``'s lookup mode builds the same)."""
+    return f"{hot_id(i)}@example.org"
 
 
 def cold_id(i: int) -> str:
@@ -198,7 +204,9 @@ async def _seed(dep: Deployment) -> None:
         async def one(i: int) -> None:
             async with gate:
                 jurisdiction = JURISDICTIONS[i % len(JURISDICTIONS)]
-                await store.register(hot_id(i), jurisdiction, Actor(key_id="bench"))
+                await store.register(
+                    hot_id(i), jurisdiction, Actor(key_id="bench"), {"email": hot_email(i)}
+                )
                 await store.put(hot_id(i), COLLECTION, KEY, record_body(i), Actor(key_id="bench"))
 
         await asyncio.gather(*(one(i) for i in range(dep.hot)))

@@ -1,8 +1,10 @@
 -- wrk script for every HTTP workload, against domicile and the baseline alike (same URLs, same
 -- headers, same bodies):
 --   wrk -t1 -cC -dDs -s bench/load.lua URL -- MODE API_KEY PREFIX COUNT [START]
--- MODE: read (W1), write (W2), mix (W3: every tenth request a write) or cold (W4: each request
--- a subject never read before; the thread stops after COUNT responses so none is read twice).
+-- MODE: read (W1), write (W2), mix (W3: every tenth request a write), cold (W4: each request
+-- a subject never read before; the thread stops after COUNT responses so none is read twice) or
+-- lookup (find the subject by its e-mail lookup key, PREFIX..i.."@example.org", the value in the
+-- body of POST /v1/lookups/email; domicile only, over the subjects W1 reads).
 -- Subjects are PREFIX..i for i in START .. START+COUNT-1. The summary is one JSON line.
 
 local mode, prefix, count, start
@@ -38,6 +40,10 @@ function request()
       headers)
   end
   local subject = prefix .. (start + i % count)
+  if mode == "lookup" then
+    return wrk.format("POST", "/v1/lookups/email", headers,
+      '{"value":"' .. subject .. '@example.org"}')
+  end
   if mode == "write" or (mode == "mix" and i % 10 == 9) then
     -- Cycle through four records per subject: inserts at first, then updates.
     local key = "w" .. (math.floor(i / count) % 4)

@@ -47,6 +47,13 @@ class Facts:
     http: dict[str, list[dict[str, float]]]
     library: dict[str, Any]
     external: list[External]
+    #: when W5, W6 and W8 were measured, if not in this run (``--skip-external`` keeps the
+    #: previous run's figures for them)
+    external_began: float | None = None
+
+
+#: The lookup workload's name in ``Facts.http``: ``POST /v1/lookups/email`` over W1's subjects.
+LOOKUP = "lookup"
 
 
 def save_facts(facts: Facts, path: Path) -> None:
@@ -162,6 +169,8 @@ def targets(facts: Facts) -> list[Target]:
             "rather than one with ten. See 'Where the time goes'.",
         )
     )
+    if f"{LOOKUP}/domicile" in facts.http:
+        found.append(_lookup_target(facts))
     w2 = _rps_ratio(facts, "W2")
     found.append(
         Target(
@@ -236,6 +245,7 @@ def targets(facts: Facts) -> list[Target]:
     )
     by_workload = {job.workload: job for job in facts.external}
     w5, w6 = by_workload["W5"], by_workload["W6"]
+    first_external = len(found)
     found += [
         *_moves(w5),
         _external(
@@ -253,7 +263,45 @@ def targets(facts: Facts) -> list[Target]:
         ),
         _append_per_commit(w6),
     ]
+    if facts.external_began is not None:
+        for target in found[first_external:]:
+            target.name += f" (run of {_date(facts.external_began)})"
     return found
+
+
+def _date(when: float) -> str:
+    return datetime.fromtimestamp(when, UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def _lookup_ratio(facts: Facts) -> float:
+    """Lookup req/s against domicile's W1 req/s, paired by round (the two run back to back)."""
+    rps = {
+        name: [r["requests"] / r["seconds"] for r in facts.http[f"{name}/domicile"]]
+        for name in (LOOKUP, "W1")
+    }
+    return _paired(rps[LOOKUP], rps["W1"])
+
+
+def _lookup_target(facts: Facts) -> Target:
+    name = f"{LOOKUP}/domicile"
+    ratio = _lookup_ratio(facts)
+    return Target(
+        "lookup by e-mail (POST /v1/lookups/email) vs W1 point read",
+        f"{ratio:.2f}x ({_rps(facts, name):,.0f} vs {_rps(facts, 'W1/domicile'):,.0f} req/s; "
+        f"p50 {_http(facts, name, 'p50_ms'):.1f} ms, p99 {_http(facts, name, 'p99_ms'):.1f} ms)",
+        ">= 0.7x",
+        ratio >= 0.7,
+        "Per lookup domicile's server spends "
+        f"{_http(facts, name, 'server_cpu_us'):.0f} us of CPU against "
+        f"{_http(facts, 'W1/domicile', 'server_cpu_us'):.0f} us per point read, and its "
+        f"PostgreSQL backends {_http(facts, name, 'database_cpu_us'):.0f} us against "
+        f"{_http(facts, 'W1/domicile', 'database_cpu_us'):.0f} us. A lookup parses a JSON "
+        "body, normalises the e-mail (email-validator, about 40 us alone on this machine), "
+        "computes its blind index (HMAC-SHA256), reads the directory by it and the home shard "
+        "for the subject id; and `POST /v1/lookups/{kind}` is still an ordinary FastAPI route "
+        "(its body a pydantic model, resolved through the dependency machinery), not one of "
+        "the `DirectRoute`s that took about 150 us off W1's read (item 3 below).",
+    )
 
 
 def _append_per_commit(job: External) -> Target:
@@ -366,6 +414,20 @@ def _http_rows(facts: Facts) -> list[list[str]]:
                 pair("database_cpu_us", 0),
             ]
         )
+        if workload == "W1" and f"{LOOKUP}/domicile" in facts.http:
+            name = f"{LOOKUP}/domicile"
+            rows.append(
+                [
+                    "lookup by e-mail (B: none)",
+                    f"{_rps(facts, name):,.0f}",
+                    "-",
+                    f"{_lookup_ratio(facts):.2f}x W1",
+                    f"{_http(facts, name, 'p50_ms'):.1f} / -",
+                    f"{_http(facts, name, 'p99_ms'):.1f} / -",
+                    f"{_http(facts, name, 'server_cpu_us'):.0f} / -",
+                    f"{_http(facts, name, 'database_cpu_us'):.0f} / -",
+                ]
+            )
     return rows
 
 
@@ -427,7 +489,7 @@ def console_table(facts: Facts) -> str:
 
 def markdown(facts: Facts) -> str:
     s = facts.settings
-    when = datetime.fromtimestamp(facts.began, UTC).strftime("%Y-%m-%d %H:%M UTC")
+    when = _date(facts.began)
     versions = {"Python": sys.version.split()[0], **facts.versions}
     versions |= {name: importlib.metadata.version(name) for name in PACKAGES}
     load_before, load_after = facts.load
@@ -463,16 +525,20 @@ def markdown(facts: Facts) -> str:
             out += [f"- **{target.name}** ({_verdict(target)}): {target.why}"]
     out += [
         "",
-        "## HTTP workloads (W1-W3)",
+        "## HTTP workloads (W1-W3, lookup)",
         "",
         f"wrk, its own process, `-t1 -c{s['connections']} -d{s['seconds']}s`, the same script "
         f"(`bench/load.lua`) for both servers: point reads of {s['hot']} subjects' records in "
         "turn (W1), upserts of four records per subject (W2), and nine reads to one write "
-        "(W3). domicile: `domicile serve` over three PostgreSQL shard databases and a "
-        "PostgreSQL catalog, Redis as the directory cache, every write with its audit entry. "
-        "B: `bench/baseline_app.py`, FastAPI and an asyncpg pool on one database, same uvicorn "
-        "settings (one worker, uvloop, httptools, no access log), same JSON library, no "
-        "residency. Server CPU is the server process's user+system time over the run divided "
+        "(W3); the lookup row finds the same subjects by their e-mail lookup keys, "
+        "`POST /v1/lookups/email` with the value in the JSON body, run on domicile right after "
+        "its W1 run in every round (B has no lookup keys), and its ratio is to domicile's W1 "
+        "req/s, paired by round. domicile: `domicile serve` over three PostgreSQL shard "
+        "databases and a PostgreSQL catalog, Redis as the directory cache, every write with its "
+        "audit entry. B: `bench/baseline_app.py`, FastAPI and an asyncpg pool on one "
+        "database, same uvicorn settings (one worker, uvloop, httptools, no access log), same "
+        "JSON library, no residency. Server CPU is the server process's user+system time over "
+        "the run divided "
         "by its requests; PostgreSQL CPU the same for the backends serving its databases.",
         "",
         _md_table(HTTP_HEADER, _http_rows(facts)),
@@ -518,6 +584,14 @@ def markdown(facts: Facts) -> str:
             "",
         ]
     out += ["## W5 and W6 (moves, audit)", ""]
+    if facts.external_began is not None:
+        out += [
+            "Not measured in this run (`python -m bench --skip-external`): the figures in this "
+            "section and the W5 and W6 targets are kept from the previous RESULTS.json, "
+            f"measured in the run of {_date(facts.external_began)} unless a workload's line "
+            "gives its own date.",
+            "",
+        ]
     for job in facts.external:
         command = f"python -m {job.module} {' '.join(job.args)}".strip()
         if not job.output:
