@@ -24,12 +24,10 @@ subjects extrapolated from the run. Creates and drops its own databases.
 from __future__ import annotations
 
 import argparse
-import multiprocessing
 import shutil
 import subprocess
 import sys
 import tempfile
-import time
 import uuid
 from pathlib import Path
 
@@ -37,16 +35,15 @@ import orjson
 import redis.asyncio as aioredis
 
 from bench import deploy
-from bench.imports import run_import
+from bench.imports import prepare, run_import
 from bench.moves import (
-    LoadResult,
     copy_limit,
     count,
     databases_ctl,
     lost_writes,
     move_all,
     pause_line,
-    run_load,
+    start_load,
     vacuum,
 )
 from domicile.router.config import load_settings
@@ -54,7 +51,6 @@ from domicile.router.runtime import open_runtime
 from domicile.shards.comply import Selection
 from domicile.shards.importer import BATCH_SUBJECTS
 from domicile.shards.moves import CUTOVER
-from domicile.shards.schema_runner import CATALOG_HISTORY, SHARD_HISTORY, migrate
 
 SHARDS = {"ru-msk-1": "ru-msk", "eu-fra-1": "eu-fra", "us-east-1": "us-east"}
 #: Every other subject is Russian; the rest are spread over the EU and elsewhere.
@@ -116,16 +112,6 @@ def write_config(path: Path, name: str, databases: dict[str, str], ru: str) -> N
             catalog=deploy.pg_url(databases["catalog"]),
         )
     )
-
-
-async def prepare(config: Path) -> None:
-    settings = load_settings(config)
-    async with open_runtime(settings, prepare=False) as runtime:
-        await migrate(runtime.catalog.engine, CATALOG_HISTORY, "upgrade", "head")
-        for shard in runtime.registry.all():
-            await migrate(shard.engine, SHARD_HISTORY, "upgrade", "head")
-    async with open_runtime(settings):  # records identities and residency guards
-        pass
 
 
 def write_input(path: Path, subjects: int, records: int) -> None:
@@ -217,21 +203,11 @@ def main() -> int:
         # The law changes; routers restart with the new rule, then comply runs beside them.
         write_config(config, name, databases, NEW_RU)
         subjects = [subject_id(i) for i in range(args.subjects)]
-        spawn = multiprocessing.get_context("spawn")
-        ready, stop, results = spawn.Event(), spawn.Event(), spawn.Queue()
-        load = spawn.Process(
-            target=run_load,
-            args=(config, subjects, args.records, args.writers, ready, stop, results),
-        )
-        load.start()
-        ready.wait(timeout=120)
-        time.sleep(2.0)  # the router is up and writing (relocating what it writes to)
+        finish_load = start_load(config, subjects, args.records, args.writers)
         elapsed, cpu, report = deploy.run(
             move_all(config, Selection(), args.parallel, args.batch_size, args.cutover_size)
         )
-        stop.set()
-        met: LoadResult = results.get(timeout=120)
-        load.join(timeout=30)
+        met = finish_load()
 
         moved = sum(report.records.values())
         abroad = "SELECT count(*) FROM records WHERE jurisdiction = 'RU'"

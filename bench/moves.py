@@ -37,6 +37,7 @@ import tempfile
 import time
 import uuid
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from multiprocessing.synchronize import Event
@@ -162,6 +163,29 @@ class LoadResult:
     acknowledged: dict[tuple[str, str], tuple[int, str]]
     #: Writes refused, by the error's class.
     refusals: Counter[str] = field(default_factory=Counter)
+
+
+def start_load(
+    config: Path, subjects: list[str], records: int, writers: int
+) -> Callable[[], LoadResult]:
+    """``run_load`` in a process of its own, running once this returns; the function returned
+    stops it and gives what the load met."""
+    spawn = multiprocessing.get_context("spawn")
+    ready, stop, results = spawn.Event(), spawn.Event(), spawn.Queue()
+    load = spawn.Process(
+        target=run_load, args=(config, subjects, records, writers, ready, stop, results)
+    )
+    load.start()
+    ready.wait(timeout=120)
+    time.sleep(2.0)  # the router is up and writing (relocating what it writes to, on new rules)
+
+    def finish() -> LoadResult:
+        stop.set()
+        met: LoadResult = results.get(timeout=120)
+        load.join(timeout=30)
+        return met
+
+    return finish
 
 
 def run_load(
@@ -424,19 +448,9 @@ def main() -> int:
         write_config(source_accepts=True, target_accepts=False)  # and back, under the load
         asyncio.run(vacuum(dsn, list(databases.values())))
         subjects = [f"bench-{i}" for i in range(args.subjects)]
-        spawn = multiprocessing.get_context("spawn")
-        ready, stop, results = spawn.Event(), spawn.Event(), spawn.Queue()
-        load = spawn.Process(
-            target=run_load,
-            args=(config, subjects, args.records, args.writers, ready, stop, results),
-        )
-        load.start()
-        ready.wait(timeout=120)
-        time.sleep(2.0)  # let the load settle
+        finish_load = start_load(config, subjects, args.records, args.writers)
         elapsed, cpu, report = asyncio.run(move_all(config, Selection(drain="ru-msk-1"), *moving))
-        stop.set()
-        met: LoadResult = results.get(timeout=60)
-        load.join(timeout=30)
+        met = finish_load()
 
         moved = sum(report.records.values())
         left = asyncio.run(count(dsn, databases["target"], "SELECT count(*) FROM records"))
